@@ -1,0 +1,137 @@
+"""System checks: misconfiguration is caught by ``manage.py check`` with a hint to copy."""
+
+from __future__ import annotations
+
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+
+from .conf import app_settings
+
+
+def check_settings(app_configs=None, **kwargs):
+    errors: list[checks.CheckMessage] = []
+    errors += _check_host_models()
+    errors += _check_providers()
+    errors += _check_queue()
+    errors += _check_storage()
+    return errors
+
+
+def _check_host_models():
+    errors = []
+    section_model = None
+    for setting, example in (("POST_MODEL", "blog.Post"), ("SECTION_MODEL", "blog.Section")):
+        value = getattr(app_settings, setting)
+        try:
+            model = apps.get_model(value)
+        except (LookupError, ValueError, TypeError):
+            errors.append(
+                checks.Error(
+                    f"BLOGIMAGES_{setting} = {value!r} does not name an installed model.",
+                    hint=f"Set BLOGIMAGES_{setting} = '{example}' (app_label.ModelName of your model).",
+                    id="blogimages.E001",
+                )
+            )
+            continue
+        if setting == "SECTION_MODEL":
+            section_model = model
+    if section_model is None:
+        return errors
+    fields = [("SECTION_POST_FIELD", True), ("SECTION_TEXT_FIELD", True), ("SECTION_TITLE_FIELD", False)]
+    for setting, required in fields:
+        name = getattr(app_settings, setting)
+        if not name and not required:
+            continue
+        try:
+            field = section_model._meta.get_field(name)
+        except FieldDoesNotExist:
+            errors.append(
+                checks.Error(
+                    f"BLOGIMAGES_{setting} = {name!r}: {section_model._meta.label} has no such field.",
+                    hint=f"Fields of {section_model._meta.label}: "
+                    + ", ".join(f.name for f in section_model._meta.get_fields() if f.concrete),
+                    id="blogimages.E002",
+                )
+            )
+            continue
+        if setting == "SECTION_POST_FIELD" and (
+            not field.is_relation or field.related_model._meta.label_lower != app_settings.POST_MODEL.lower()
+        ):
+            errors.append(
+                checks.Error(
+                    f"BLOGIMAGES_SECTION_POST_FIELD = {name!r} is not a foreign key to {app_settings.POST_MODEL}.",
+                    hint="Name the section's foreign key to its post.",
+                    id="blogimages.E003",
+                )
+            )
+    return errors
+
+
+def _check_providers():
+    from .providers import providers
+
+    errors = []
+    configured = app_settings.PROVIDERS
+    if not isinstance(configured, dict) or not configured:
+        return [
+            checks.Error(
+                "BLOGIMAGES_PROVIDERS must be a non-empty dict of {alias: {'BACKEND': ..., 'OPTIONS': {...}}}.",
+                hint="BLOGIMAGES_PROVIDERS = {'placeholder': {'BACKEND': "
+                "'blogimages.providers.placeholder.PlaceholderProvider'}}",
+                id="blogimages.E010",
+            )
+        ]
+    for alias in configured:
+        try:
+            providers.create(alias)
+        except ImproperlyConfigured as exc:
+            errors.append(checks.Error(str(exc), hint="Fix this entry of BLOGIMAGES_PROVIDERS.", id="blogimages.E011"))
+    if app_settings.DEFAULT_PROVIDER not in configured:
+        errors.append(
+            checks.Error(
+                f"BLOGIMAGES_DEFAULT_PROVIDER = {app_settings.DEFAULT_PROVIDER!r} is not in BLOGIMAGES_PROVIDERS.",
+                hint=f"Use one of: {', '.join(configured)}.",
+                id="blogimages.E012",
+            )
+        )
+    return errors
+
+
+def _check_queue():
+    queues = getattr(settings, "RQ_QUEUES", {})
+    if app_settings.QUEUE not in queues:
+        return [
+            checks.Error(
+                f"BLOGIMAGES_QUEUE = {app_settings.QUEUE!r} is not a key of RQ_QUEUES.",
+                hint="RQ_QUEUES = {'default': {'URL': 'redis://127.0.0.1:6379/0?socket_connect_timeout=1"
+                "&socket_timeout=5'}}",
+                id="blogimages.E020",
+            )
+        ]
+    config = queues[app_settings.QUEUE]
+    url = str(config.get("URL", ""))
+    kwargs = config.get("REDIS_CLIENT_KWARGS", {})
+    if "socket_connect_timeout" not in url and "socket_connect_timeout" not in kwargs:
+        return [
+            checks.Warning(
+                f"RQ_QUEUES[{app_settings.QUEUE!r}] sets no socket_connect_timeout: an unreachable Redis "
+                "makes editors wait for redis-py's long default instead of getting an error.",
+                hint="Append '?socket_connect_timeout=1&socket_timeout=5' to the queue's URL.",
+                id="blogimages.W021",
+            )
+        ]
+    return []
+
+
+def _check_storage():
+    if app_settings.STORAGE not in settings.STORAGES:
+        return [
+            checks.Error(
+                f"BLOGIMAGES_STORAGE = {app_settings.STORAGE!r} is not a key of STORAGES.",
+                hint=f"Use one of: {', '.join(settings.STORAGES)}.",
+                id="blogimages.E030",
+            )
+        ]
+    return []

@@ -1,0 +1,141 @@
+"""blogimages' settings, each read at call time so ``override_settings`` works.
+
+Every setting is ``BLOGIMAGES_<NAME>`` in the host's settings module; the property here
+holds its default and documents it. ``app_settings.NAME`` is the only way code reads
+them. The README's settings reference lists the same names (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+
+PLACEHOLDER_PROVIDER = {
+    "BACKEND": "blogimages.providers.placeholder.PlaceholderProvider",
+    "OPTIONS": {},
+}
+
+
+def _env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class AppSettings:
+    prefix = "BLOGIMAGES_"
+
+    def _setting(self, name: str, default: Any) -> Any:
+        return getattr(settings, self.prefix + name, default)
+
+    # --- the host's blog models -------------------------------------------------
+    @property
+    def POST_MODEL(self) -> str:
+        """``app_label.ModelName`` of the host's blog post model (required)."""
+        return self._setting("POST_MODEL", None)
+
+    @property
+    def SECTION_MODEL(self) -> str:
+        """``app_label.ModelName`` of the host's post section model (required)."""
+        return self._setting("SECTION_MODEL", None)
+
+    @property
+    def SECTION_POST_FIELD(self) -> str:
+        """Name of the foreign key from a section to its post."""
+        return self._setting("SECTION_POST_FIELD", "post")
+
+    @property
+    def SECTION_TEXT_FIELD(self) -> str:
+        """Name of the section field whose text becomes the default prompt."""
+        return self._setting("SECTION_TEXT_FIELD", "body")
+
+    @property
+    def SECTION_TITLE_FIELD(self) -> str | None:
+        """Name of the section's title field, shown in admin; ``None`` if there is none."""
+        return self._setting("SECTION_TITLE_FIELD", "title")
+
+    # --- providers -----------------------------------------------------------------
+    @property
+    def PROVIDERS(self) -> dict[str, dict[str, Any]]:
+        """Provider aliases, configured like ``STORAGES``: ``{alias: {"BACKEND", "OPTIONS"}}``."""
+        return self._setting("PROVIDERS", {"placeholder": PLACEHOLDER_PROVIDER})
+
+    @property
+    def DEFAULT_PROVIDER(self) -> str:
+        """Alias used when a request names no provider."""
+        return self._setting("DEFAULT_PROVIDER", "placeholder")
+
+    @property
+    def ENABLE_CLOUD_APIS(self) -> bool:
+        """Whether paid cloud providers may join ``auto`` fallback (env ``ENABLE_CLOUD_APIS``)."""
+        return self._setting("ENABLE_CLOUD_APIS", _env_flag("ENABLE_CLOUD_APIS"))
+
+    # --- generation defaults ---------------------------------------------------------
+    @property
+    def DEFAULT_WIDTH(self) -> int:
+        """Width used when neither the setting, the format nor the request gives one."""
+        return self._setting("DEFAULT_WIDTH", 1024)
+
+    @property
+    def DEFAULT_HEIGHT(self) -> int:
+        """Height used when neither the setting, the format nor the request gives one."""
+        return self._setting("DEFAULT_HEIGHT", 1024)
+
+    # --- queue -------------------------------------------------------------------------
+    @property
+    def QUEUE(self) -> str:
+        """The django-rq queue (a key of ``RQ_QUEUES``) that generation jobs go to."""
+        return self._setting("QUEUE", "default")
+
+    @property
+    def JOB_TIMEOUT(self) -> int:
+        """Seconds a worker may spend on one generation job before RQ kills it."""
+        return self._setting("JOB_TIMEOUT", 900)
+
+    @property
+    def MAX_ATTEMPTS(self) -> int:
+        """How many times a transient provider error is tried before the result fails."""
+        return self._setting("MAX_ATTEMPTS", 3)
+
+    @property
+    def RETRY_BACKOFF(self) -> float:
+        """First retry delay in seconds; it doubles on each further attempt."""
+        return self._setting("RETRY_BACKOFF", 2.0)
+
+    @property
+    def STUCK_AFTER(self) -> int:
+        """Seconds without a heartbeat after which a running result counts as stuck."""
+        return self._setting("STUCK_AFTER", 300)
+
+    # --- storage -------------------------------------------------------------------------
+    @property
+    def STORAGE(self) -> str:
+        """Alias in ``STORAGES`` that images are written to."""
+        return self._setting("STORAGE", "default")
+
+    @property
+    def KEY_PREFIX(self) -> str:
+        """Folder (key prefix) under which images are stored."""
+        return self._setting("KEY_PREFIX", "blogimages")
+
+    # --- uploads ---------------------------------------------------------------------------
+    @property
+    def UPLOAD_MAX_BYTES(self) -> int:
+        """Largest upload accepted, in bytes."""
+        return self._setting("UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
+
+    @property
+    def UPLOAD_MAX_PIXELS(self) -> int:
+        """Largest upload accepted, in pixels (width x height), against decompression bombs."""
+        return self._setting("UPLOAD_MAX_PIXELS", 40_000_000)
+
+    @property
+    def UPLOAD_FORMATS(self) -> tuple[str, ...]:
+        """Pillow format names an upload may have."""
+        return tuple(self._setting("UPLOAD_FORMATS", ("PNG", "JPEG", "WEBP", "GIF")))
+
+
+app_settings = AppSettings()

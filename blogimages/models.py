@@ -1,0 +1,454 @@
+"""blogimages' models: the editors' library, generation results and section reviews.
+
+The host's own blog models are never edited. The host names them in
+``BLOGIMAGES_POST_MODEL`` and ``BLOGIMAGES_SECTION_MODEL`` (as Django does with
+``AUTH_USER_MODEL``) and blogimages points foreign keys at them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .exceptions import ConcurrentTransition, InvalidTransition
+from .storage import get_storage
+
+
+def _host_model(setting_name: str) -> str:
+    # Read at import time on purpose, like AUTH_USER_MODEL: a foreign key needs its
+    # target when the model class is built. Everything else reads settings lazily.
+    value = getattr(settings, setting_name, None)
+    if not value or "." not in str(value):
+        raise ImproperlyConfigured(
+            f"{setting_name} must name your blog's model as 'app_label.ModelName', "
+            f"for example {setting_name} = 'blog.Post'; blogimages links its images to it."
+        )
+    return value
+
+
+POST_MODEL = _host_model("BLOGIMAGES_POST_MODEL")
+SECTION_MODEL = _host_model("BLOGIMAGES_SECTION_MODEL")
+
+
+class TimeStamped(models.Model):
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+# --- the editors' library ------------------------------------------------------------
+
+
+class ImageStyle(TimeStamped):
+    """A reusable look: a prompt template, a negative prompt and an optional LoRA stack."""
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    prompt_template = models.TextField(
+        _("prompt template"),
+        default="{prompt}",
+        help_text=_("Must contain {prompt}, e.g. '{prompt}, watercolour, soft light'."),
+    )
+    negative_prompt = models.TextField(_("negative prompt"), blank=True)
+    loras = models.JSONField(
+        _("LoRA stack"),
+        default=list,
+        blank=True,
+        help_text=_('A list such as [{"name": "watercolor.safetensors", "strength": 0.8}].'),
+    )
+    description = models.TextField(_("description"), blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("image style")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if "{prompt}" not in self.prompt_template:
+            raise ValidationError({"prompt_template": _("The template must contain {prompt}.")})
+        from .prompts import validate_lora_stack
+
+        validate_lora_stack(self.loras)
+
+    def apply(self, prompt: str) -> str:
+        return self.prompt_template.replace("{prompt}", prompt)
+
+
+class ImageFormat(TimeStamped):
+    """A size preset, such as 'Blog hero 16:9' at 1344x768."""
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    width = models.PositiveIntegerField(_("width"))
+    height = models.PositiveIntegerField(_("height"))
+    description = models.TextField(_("description"), blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("image format")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.width}x{self.height})"
+
+
+class ImageSetting(TimeStamped):
+    """Generation parameters. ``legacy_text`` keeps an older system's freeform text forever."""
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    provider = models.CharField(
+        _("provider"), max_length=64, blank=True, help_text=_("A provider alias; blank for the default.")
+    )
+    model = models.CharField(_("model"), max_length=200, blank=True)
+    width = models.PositiveIntegerField(_("width"), null=True, blank=True)
+    height = models.PositiveIntegerField(_("height"), null=True, blank=True)
+    steps = models.PositiveIntegerField(_("steps"), null=True, blank=True)
+    guidance_scale = models.FloatField(_("guidance scale"), null=True, blank=True)
+    sampler = models.CharField(_("sampler"), max_length=64, blank=True)
+    scheduler = models.CharField(_("scheduler"), max_length=64, blank=True)
+    seed = models.BigIntegerField(_("seed"), null=True, blank=True, help_text=_("Blank for a random seed."))
+    negative_prompt = models.TextField(_("negative prompt"), blank=True)
+    extra_settings = models.JSONField(_("extra settings"), default=dict, blank=True)
+    legacy_text = models.TextField(
+        _("legacy text"), blank=True, help_text=_("The verbatim freeform text of the older system.")
+    )
+    legacy_parsed_at = models.DateTimeField(
+        _("legacy text parsed"), null=True, blank=True, editable=False,
+        help_text=_("When blogimages_migrate_settings last filled the fields from the legacy text."),
+    )
+    legacy_warnings = models.JSONField(_("legacy parse warnings"), default=list, blank=True, editable=False)
+
+    STRUCTURED_FIELDS = (
+        "model", "width", "height", "steps", "guidance_scale", "sampler", "scheduler", "seed", "negative_prompt",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("image setting")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_structured(self) -> bool:
+        return any(getattr(self, f) not in (None, "") for f in self.STRUCTURED_FIELDS) or bool(
+            {k: v for k, v in self.extra_settings.items() if k != "unparsed"}
+        )
+
+
+class ImagePromptExample(TimeStamped):
+    """A reusable prompt + style + format + setting + provider combination."""
+
+    name = models.CharField(_("name"), max_length=160, unique=True)
+    prompt = models.TextField(
+        _("prompt"), blank=True, help_text=_("Blank to use the section's own text as the prompt.")
+    )
+    style = models.ForeignKey(ImageStyle, models.SET_NULL, null=True, blank=True, verbose_name=_("style"))
+    image_format = models.ForeignKey(
+        ImageFormat, models.SET_NULL, null=True, blank=True, verbose_name=_("format")
+    )
+    setting = models.ForeignKey(ImageSetting, models.SET_NULL, null=True, blank=True, verbose_name=_("setting"))
+    provider = models.CharField(_("provider"), max_length=64, blank=True)
+    model = models.CharField(_("model"), max_length=200, blank=True)
+    notes = models.TextField(_("notes"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("prompt example")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PostImageSettings(TimeStamped):
+    """Per post: the prompt example its sections use unless a section names its own."""
+
+    post = models.OneToOneField(POST_MODEL, models.CASCADE, related_name="blogimages_settings")
+    prompt_example = models.ForeignKey(ImagePromptExample, models.SET_NULL, null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("post image settings")
+        verbose_name_plural = _("post image settings")
+
+    def __str__(self) -> str:
+        return f"Image settings for {self.post}"
+
+
+# --- generation results --------------------------------------------------------------
+
+
+class ResultStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+# Which status may follow which. running -> queued is a retry or a sweep of a
+# result whose worker died; failed/cancelled -> queued is an editor's re-queue.
+RESULT_TRANSITIONS: dict[str, set[str]] = {
+    ResultStatus.QUEUED: {ResultStatus.RUNNING, ResultStatus.CANCELLED, ResultStatus.FAILED},
+    ResultStatus.RUNNING: {
+        ResultStatus.SUCCEEDED, ResultStatus.FAILED, ResultStatus.CANCELLED, ResultStatus.QUEUED,
+    },
+    ResultStatus.FAILED: {ResultStatus.QUEUED},
+    ResultStatus.CANCELLED: {ResultStatus.QUEUED},
+    ResultStatus.SUCCEEDED: set(),
+}
+
+ACTIVE_STATUSES = (ResultStatus.QUEUED, ResultStatus.RUNNING)
+
+
+class ResultSource(models.TextChoices):
+    GENERATED = "generated", _("Generated")
+    UPLOADED = "uploaded", _("Uploaded")
+
+
+class ErrorKind(models.TextChoices):
+    NONE = "", _("None")
+    TRANSIENT = "transient", _("Transient")
+    PERMANENT = "permanent", _("Permanent")
+
+
+class ImageGenerationResultQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def succeeded(self):
+        return self.filter(status=ResultStatus.SUCCEEDED)
+
+    def for_post(self, post):
+        return self.filter(post=post)
+
+    def stale(self, older_than):
+        """Running results whose worker has not reported since ``older_than``."""
+        return self.filter(status=ResultStatus.RUNNING, heartbeat_at__lt=older_than)
+
+    def approved(self):
+        return self.filter(is_approved=True)
+
+
+class ImageGenerationResult(TimeStamped):
+    """One attempt to make one image, with a snapshot of everything that was sent."""
+
+    group = models.UUIDField(
+        _("comparison group"), default=uuid.uuid4, db_index=True,
+        help_text=_("Results requested together (several providers for one prompt) share a group."),
+    )
+    post = models.ForeignKey(POST_MODEL, models.CASCADE, null=True, blank=True, related_name="+")
+    section = models.ForeignKey(SECTION_MODEL, models.CASCADE, null=True, blank=True, related_name="+")
+    source = models.CharField(_("source"), max_length=16, choices=ResultSource.choices, default=ResultSource.GENERATED)
+
+    # What was asked for.
+    prompt_example = models.ForeignKey(ImagePromptExample, models.SET_NULL, null=True, blank=True, related_name="+")
+    style = models.ForeignKey(ImageStyle, models.SET_NULL, null=True, blank=True, related_name="+")
+    image_format = models.ForeignKey(ImageFormat, models.SET_NULL, null=True, blank=True, related_name="+")
+    setting = models.ForeignKey(ImageSetting, models.SET_NULL, null=True, blank=True, related_name="+")
+    prompt = models.TextField(_("prompt"), help_text=_("The editor's prompt before the style template."))
+    final_prompt = models.TextField(_("final prompt"), help_text=_("The prompt sent, after the style template."))
+    negative_prompt = models.TextField(_("negative prompt"), blank=True)
+    provider = models.CharField(_("provider"), max_length=64, help_text=_("The provider alias asked for."))
+    provider_used = models.CharField(
+        _("provider used"), max_length=64, blank=True, help_text=_("The provider that served the image.")
+    )
+    model = models.CharField(_("model"), max_length=200, blank=True)
+    params = models.JSONField(_("parameters"), default=dict, help_text=_("The resolved settings that were sent."))
+    seed_pinned = models.BooleanField(_("seed pinned"), default=False)
+    seed = models.BigIntegerField(_("seed used"), null=True, blank=True)
+
+    # Where it is.
+    status = models.CharField(
+        _("status"), max_length=16, choices=ResultStatus.choices, default=ResultStatus.QUEUED, db_index=True
+    )
+    progress = models.PositiveSmallIntegerField(_("progress %"), default=0)
+    progress_message = models.CharField(_("progress"), max_length=200, blank=True)
+    error_message = models.TextField(_("error"), blank=True)
+    error_kind = models.CharField(_("error kind"), max_length=16, choices=ErrorKind.choices, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    job_id = models.CharField(_("job id"), max_length=100, blank=True)
+    enqueue_count = models.PositiveIntegerField(default=0, editable=False)
+    remote_id = models.CharField(
+        _("remote id"), max_length=200, blank=True, help_text=_("The provider's own id, e.g. a ComfyUI prompt id.")
+    )
+    remote_server = models.CharField(_("remote server"), max_length=300, blank=True)
+    provider_meta = models.JSONField(
+        _("provider details"), default=dict, blank=True,
+        help_text=_("What the provider returned besides the image: revised prompt, usage, adjustments."),
+    )
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("last heartbeat"), null=True, blank=True)
+
+    # The stored image.
+    image = models.FileField(_("image"), storage=get_storage, max_length=300, blank=True)
+    thumbnail = models.FileField(_("thumbnail"), storage=get_storage, max_length=300, blank=True)
+    width = models.PositiveIntegerField(_("width"), null=True, blank=True)
+    height = models.PositiveIntegerField(_("height"), null=True, blank=True)
+    file_size = models.PositiveIntegerField(_("bytes"), null=True, blank=True)
+    content_type = models.CharField(_("content type"), max_length=64, blank=True)
+    checksum = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    is_approved = models.BooleanField(_("approved"), default=False, editable=False)
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = ImageGenerationResultQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("generation result")
+        permissions = [
+            ("generate_images", "Can generate images"),
+            ("review_images", "Can approve and reject images"),
+            ("upload_images", "Can upload images"),
+        ]
+        constraints = [
+            # The database, not the admin, holds "one approved image per section":
+            # two editors approving at once cannot both win.
+            models.UniqueConstraint(
+                fields=["section"], condition=Q(is_approved=True), name="blogimages_one_approved_per_section"
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__lte=100), name="blogimages_progress_at_most_100"
+            ),
+        ]
+        indexes = [models.Index(fields=["section", "status"]), models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.provider_used or self.provider} ({self.get_status_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def transition(self, to: str, **fields: Any) -> None:
+        """Move to ``to`` if the row is still in the status this instance holds.
+
+        A conditional UPDATE, so a double click and a worker cannot both win; the loser
+        gets :class:`ConcurrentTransition`.
+        """
+        current = self.status
+        if to not in RESULT_TRANSITIONS[current]:
+            raise InvalidTransition(
+                f"A {self.get_status_display().lower()} result cannot become {ResultStatus(to).label.lower()}."
+            )
+        fields["status"] = to
+        fields["updated_at"] = timezone.now()
+        updated = type(self).objects.filter(pk=self.pk, status=current).update(**fields)
+        if not updated:
+            raise ConcurrentTransition(f"Result #{self.pk} is no longer {current}.")
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def next_job_id(self) -> str:
+        return f"blogimages-result-{self.pk}-{self.enqueue_count + 1}"
+
+
+# --- section reviews -----------------------------------------------------------------
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+
+
+class SectionReviewQuerySet(models.QuerySet):
+    def pending(self):
+        return self.filter(status=ReviewStatus.PENDING)
+
+    def with_approved_image(self):
+        return self.filter(status=ReviewStatus.APPROVED, approved_result__isnull=False).select_related(
+            "approved_result"
+        )
+
+
+class SectionReview(TimeStamped):
+    """The image decision for one section, and what the section's prompt is."""
+
+    section = models.OneToOneField(SECTION_MODEL, models.CASCADE, related_name="blogimages_review")
+    post = models.ForeignKey(POST_MODEL, models.CASCADE, related_name="+")
+    status = models.CharField(
+        _("status"), max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING, db_index=True
+    )
+    approved_result = models.OneToOneField(
+        ImageGenerationResult, models.SET_NULL, null=True, blank=True, related_name="approved_for"
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
+    comment = models.TextField(_("latest comment"), blank=True)
+    prompt_example = models.ForeignKey(
+        ImagePromptExample, models.SET_NULL, null=True, blank=True,
+        help_text=_("Overrides the post's prompt example for this section."),
+    )
+    prompt_override = models.TextField(
+        _("prompt override"), blank=True, help_text=_("Used instead of the section text as the prompt.")
+    )
+    alt_text = models.CharField(
+        _("alt text"), max_length=300, blank=True, help_text=_("Blank to use the prompt.")
+    )
+
+    objects = SectionReviewQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("section review")
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="approved") | Q(approved_result__isnull=False),
+                name="blogimages_approved_review_has_image",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Review of {self.section}"
+
+
+class ReviewAction(models.TextChoices):
+    GENERATED = "generated", _("Generated")
+    REGENERATED = "regenerated", _("Regenerated")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+    UPLOADED = "uploaded", _("Uploaded")
+    CANCELLED = "cancelled", _("Cancelled")
+    COMMENTED = "commented", _("Commented")
+
+
+class ReviewEvent(models.Model):
+    """Append-only history of a section's review: who did what, when, and why."""
+
+    review = models.ForeignKey(SectionReview, models.CASCADE, related_name="events")
+    action = models.CharField(_("action"), max_length=16, choices=ReviewAction.choices)
+    result = models.ForeignKey(ImageGenerationResult, models.SET_NULL, null=True, blank=True, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
+    comment = models.TextField(_("comment"), blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("review event")
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} by {self.user or 'system'}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise InvalidTransition("Review history is append-only; events cannot be edited.")
+        super().save(*args, **kwargs)

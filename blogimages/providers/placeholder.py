@@ -1,0 +1,87 @@
+"""The offline development provider: a deterministic, seeded, clearly labelled image.
+
+Like Django's console email backend, it lets the whole pipeline run without a GPU or
+an API key. The same request and seed always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import textwrap
+import time
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+
+# Placeholders are drawn small and scaled to the asked size: big enough to read,
+# cheap enough that a 50-section post generates in seconds.
+MAX_SIDE = 2048
+
+
+class PlaceholderProvider(BaseProvider):
+    label = "Placeholder (offline)"
+    default_options = {
+        "delay": 0.0,  # seconds to sleep, spread over progress steps, to mimic a real server
+        "steps": 4,  # progress reports per image
+    }
+
+    def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
+        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
+        steps = max(1, int(self.options["steps"]))
+        for step in range(steps):
+            if reporter.cancelled():
+                from ..exceptions import GenerationCancelled
+
+                raise GenerationCancelled("Cancelled while generating.")
+            if self.options["delay"]:
+                time.sleep(float(self.options["delay"]) / steps)
+            reporter.progress(100 * (step + 1) / (steps + 1), f"step {step + 1}/{steps}")
+        content = render_placeholder(request, seed, provider=self.alias)
+        return GeneratedImage(
+            content=content, content_type="image/png", seed=seed, model=request.model or "placeholder",
+            provider=self.alias,
+        )
+
+    def health(self) -> ProviderHealth:
+        return ProviderHealth(ok=True, detail="offline placeholder, always available")
+
+    def models(self) -> list[str]:
+        return ["placeholder"]
+
+
+def render_placeholder(request: GenerationRequest, seed: int, provider: str = "placeholder") -> bytes:
+    width = max(64, min(MAX_SIDE, request.width))
+    height = max(64, min(MAX_SIDE, request.height))
+    digest = hashlib.sha256(f"{seed}:{request.prompt}".encode()).digest()
+    background = tuple(40 + b % 120 for b in digest[:3])
+    image = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(image)
+    rng = random.Random(seed)
+    for _ in range(12):  # seeded shapes so two seeds look different at a glance
+        x0, y0 = rng.randrange(width), rng.randrange(height)
+        r = rng.randrange(8, max(9, min(width, height) // 4))
+        colour = tuple(min(255, c + rng.randrange(30, 90)) for c in background)
+        draw.ellipse((x0 - r, y0 - r, x0 + r, y0 + r), fill=colour)
+    font_size = max(10, min(width, height) // 24)
+    font = ImageFont.load_default(size=font_size)
+    chars = max(10, int(width / (font_size * 0.6)))
+    lines = ["PLACEHOLDER - not a real image", ""]
+    lines += textwrap.wrap(request.prompt, chars)[:8]
+    lines += [
+        "",
+        f"provider: {provider}  model: {request.model or '-'}",
+        f"{request.width}x{request.height}  steps: {request.steps or '-'}  "
+        f"guidance: {request.guidance_scale if request.guidance_scale is not None else '-'}",
+        f"sampler: {request.sampler or '-'} {request.scheduler}  seed: {seed}",
+    ]
+    y = font_size
+    for line in lines:
+        draw.text((font_size, y), line, fill=(255, 255, 255), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
+        y += int(font_size * 1.3)
+    draw.rectangle((0, 0, width - 1, height - 1), outline=(255, 255, 255), width=max(2, font_size // 4))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()

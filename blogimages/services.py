@@ -1,0 +1,446 @@
+"""The service layer: every rule lives here once.
+
+Admin actions, views, the JSON API, management commands and jobs all call these
+functions. Each one runs in a transaction; jobs are enqueued only after it commits, and
+a result row always exists before its job, so nothing is lost if Redis is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from . import sections as host
+from .conf import app_settings
+from .exceptions import BlogImagesError, ConcurrentTransition, InvalidTransition, QueueUnavailable
+from .images import clean_upload, inspect, make_thumbnail
+from .models import (
+    ErrorKind,
+    ImageFormat,
+    ImageGenerationResult,
+    ImagePromptExample,
+    ImageSetting,
+    ImageStyle,
+    PostImageSettings,
+    ResultSource,
+    ResultStatus,
+    ReviewAction,
+    ReviewEvent,
+    ReviewStatus,
+    SectionReview,
+)
+from .prompts import resolve_params
+from .providers import UnknownProvider, providers
+from .storage import delete_quietly, save_bytes
+
+logger = logging.getLogger("blogimages.services")
+
+
+class NothingToGenerate(BlogImagesError):
+    """A section has no prompt: no section text, no override and no prompt example prompt."""
+
+
+# --- reviews and prompts ------------------------------------------------------------------
+
+
+def review_for(section) -> SectionReview:
+    """The section's review row, created on first use (get_or_create: two requests may race)."""
+    review, _ = SectionReview.objects.get_or_create(section=section, defaults={"post_id": host.post_id_of(section)})
+    return review
+
+
+def prompt_example_for(review: SectionReview) -> ImagePromptExample | None:
+    if review.prompt_example_id:
+        return review.prompt_example
+    settings_row = PostImageSettings.objects.filter(post_id=review.post_id).select_related("prompt_example").first()
+    return settings_row.prompt_example if settings_row else None
+
+
+def section_prompt(section, review: SectionReview | None = None, example: ImagePromptExample | None = None) -> str:
+    """The prompt for a section: the override, else the example's prompt, else the section text."""
+    review = review or review_for(section)
+    if review.prompt_override.strip():
+        return review.prompt_override.strip()
+    if example is not None and example.prompt.strip():
+        return example.prompt.strip()
+    return host.section_text(section)
+
+
+def _log(review: SectionReview, action: str, user=None, result=None, comment: str = "") -> ReviewEvent:
+    return ReviewEvent.objects.create(review=review, action=action, user=user, result=result, comment=comment)
+
+
+# --- requesting generation ------------------------------------------------------------------
+
+
+@dataclass
+class GenerationSpec:
+    """Everything a generation request can name; unset parts come from the prompt example."""
+
+    prompt: str = ""
+    providers: Sequence[str] = ()
+    style: ImageStyle | None = None
+    image_format: ImageFormat | None = None
+    setting: ImageSetting | None = None
+    prompt_example: ImagePromptExample | None = None
+    model: str = ""
+    overrides: dict[str, Any] | None = None
+
+
+def _check_provider(alias: str) -> str:
+    if alias == "auto" and "auto" not in providers:
+        raise ValidationError({"provider": "Provider 'auto' is not configured in BLOGIMAGES_PROVIDERS."})
+    try:
+        providers[alias]
+    except UnknownProvider as exc:
+        raise ValidationError({"provider": str(exc)}) from exc
+    return alias
+
+
+def request_generation(
+    spec: GenerationSpec, *, section=None, user=None, group: uuid.UUID | None = None
+) -> list[ImageGenerationResult]:
+    """Create one queued result per provider and enqueue their jobs after commit.
+
+    Several providers make a comparison group that admin shows side by side.
+    """
+    example = spec.prompt_example
+    style = spec.style or (example.style if example else None)
+    image_format = spec.image_format or (example.image_format if example else None)
+    setting = spec.setting or (example.setting if example else None)
+    model = spec.model or (example.model if example else "")
+    aliases = list(spec.providers) or [
+        (example.provider if example and example.provider else "")
+        or (setting.provider if setting and setting.provider else "")
+        or app_settings.DEFAULT_PROVIDER
+    ]
+    prompt = (spec.prompt or (example.prompt if example else "")).strip()
+    if not prompt:
+        raise NothingToGenerate("There is no prompt: write one, or pick a prompt example that has one.")
+    if len(prompt) > 4000:
+        raise ValidationError({"prompt": f"The prompt is {len(prompt)} characters; the limit is 4000."})
+    params = resolve_params(style=style, image_format=image_format, setting=setting, model=model, overrides=spec.overrides)
+    for alias in aliases:
+        _check_provider(alias)
+    final_prompt = style.apply(prompt) if style else prompt
+    group = group or uuid.uuid4()
+    post_id = host.post_id_of(section) if section is not None else None
+    results = []
+    with transaction.atomic():
+        review = review_for(section) if section is not None else None
+        for alias in aliases:
+            result = ImageGenerationResult.objects.create(
+                group=group, section=section, post_id=post_id, prompt_example=example, style=style,
+                image_format=image_format, setting=setting, prompt=prompt, final_prompt=final_prompt,
+                negative_prompt=params["negative_prompt"], provider=alias, model=params["model"],
+                params=params, seed_pinned=params["seed"] is not None, seed=params["seed"],
+                requested_by=user if user and user.is_authenticated else None,
+                queued_at=timezone.now(),
+            )
+            results.append(result)
+            if review is not None:
+                _log(review, ReviewAction.GENERATED, user, result)
+            enqueue_on_commit(result)
+    return results
+
+
+def generate_for_section(section, *, user=None, provider: str | None = None, prompt_example=None):
+    review = review_for(section)
+    example = prompt_example or prompt_example_for(review)
+    prompt = section_prompt(section, review, example)
+    if not prompt:
+        raise NothingToGenerate(f"Section {host.section_title(section)!r} has no text and no prompt.")
+    spec = GenerationSpec(prompt=prompt, prompt_example=example, providers=[provider] if provider else ())
+    return request_generation(spec, section=section, user=user)
+
+
+@dataclass
+class PostGeneration:
+    results: list[ImageGenerationResult]
+    skipped: list[tuple[Any, str]]  # (section, reason)
+
+
+def generate_for_post(post, *, user=None, provider: str | None = None, only_missing: bool = False) -> PostGeneration:
+    """Queue one job per section of the post (sections without a prompt are skipped, with why)."""
+    results, skipped = [], []
+    with transaction.atomic():
+        for section in host.sections_of(post):
+            if only_missing and SectionReview.objects.filter(section=section, status=ReviewStatus.APPROVED).exists():
+                skipped.append((section, "already has an approved image"))
+                continue
+            try:
+                results += generate_for_section(section, user=user, provider=provider)
+            except NothingToGenerate as exc:
+                skipped.append((section, str(exc)))
+    return PostGeneration(results=results, skipped=skipped)
+
+
+def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = False) -> ImageGenerationResult:
+    """A new candidate with the same snapshot; a new seed unless ``same_seed``."""
+    if result.source == ResultSource.UPLOADED:
+        raise InvalidTransition("An uploaded image cannot be regenerated; generate a new one for the section instead.")
+    params = dict(result.params)
+    params["seed"] = result.seed if same_seed and result.seed is not None else None
+    with transaction.atomic():
+        new = ImageGenerationResult.objects.create(
+            group=uuid.uuid4(), section_id=result.section_id, post_id=result.post_id,
+            prompt_example_id=result.prompt_example_id, style_id=result.style_id,
+            image_format_id=result.image_format_id, setting_id=result.setting_id, prompt=result.prompt,
+            final_prompt=result.final_prompt, negative_prompt=result.negative_prompt, provider=result.provider,
+            model=result.model, params=params, seed_pinned=params["seed"] is not None, seed=params["seed"],
+            requested_by=user if user and user.is_authenticated else None, queued_at=timezone.now(),
+        )
+        if result.section_id:
+            review = review_for(result.section)
+            _log(review, ReviewAction.REGENERATED, user, new, comment=f"from #{result.pk}")
+        enqueue_on_commit(new)
+    return new
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+def enqueue_on_commit(result: ImageGenerationResult) -> None:
+    transaction.on_commit(lambda: enqueue(result.pk))
+
+
+def enqueue(result_id: int) -> bool:
+    """Put the job for a queued result on RQ. On a Redis error the row records why and
+    stays queued, so ``requeue`` can send it again; returns whether it was enqueued."""
+    import django_rq
+    from redis.exceptions import RedisError
+
+    result = ImageGenerationResult.objects.get(pk=result_id)
+    if result.status != ResultStatus.QUEUED:
+        return False
+    job_id = result.next_job_id()
+    try:
+        # commit_mode="auto": we are already running after commit.
+        queue = django_rq.get_queue(app_settings.QUEUE, commit_mode="auto")
+        queue.enqueue_call(
+            "blogimages.jobs.run_generation", args=(result.pk,), job_id=job_id,
+            timeout=app_settings.JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400,
+            description=f"blogimages result #{result.pk}",
+        )
+    except RedisError as exc:
+        message = (
+            f"Could not reach the job queue (Redis: {exc.__class__.__name__}: {exc}). "
+            "The image is still queued here; re-queue it once Redis is back."
+        )
+        ImageGenerationResult.objects.filter(pk=result.pk).update(
+            error_message=message, error_kind=ErrorKind.TRANSIENT, updated_at=timezone.now()
+        )
+        logger.error("Enqueue failed for result #%s: %s", result.pk, exc)
+        return False
+    ImageGenerationResult.objects.filter(pk=result.pk).update(
+        job_id=job_id, enqueue_count=result.enqueue_count + 1, error_message="", error_kind="",
+    )
+    return True
+
+
+def requeue(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult:
+    """Send a failed, cancelled, or stuck queued result to the queue again."""
+    if result.status == ResultStatus.QUEUED:
+        enqueue_on_commit(result)
+        return result
+    with transaction.atomic():
+        result.transition(
+            ResultStatus.QUEUED, progress=0, progress_message="", queued_at=timezone.now(),
+            error_message="", error_kind="", finished_at=None,
+        )
+        enqueue_on_commit(result)
+    return result
+
+
+def queue_errors(results: Iterable[ImageGenerationResult]) -> list[str]:
+    """Enqueue errors recorded on just-created results (read after the commit)."""
+    ids = [r.pk for r in results]
+    rows = ImageGenerationResult.objects.filter(pk__in=ids, status=ResultStatus.QUEUED, error_kind=ErrorKind.TRANSIENT)
+    return sorted({row.error_message for row in rows if row.error_message})
+
+
+def raise_for_queue_errors(results: Iterable[ImageGenerationResult]) -> None:
+    errors = queue_errors(results)
+    if errors:
+        raise QueueUnavailable(errors[0])
+
+
+def cancel(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult:
+    """Stop a queued or running result: its RQ job, and its remote job (by its own id only)."""
+    import django_rq
+    from redis.exceptions import RedisError
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    if not result.is_active:
+        raise InvalidTransition(f"Result #{result.pk} is {result.get_status_display().lower()}; only queued or running results can be cancelled.")
+    was_running = result.status == ResultStatus.RUNNING
+    with transaction.atomic():
+        result.transition(ResultStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
+        if result.section_id:
+            _log(review_for(result.section), ReviewAction.CANCELLED, user, result)
+    if result.job_id and not was_running:
+        try:
+            connection = django_rq.get_connection(app_settings.QUEUE)
+            Job.fetch(result.job_id, connection=connection).cancel()
+        except (NoSuchJobError, RedisError) as exc:
+            # The job re-reads the row before it runs and finds it cancelled anyway.
+            logger.info("Could not cancel RQ job %s: %s", result.job_id, exc)
+    if result.remote_id:
+        try:
+            providers[result.provider_used or result.provider].cancel(result.remote_id, result.remote_server)
+        except Exception:  # noqa: BLE001 - the row is cancelled; the remote side is best effort
+            logger.exception("Remote cancel failed for result #%s", result.pk)
+    return result
+
+
+# --- review decisions ----------------------------------------------------------------------------
+
+
+def approve(result: ImageGenerationResult, *, user=None, comment: str = "") -> SectionReview:
+    """Make ``result`` the section's one approved image (replacing any earlier approval)."""
+    if result.section_id is None:
+        raise InvalidTransition("Only an image made for a section can be approved.")
+    if result.status != ResultStatus.SUCCEEDED or not result.image:
+        raise InvalidTransition(f"Result #{result.pk} has no finished image to approve.")
+    with transaction.atomic():
+        review = review_for(result.section)
+        # Lock the review so two editors approving at once take turns; the partial
+        # unique constraint on results is the backstop where locks are not available.
+        review = SectionReview.objects.select_for_update().get(pk=review.pk)
+        ImageGenerationResult.objects.filter(section_id=result.section_id, is_approved=True).exclude(
+            pk=result.pk
+        ).update(is_approved=False)
+        ImageGenerationResult.objects.filter(pk=result.pk).update(is_approved=True)
+        result.is_approved = True
+        review.status = ReviewStatus.APPROVED
+        review.approved_result = result
+        review.reviewed_by = user if user and user.is_authenticated else None
+        review.reviewed_at = timezone.now()
+        if comment:
+            review.comment = comment
+        review.save(update_fields=["status", "approved_result", "reviewed_by", "reviewed_at", "comment", "updated_at"])
+        _log(review, ReviewAction.APPROVED, user, result, comment)
+    return review
+
+
+def reject(section=None, *, result: ImageGenerationResult | None = None, user=None, comment: str) -> SectionReview:
+    """Reject a candidate (or the section's images as a whole). A comment is required."""
+    comment = (comment or "").strip()
+    if not comment:
+        raise ValidationError({"comment": "Say why the image is rejected; the comment is required."})
+    if section is None:
+        if result is None or result.section_id is None:
+            raise InvalidTransition("Only an image made for a section can be rejected.")
+        section = result.section
+    with transaction.atomic():
+        review = SectionReview.objects.select_for_update().get(pk=review_for(section).pk)
+        unapprove = result is None or review.approved_result_id == result.pk
+        if unapprove:
+            ImageGenerationResult.objects.filter(section_id=review.section_id, is_approved=True).update(is_approved=False)
+            review.approved_result = None
+            review.status = ReviewStatus.REJECTED
+        review.reviewed_by = user if user and user.is_authenticated else None
+        review.reviewed_at = timezone.now()
+        review.comment = comment
+        review.save(update_fields=["status", "approved_result", "reviewed_by", "reviewed_at", "comment", "updated_at"])
+        _log(review, ReviewAction.REJECTED, user, result, comment)
+    return review
+
+
+def add_comment(section, *, user=None, text: str) -> ReviewEvent:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"comment": "The comment is empty."})
+    with transaction.atomic():
+        review = review_for(section)
+        review.comment = text
+        review.save(update_fields=["comment", "updated_at"])
+        return _log(review, ReviewAction.COMMENTED, user, comment=text)
+
+
+def upload(section, uploaded_file, *, user=None, approve_now: bool = False) -> ImageGenerationResult:
+    """Store an editor's file as a candidate for the section (vetted and re-encoded first)."""
+    data, content_type = clean_upload(uploaded_file)
+    info = inspect(data)
+    name = save_bytes(data, content_type)
+    thumb = ""
+    try:
+        thumb = save_bytes(make_thumbnail(data), "image/webp", kind="thumbnails")
+        with transaction.atomic():
+            review = review_for(section)
+            now = timezone.now()
+            filename = getattr(uploaded_file, "name", "") or "upload"
+            result = ImageGenerationResult.objects.create(
+                section=section, post_id=host.post_id_of(section), source=ResultSource.UPLOADED,
+                prompt=f"Uploaded file {filename}"[:4000], final_prompt="", provider="upload", provider_used="upload",
+                params={}, status=ResultStatus.SUCCEEDED, progress=100, queued_at=now, started_at=now,
+                finished_at=now, image=name, thumbnail=thumb, width=info.width, height=info.height,
+                file_size=info.size, content_type=info.content_type, checksum=info.checksum,
+                requested_by=user if user and user.is_authenticated else None,
+            )
+            _log(review, ReviewAction.UPLOADED, user, result, filename)
+            if approve_now:
+                approve(result, user=user)
+    except BaseException:
+        # The row was not saved: the files must not outlive it.
+        delete_quietly(name)
+        delete_quietly(thumb)
+        raise
+    return result
+
+
+# --- used by jobs -------------------------------------------------------------------------------------
+
+
+def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str, Any]) -> None:
+    """Store a finished image once and mark the result succeeded; no orphan if it lost a race."""
+    info = inspect(data)
+    name = save_bytes(data, info.content_type)
+    thumb = ""
+    try:
+        thumb = save_bytes(make_thumbnail(data), "image/webp", kind="thumbnails")
+        result.transition(
+            ResultStatus.SUCCEEDED, image=name, thumbnail=thumb, width=info.width, height=info.height,
+            file_size=info.size, content_type=info.content_type, checksum=info.checksum, progress=100,
+            progress_message="done", finished_at=timezone.now(), error_message="", error_kind="", **fields,
+        )
+    except BaseException:
+        delete_quietly(name)
+        delete_quietly(thumb)
+        raise
+
+
+def sweep_stuck(now=None) -> list[int]:
+    """Re-queue (or fail, past MAX_ATTEMPTS) running results whose worker stopped reporting.
+
+    RQ leaves a job "started" for many minutes when a worker and its work-horse die
+    together; this bounded sweep does not wait for RQ's registry cleanup.
+    """
+    now = now or timezone.now()
+    cutoff = now - timezone.timedelta(seconds=app_settings.STUCK_AFTER)
+    swept = []
+    for result in ImageGenerationResult.objects.stale(cutoff):
+        try:
+            if result.attempts >= app_settings.MAX_ATTEMPTS:
+                result.transition(
+                    ResultStatus.FAILED, finished_at=now, error_kind=ErrorKind.TRANSIENT,
+                    error_message=f"The worker stopped responding after {result.attempts} attempts.",
+                )
+            else:
+                with transaction.atomic():
+                    result.transition(
+                        ResultStatus.QUEUED, progress=0, queued_at=now,
+                        progress_message="re-queued: the worker stopped responding",
+                    )
+                    enqueue_on_commit(result)
+        except ConcurrentTransition:
+            continue
+        swept.append(result.pk)
+    return swept

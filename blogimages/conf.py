@@ -137,5 +137,33 @@ class AppSettings:
         """Pillow format names an upload may have."""
         return tuple(self._setting("UPLOAD_FORMATS", ("PNG", "JPEG", "WEBP", "GIF")))
 
+    # --- public rendering ------------------------------------------------------------------
+    @property
+    def RENDITION_WIDTHS(self) -> tuple[int, ...]:
+        """Widths of the resized copies made for an approved image's ``srcset``."""
+        return tuple(self._setting("RENDITION_WIDTHS", (480, 960, 1600)))
+
+    # --- operators -------------------------------------------------------------------------
+    @property
+    def COMFYUI_PUBLIC_URL(self) -> str:
+        """ComfyUI's web UI as editors' browsers reach it, linked from the status page (env ``COMFYUI_PUBLIC_URL``)."""
+        return self._setting("COMFYUI_PUBLIC_URL", os.environ.get("COMFYUI_PUBLIC_URL", ""))
+
+    @property
+    def COMFYUI_START_COMMAND(self) -> str:
+        """Shell command that starts a local ComfyUI (env ``COMFYUI_START_COMMAND``); blank disables the button."""
+        return self._setting("COMFYUI_START_COMMAND", os.environ.get("COMFYUI_START_COMMAND", ""))
+
+    @property
+    def COMFYUI_WORKDIR(self) -> str:
+        """Folder the start command runs in, e.g. the ComfyUI checkout (env ``COMFYUI_DIR``)."""
+        return self._setting("COMFYUI_WORKDIR", os.environ.get("COMFYUI_DIR", ""))
+
+    # --- JSON API ------------------------------------------------------------------------------
+    @property
+    def API_TOKENS(self) -> dict[str, str]:
+        """``{token: username}`` for scripts calling the JSON API with ``Authorization: Bearer``."""
+        return self._setting("API_TOKENS", {})
+
 
 app_settings = AppSettings()

@@ -302,6 +302,10 @@ class ImageGenerationResult(TimeStamped):
     file_size = models.PositiveIntegerField(_("bytes"), null=True, blank=True)
     content_type = models.CharField(_("content type"), max_length=64, blank=True)
     checksum = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    renditions = models.JSONField(
+        _("renditions"), default=dict, blank=True, editable=False,
+        help_text=_("Resized copies for srcset: {width: storage name}."),
+    )
     is_approved = models.BooleanField(_("approved"), default=False, editable=False)
 
     requested_by = models.ForeignKey(

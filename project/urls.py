@@ -6,6 +6,7 @@ urlpatterns = [
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("blog/", include("project.blog.urls")),
+    path("", include("blogimages.urls")),
 ]
 
 if settings.DEBUG:

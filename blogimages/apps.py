@@ -15,6 +15,8 @@ class BlogImagesConfig(AppConfig):
 
         from . import checks as blogimages_checks
         from .providers import clear_on_setting_change
+        from .storage import reset_on_setting_change
 
         checks.register(blogimages_checks.check_settings, "blogimages")
         setting_changed.connect(clear_on_setting_change, dispatch_uid="blogimages.providers.clear")
+        setting_changed.connect(reset_on_setting_change, dispatch_uid="blogimages.storage.reset")

@@ -12,15 +12,39 @@ import uuid
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 from django.utils import timezone
+from django.utils.functional import LazyObject, empty
 
 from .conf import app_settings
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
+class ImageStorage(LazyObject):
+    """The ``BLOGIMAGES_STORAGE`` alias, resolved on first use and again after settings change.
+
+    FileField calls a callable storage once, when the model class is built; handing it
+    this lazy object keeps the choice of backend out of import time.
+    """
+
+    def _setup(self) -> None:
+        self._wrapped = storages[app_settings.STORAGE]
+
+    def reset(self) -> None:
+        self._wrapped = empty
+
+
+image_storage = ImageStorage()
+
+
 def get_storage() -> Storage:
     """The storage images are written to (``BLOGIMAGES_STORAGE``, default ``"default"``)."""
-    return storages[app_settings.STORAGE]
+    return image_storage
+
+
+def reset_on_setting_change(*, setting: str, **kwargs: object) -> None:
+    """Connected to ``setting_changed`` in ``AppConfig.ready()``."""
+    if setting in {"STORAGES", "BLOGIMAGES_STORAGE", "MEDIA_ROOT", "MEDIA_URL"}:
+        image_storage.reset()
 
 
 def new_key(content_type: str, kind: str = "images") -> str:

@@ -104,7 +104,7 @@ if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
 # tests) start and announce through REDIS_URL. The timeouts make an unreachable Redis
 # an error within about a second instead of redis-py's long default waits.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-_REDIS_TIMEOUTS = "socket_connect_timeout=1&socket_timeout=5"
+_REDIS_TIMEOUTS = "socket_connect_timeout=1&socket_timeout=1"
 RQ_QUEUES = {
     "default": {
         "URL": REDIS_URL + ("&" if "?" in REDIS_URL else "?") + _REDIS_TIMEOUTS,

@@ -20,6 +20,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Each test writes images to its own folder, so tests can assert what was stored."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
 # --- queue --------------------------------------------------------------------------
 
 
@@ -140,7 +147,7 @@ def s3_storage(s3_server, settings, monkeypatch):
             "OPTIONS": {
                 "bucket_name": bucket, "endpoint_url": s3_server, "region_name": "us-east-1",
                 "addressing_style": "path", "access_key": "testing", "secret_key": "testing",
-                "default_acl": None, "querystring_auth": False,
+                "default_acl": None, "querystring_auth": True,
             },
         },
     }

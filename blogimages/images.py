@@ -41,8 +41,11 @@ def inspect(data: bytes) -> ImageInfo:
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise PermanentProviderError(f"The provider returned something that is not a readable image ({exc}).") from exc
     return ImageInfo(
-        width=width, height=height, content_type=CONTENT_TYPES.get(fmt, "application/octet-stream"),
-        size=len(data), checksum=hashlib.sha256(data).hexdigest(),
+        width=width,
+        height=height,
+        content_type=CONTENT_TYPES.get(fmt, "application/octet-stream"),
+        size=len(data),
+        checksum=hashlib.sha256(data).hexdigest(),
     )
 
 

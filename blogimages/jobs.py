@@ -57,7 +57,9 @@ class _RowReporter(ProgressReporter):
         return self._cancelled
 
     def remote_id(self, remote_id: str, server: str = "") -> None:
-        ImageGenerationResult.objects.filter(pk=self.result.pk).update(remote_id=remote_id[:200], remote_server=server[:300])
+        ImageGenerationResult.objects.filter(pk=self.result.pk).update(
+            remote_id=remote_id[:200], remote_server=server[:300]
+        )
         self.result.remote_id, self.result.remote_server = remote_id, server
 
 
@@ -75,7 +77,9 @@ def run_generation(result_id: int) -> str:
         return f"skipped ({result.status})"
     now = timezone.now()
     try:
-        result.transition(ResultStatus.RUNNING, started_at=now, heartbeat_at=now, progress=0, attempts=F("attempts") + 1)
+        result.transition(
+            ResultStatus.RUNNING, started_at=now, heartbeat_at=now, progress=0, attempts=F("attempts") + 1
+        )
     except ConcurrentTransition:
         return "skipped (taken by another worker)"
     result.refresh_from_db(fields=["attempts"])
@@ -99,12 +103,15 @@ def run_generation(result_id: int) -> str:
             return "cancelled"
         except ProviderError as exc:
             if exc.transient and result.attempts < app_settings.MAX_ATTEMPTS and not reporter.cancelled():
-                delay = exc.retry_after if exc.retry_after is not None else (
-                    app_settings.RETRY_BACKOFF * 2 ** (result.attempts - 1)
+                delay = (
+                    exc.retry_after
+                    if exc.retry_after is not None
+                    else (app_settings.RETRY_BACKOFF * 2 ** (result.attempts - 1))
                 )
                 logger.warning("Result #%s attempt %s: %s; retrying in %.1fs", result.pk, result.attempts, exc, delay)
                 ImageGenerationResult.objects.filter(pk=result.pk).update(
-                    attempts=F("attempts") + 1, progress_message=f"retrying: {str(exc)[:150]}",
+                    attempts=F("attempts") + 1,
+                    progress_message=f"retrying: {str(exc)[:150]}",
                     heartbeat_at=timezone.now(),
                 )
                 result.attempts += 1
@@ -115,7 +122,9 @@ def run_generation(result_id: int) -> str:
             return "failed"
         except Exception as exc:  # noqa: BLE001 - anything unexpected becomes a readable failure
             logger.exception("Result #%s: unexpected error from %s", result.pk, alias)
-            _fail(result, f"Unexpected error in provider {alias!r}: {exc.__class__.__name__}: {exc}", ErrorKind.PERMANENT)
+            _fail(
+                result, f"Unexpected error in provider {alias!r}: {exc.__class__.__name__}: {exc}", ErrorKind.PERMANENT
+            )
             return "failed"
 
     from .services import store_output
@@ -125,10 +134,13 @@ def run_generation(result_id: int) -> str:
         meta["adjustments"] = adjustments
     try:
         store_output(
-            result, image.content,
+            result,
+            image.content,
             fields={
-                "provider_used": image.provider or alias, "seed": image.seed if image.seed is not None else result.seed,
-                "model": image.model or result.model, "provider_meta": meta,
+                "provider_used": image.provider or alias,
+                "seed": image.seed if image.seed is not None else result.seed,
+                "model": image.model or result.model,
+                "provider_meta": meta,
                 **({"remote_id": image.remote_id[:200]} if image.remote_id else {}),
                 **({"remote_server": image.remote_server[:300]} if image.remote_server else {}),
             },

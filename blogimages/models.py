@@ -123,13 +123,24 @@ class ImageSetting(TimeStamped):
         _("legacy text"), blank=True, help_text=_("The verbatim freeform text of the older system.")
     )
     legacy_parsed_at = models.DateTimeField(
-        _("legacy text parsed"), null=True, blank=True, editable=False,
+        _("legacy text parsed"),
+        null=True,
+        blank=True,
+        editable=False,
         help_text=_("When blogimages_migrate_settings last filled the fields from the legacy text."),
     )
     legacy_warnings = models.JSONField(_("legacy parse warnings"), default=list, blank=True, editable=False)
 
     STRUCTURED_FIELDS = (
-        "model", "width", "height", "steps", "guidance_scale", "sampler", "scheduler", "seed", "negative_prompt",
+        "model",
+        "width",
+        "height",
+        "steps",
+        "guidance_scale",
+        "sampler",
+        "scheduler",
+        "seed",
+        "negative_prompt",
     )
 
     class Meta:
@@ -154,9 +165,7 @@ class ImagePromptExample(TimeStamped):
         _("prompt"), blank=True, help_text=_("Blank to use the section's own text as the prompt.")
     )
     style = models.ForeignKey(ImageStyle, models.SET_NULL, null=True, blank=True, verbose_name=_("style"))
-    image_format = models.ForeignKey(
-        ImageFormat, models.SET_NULL, null=True, blank=True, verbose_name=_("format")
-    )
+    image_format = models.ForeignKey(ImageFormat, models.SET_NULL, null=True, blank=True, verbose_name=_("format"))
     setting = models.ForeignKey(ImageSetting, models.SET_NULL, null=True, blank=True, verbose_name=_("setting"))
     provider = models.CharField(_("provider"), max_length=64, blank=True)
     model = models.CharField(_("model"), max_length=200, blank=True)
@@ -203,7 +212,10 @@ class ResultStatus(models.TextChoices):
 RESULT_TRANSITIONS: dict[str, set[str]] = {
     ResultStatus.QUEUED: {ResultStatus.RUNNING, ResultStatus.CANCELLED, ResultStatus.FAILED},
     ResultStatus.RUNNING: {
-        ResultStatus.SUCCEEDED, ResultStatus.FAILED, ResultStatus.CANCELLED, ResultStatus.QUEUED,
+        ResultStatus.SUCCEEDED,
+        ResultStatus.FAILED,
+        ResultStatus.CANCELLED,
+        ResultStatus.QUEUED,
     },
     ResultStatus.FAILED: {ResultStatus.QUEUED},
     ResultStatus.CANCELLED: {ResultStatus.QUEUED},
@@ -246,7 +258,9 @@ class ImageGenerationResult(TimeStamped):
     """One attempt to make one image, with a snapshot of everything that was sent."""
 
     group = models.UUIDField(
-        _("comparison group"), default=uuid.uuid4, db_index=True,
+        _("comparison group"),
+        default=uuid.uuid4,
+        db_index=True,
         help_text=_("Results requested together (several providers for one prompt) share a group."),
     )
     post = models.ForeignKey(POST_MODEL, models.CASCADE, null=True, blank=True, related_name="+")
@@ -286,7 +300,9 @@ class ImageGenerationResult(TimeStamped):
     )
     remote_server = models.CharField(_("remote server"), max_length=300, blank=True)
     provider_meta = models.JSONField(
-        _("provider details"), default=dict, blank=True,
+        _("provider details"),
+        default=dict,
+        blank=True,
         help_text=_("What the provider returned besides the image: revised prompt, usage, adjustments."),
     )
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
@@ -303,14 +319,15 @@ class ImageGenerationResult(TimeStamped):
     content_type = models.CharField(_("content type"), max_length=64, blank=True)
     checksum = models.CharField(_("SHA-256"), max_length=64, blank=True)
     renditions = models.JSONField(
-        _("renditions"), default=dict, blank=True, editable=False,
+        _("renditions"),
+        default=dict,
+        blank=True,
+        editable=False,
         help_text=_("Resized copies for srcset: {width: storage name}."),
     )
     is_approved = models.BooleanField(_("approved"), default=False, editable=False)
 
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
 
     objects = ImageGenerationResultQuerySet.as_manager()
 
@@ -328,9 +345,7 @@ class ImageGenerationResult(TimeStamped):
             models.UniqueConstraint(
                 fields=["section"], condition=Q(is_approved=True), name="blogimages_one_approved_per_section"
             ),
-            models.CheckConstraint(
-                condition=Q(progress__lte=100), name="blogimages_progress_at_most_100"
-            ),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="blogimages_progress_at_most_100"),
         ]
         indexes = [models.Index(fields=["section", "status"]), models.Index(fields=["status", "heartbeat_at"])]
 
@@ -394,21 +409,20 @@ class SectionReview(TimeStamped):
     approved_result = models.OneToOneField(
         ImageGenerationResult, models.SET_NULL, null=True, blank=True, related_name="approved_for"
     )
-    reviewed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
     reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
     comment = models.TextField(_("latest comment"), blank=True)
     prompt_example = models.ForeignKey(
-        ImagePromptExample, models.SET_NULL, null=True, blank=True,
+        ImagePromptExample,
+        models.SET_NULL,
+        null=True,
+        blank=True,
         help_text=_("Overrides the post's prompt example for this section."),
     )
     prompt_override = models.TextField(
         _("prompt override"), blank=True, help_text=_("Used instead of the section text as the prompt.")
     )
-    alt_text = models.CharField(
-        _("alt text"), max_length=300, blank=True, help_text=_("Blank to use the prompt.")
-    )
+    alt_text = models.CharField(_("alt text"), max_length=300, blank=True, help_text=_("Blank to use the prompt."))
 
     objects = SectionReviewQuerySet.as_manager()
 

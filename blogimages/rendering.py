@@ -1,13 +1,31 @@
-"""Public rendering helpers: only approved images ever reach a blog page."""
+"""Public rendering helpers: only approved images ever reach a blog page.
+
+:func:`approved_images_for_post` loads every approved image of a post in one query, so a
+page costs the same number of queries with 2 sections or 50. Nothing here raises: a
+missing file or a storage outage leaves that section without an image and logs why.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .models import ResultStatus, ReviewStatus, SectionReview
+from django.core.cache import cache
+
+from .conf import app_settings
+from .models import ResultSource, ResultStatus, ReviewStatus, SectionReview
+from .renditions import rendition_urls
+from .storage import get_storage
 
 logger = logging.getLogger("blogimages.rendering")
+
+# How long "this file exists" is remembered, so a page view does not ask S3 about every
+# image (a HEAD request each). Files are never overwritten (keys are unique), so a
+# positive answer only goes stale if someone deletes the file by hand.
+EXISTS_TTL = 3600
+# A missing file is remembered briefly: the page stays cheap while someone restores it.
+MISSING_TTL = 60
 
 
 @dataclass(frozen=True)
@@ -17,41 +35,145 @@ class ApprovedImage:
     height: int | None
     alt: str
     result_id: int
+    #: ``[(width, url)]`` for srcset, the original included; empty while renditions are pending.
+    sources: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def srcset(self) -> str:
+        return ", ".join(f"{url} {width}w" for width, url in self.sources)
 
 
-def _approved(review: SectionReview) -> ApprovedImage | None:
+class ApprovedImages(dict):
+    """``{section_id: ApprovedImage}``, plus ``problems``: ``{section_id: why it has no image}``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: dict[int, str] = {}
+
+
+@dataclass
+class _Candidate:
+    review: SectionReview
+    problem: str = ""
+    image: ApprovedImage | None = field(default=None)
+
+
+def _exists_key(name: str) -> str:
+    digest = hashlib.sha256(f"{app_settings.STORAGE}:{name}".encode()).hexdigest()
+    return f"blogimages:exists:{digest}"
+
+
+def _missing_files(names: list[str]) -> dict[str, str]:
+    """``{name: reason}`` for files that are not in storage (or cannot be checked now).
+
+    One cache round trip for the whole page; storage is asked only about names the cache
+    does not know yet.
+    """
+    if not names:
+        return {}
+    keys = {_exists_key(name): name for name in names}
+    known = cache.get_many(list(keys))
+    problems, to_cache = {}, {}
+    storage = get_storage()
+    for key, name in keys.items():
+        if key in known:
+            if not known[key]:
+                problems[name] = f"the file {name} is missing from storage"
+            continue
+        try:
+            exists = storage.exists(name)
+        except Exception as exc:  # noqa: BLE001 - a storage outage must not break the page
+            logger.exception("Could not check image %s in storage", name)
+            problems[name] = f"storage could not be reached ({exc.__class__.__name__})"
+            continue
+        if exists:
+            to_cache[key] = True
+        else:
+            logger.warning("Approved image file %s is missing from storage", name)
+            problems[name] = f"the file {name} is missing from storage"
+            cache.set(key, False, MISSING_TTL)
+    if to_cache:
+        cache.set_many(to_cache, EXISTS_TTL)
+    return problems
+
+
+def _alt_text(review: SectionReview) -> str:
+    if review.alt_text.strip():
+        return review.alt_text.strip()
     result = review.approved_result
-    if result is None or review.status != ReviewStatus.APPROVED or result.status != ResultStatus.SUCCEEDED:
-        return None
-    if not result.image:
-        logger.warning("Approved result #%s of section %s has no file", result.pk, review.section_id)
-        return None
-    try:
-        url = result.image.url
-    except Exception:  # noqa: BLE001 - a storage hiccup must not break the page
-        logger.exception("No URL for approved result #%s", result.pk)
-        return None
-    alt = review.alt_text or result.prompt
-    return ApprovedImage(url=url, width=result.width, height=result.height, alt=alt, result_id=result.pk)
+    if result.source == ResultSource.GENERATED and result.prompt:
+        return result.prompt
+    # An upload's "prompt" is its file name, which is no description: use the section's
+    # own prompt if the editor wrote one, else an empty alt (decorative) over a file name.
+    return review.prompt_override.strip()
 
 
-def approved_images_for_post(post) -> dict[int, ApprovedImage]:
-    """``{section_id: ApprovedImage}`` for a post, in one query whatever its length."""
-    reviews = SectionReview.objects.filter(post=post, status=ReviewStatus.APPROVED).select_related(
+def _build(candidates: list[_Candidate]) -> None:
+    usable = []
+    for candidate in candidates:
+        review = candidate.review
+        result = review.approved_result
+        if result is None:
+            candidate.problem = "the section has no approved image"
+        elif not result.is_approved or result.status != ResultStatus.SUCCEEDED:
+            candidate.problem = f"result #{result.pk} is {result.status}, not an approved finished image"
+        elif not result.image:
+            logger.warning("Approved result #%s of section %s has no file", result.pk, review.section_id)
+            candidate.problem = f"result #{result.pk} has no stored file"
+        else:
+            usable.append(candidate)
+    missing = _missing_files([c.review.approved_result.image.name for c in usable])
+    storage = get_storage()
+    for candidate in usable:
+        result = candidate.review.approved_result
+        if result.image.name in missing:
+            candidate.problem = f"result #{result.pk}: {missing[result.image.name]}"
+            continue
+        try:
+            url = storage.url(result.image.name)
+        except Exception as exc:  # noqa: BLE001 - a storage hiccup must not break the page
+            logger.exception("No URL for approved result #%s", result.pk)
+            candidate.problem = f"result #{result.pk}: no URL from storage ({exc.__class__.__name__})"
+            continue
+        sources: tuple[tuple[int, str], ...] = ()
+        renditions = rendition_urls(result)
+        if renditions and result.width:
+            sources = (*renditions, (result.width, url))
+        candidate.image = ApprovedImage(
+            url=url, width=result.width, height=result.height, alt=_alt_text(candidate.review),
+            result_id=result.pk, sources=sources,
+        )
+
+
+def _approved_reviews():
+    return SectionReview.objects.filter(status=ReviewStatus.APPROVED, approved_result__isnull=False).select_related(
         "approved_result"
     )
-    images = {}
-    for review in reviews:
-        image = _approved(review)
-        if image is not None:
-            images[review.section_id] = image
+
+
+def approved_images_for_post(post) -> ApprovedImages:
+    """``{section_id: ApprovedImage}`` for a post, in one query whatever its length."""
+    candidates = [_Candidate(review) for review in _approved_reviews().filter(post=post)]
+    _build(candidates)
+    images = ApprovedImages()
+    for candidate in candidates:
+        if candidate.image is not None:
+            images[candidate.review.section_id] = candidate.image
+        else:
+            images.problems[candidate.review.section_id] = candidate.problem
     return images
 
 
 def approved_image_for_section(section) -> ApprovedImage | None:
-    review = (
-        SectionReview.objects.filter(section=section, status=ReviewStatus.APPROVED)
-        .select_related("approved_result")
-        .first()
-    )
-    return _approved(review) if review else None
+    """The approved image of one section (one query); prefer the post helper for whole pages."""
+    image, _ = approved_image_or_problem(section)
+    return image
+
+
+def approved_image_or_problem(section) -> tuple[ApprovedImage | None, str]:
+    review = _approved_reviews().filter(section=section).first()
+    if review is None:
+        return None, ""
+    candidate = _Candidate(review)
+    _build([candidate])
+    return candidate.image, candidate.problem

@@ -125,7 +125,9 @@ def request_generation(
         raise NothingToGenerate("There is no prompt: write one, or pick a prompt example that has one.")
     if len(prompt) > 4000:
         raise ValidationError({"prompt": f"The prompt is {len(prompt)} characters; the limit is 4000."})
-    params = resolve_params(style=style, image_format=image_format, setting=setting, model=model, overrides=spec.overrides)
+    params = resolve_params(
+        style=style, image_format=image_format, setting=setting, model=model, overrides=spec.overrides
+    )
     for alias in aliases:
         _check_provider(alias)
     final_prompt = style.apply(prompt) if style else prompt
@@ -136,10 +138,21 @@ def request_generation(
         review = review_for(section) if section is not None else None
         for alias in aliases:
             result = ImageGenerationResult.objects.create(
-                group=group, section=section, post_id=post_id, prompt_example=example, style=style,
-                image_format=image_format, setting=setting, prompt=prompt, final_prompt=final_prompt,
-                negative_prompt=params["negative_prompt"], provider=alias, model=params["model"],
-                params=params, seed_pinned=params["seed"] is not None, seed=params["seed"],
+                group=group,
+                section=section,
+                post_id=post_id,
+                prompt_example=example,
+                style=style,
+                image_format=image_format,
+                setting=setting,
+                prompt=prompt,
+                final_prompt=final_prompt,
+                negative_prompt=params["negative_prompt"],
+                provider=alias,
+                model=params["model"],
+                params=params,
+                seed_pinned=params["seed"] is not None,
+                seed=params["seed"],
                 requested_by=user if user and user.is_authenticated else None,
                 queued_at=timezone.now(),
             )
@@ -189,12 +202,23 @@ def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = Fa
     params["seed"] = result.seed if same_seed and result.seed is not None else None
     with transaction.atomic():
         new = ImageGenerationResult.objects.create(
-            group=uuid.uuid4(), section_id=result.section_id, post_id=result.post_id,
-            prompt_example_id=result.prompt_example_id, style_id=result.style_id,
-            image_format_id=result.image_format_id, setting_id=result.setting_id, prompt=result.prompt,
-            final_prompt=result.final_prompt, negative_prompt=result.negative_prompt, provider=result.provider,
-            model=result.model, params=params, seed_pinned=params["seed"] is not None, seed=params["seed"],
-            requested_by=user if user and user.is_authenticated else None, queued_at=timezone.now(),
+            group=uuid.uuid4(),
+            section_id=result.section_id,
+            post_id=result.post_id,
+            prompt_example_id=result.prompt_example_id,
+            style_id=result.style_id,
+            image_format_id=result.image_format_id,
+            setting_id=result.setting_id,
+            prompt=result.prompt,
+            final_prompt=result.final_prompt,
+            negative_prompt=result.negative_prompt,
+            provider=result.provider,
+            model=result.model,
+            params=params,
+            seed_pinned=params["seed"] is not None,
+            seed=params["seed"],
+            requested_by=user if user and user.is_authenticated else None,
+            queued_at=timezone.now(),
         )
         if result.section_id:
             review = review_for(result.section)
@@ -224,8 +248,12 @@ def enqueue(result_id: int) -> bool:
         # commit_mode="auto": we are already running after commit.
         queue = django_rq.get_queue(app_settings.QUEUE, commit_mode="auto")
         queue.enqueue_call(
-            "blogimages.jobs.run_generation", args=(result.pk,), job_id=job_id,
-            timeout=app_settings.JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400,
+            "blogimages.jobs.run_generation",
+            args=(result.pk,),
+            job_id=job_id,
+            timeout=app_settings.JOB_TIMEOUT,
+            result_ttl=3600,
+            failure_ttl=7 * 86400,
             description=f"blogimages result #{result.pk}",
         )
     except RedisError as exc:
@@ -239,7 +267,10 @@ def enqueue(result_id: int) -> bool:
         logger.error("Enqueue failed for result #%s: %s", result.pk, exc)
         return False
     ImageGenerationResult.objects.filter(pk=result.pk).update(
-        job_id=job_id, enqueue_count=result.enqueue_count + 1, error_message="", error_kind="",
+        job_id=job_id,
+        enqueue_count=result.enqueue_count + 1,
+        error_message="",
+        error_kind="",
     )
     return True
 
@@ -251,8 +282,13 @@ def requeue(result: ImageGenerationResult, *, user=None) -> ImageGenerationResul
         return result
     with transaction.atomic():
         result.transition(
-            ResultStatus.QUEUED, progress=0, progress_message="", queued_at=timezone.now(),
-            error_message="", error_kind="", finished_at=None,
+            ResultStatus.QUEUED,
+            progress=0,
+            progress_message="",
+            queued_at=timezone.now(),
+            error_message="",
+            error_kind="",
+            finished_at=None,
         )
         enqueue_on_commit(result)
     return result
@@ -279,7 +315,9 @@ def cancel(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult
     from rq.job import Job
 
     if not result.is_active:
-        raise InvalidTransition(f"Result #{result.pk} is {result.get_status_display().lower()}; only queued or running results can be cancelled.")
+        raise InvalidTransition(
+            f"Result #{result.pk} is {result.get_status_display().lower()}; only queued or running results can be cancelled."
+        )
     was_running = result.status == ResultStatus.RUNNING
     with transaction.atomic():
         result.transition(ResultStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
@@ -327,6 +365,10 @@ def approve(result: ImageGenerationResult, *, user=None, comment: str = "") -> S
             review.comment = comment
         review.save(update_fields=["status", "approved_result", "reviewed_by", "reviewed_at", "comment", "updated_at"])
         _log(review, ReviewAction.APPROVED, user, result, comment)
+        # Public rendering: queue the srcset renditions after commit (blogimages.renditions).
+        from .renditions import enqueue_on_commit as enqueue_renditions_on_commit
+
+        enqueue_renditions_on_commit(result.pk)
     return review
 
 
@@ -343,7 +385,9 @@ def reject(section=None, *, result: ImageGenerationResult | None = None, user=No
         review = SectionReview.objects.select_for_update().get(pk=review_for(section).pk)
         unapprove = result is None or review.approved_result_id == result.pk
         if unapprove:
-            ImageGenerationResult.objects.filter(section_id=review.section_id, is_approved=True).update(is_approved=False)
+            ImageGenerationResult.objects.filter(section_id=review.section_id, is_approved=True).update(
+                is_approved=False
+            )
             review.approved_result = None
             review.status = ReviewStatus.REJECTED
         review.reviewed_by = user if user and user.is_authenticated else None
@@ -378,11 +422,26 @@ def upload(section, uploaded_file, *, user=None, approve_now: bool = False) -> I
             now = timezone.now()
             filename = getattr(uploaded_file, "name", "") or "upload"
             result = ImageGenerationResult.objects.create(
-                section=section, post_id=host.post_id_of(section), source=ResultSource.UPLOADED,
-                prompt=f"Uploaded file {filename}"[:4000], final_prompt="", provider="upload", provider_used="upload",
-                params={}, status=ResultStatus.SUCCEEDED, progress=100, queued_at=now, started_at=now,
-                finished_at=now, image=name, thumbnail=thumb, width=info.width, height=info.height,
-                file_size=info.size, content_type=info.content_type, checksum=info.checksum,
+                section=section,
+                post_id=host.post_id_of(section),
+                source=ResultSource.UPLOADED,
+                prompt=f"Uploaded file {filename}"[:4000],
+                final_prompt="",
+                provider="upload",
+                provider_used="upload",
+                params={},
+                status=ResultStatus.SUCCEEDED,
+                progress=100,
+                queued_at=now,
+                started_at=now,
+                finished_at=now,
+                image=name,
+                thumbnail=thumb,
+                width=info.width,
+                height=info.height,
+                file_size=info.size,
+                content_type=info.content_type,
+                checksum=info.checksum,
                 requested_by=user if user and user.is_authenticated else None,
             )
             _log(review, ReviewAction.UPLOADED, user, result, filename)
@@ -407,9 +466,20 @@ def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str
     try:
         thumb = save_bytes(make_thumbnail(data), "image/webp", kind="thumbnails")
         result.transition(
-            ResultStatus.SUCCEEDED, image=name, thumbnail=thumb, width=info.width, height=info.height,
-            file_size=info.size, content_type=info.content_type, checksum=info.checksum, progress=100,
-            progress_message="done", finished_at=timezone.now(), error_message="", error_kind="", **fields,
+            ResultStatus.SUCCEEDED,
+            image=name,
+            thumbnail=thumb,
+            width=info.width,
+            height=info.height,
+            file_size=info.size,
+            content_type=info.content_type,
+            checksum=info.checksum,
+            progress=100,
+            progress_message="done",
+            finished_at=timezone.now(),
+            error_message="",
+            error_kind="",
+            **fields,
         )
     except BaseException:
         delete_quietly(name)
@@ -430,13 +500,17 @@ def sweep_stuck(now=None) -> list[int]:
         try:
             if result.attempts >= app_settings.MAX_ATTEMPTS:
                 result.transition(
-                    ResultStatus.FAILED, finished_at=now, error_kind=ErrorKind.TRANSIENT,
+                    ResultStatus.FAILED,
+                    finished_at=now,
+                    error_kind=ErrorKind.TRANSIENT,
                     error_message=f"The worker stopped responding after {result.attempts} attempts.",
                 )
             else:
                 with transaction.atomic():
                     result.transition(
-                        ResultStatus.QUEUED, progress=0, queued_at=now,
+                        ResultStatus.QUEUED,
+                        progress=0,
+                        queued_at=now,
                         progress_message="re-queued: the worker stopped responding",
                     )
                     enqueue_on_commit(result)

@@ -1,6 +1,21 @@
-"""Public URLs of blogimages (the JSON API). Include with ``path("", include("blogimages.urls"))``."""
+"""Public URLs of blogimages: the JSON API under ``api/v1/``.
 
-from django.urls import path  # noqa: F401
+Include with ``path("", include("blogimages.urls"))``; see :mod:`blogimages.api`.
+"""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import api
 
 app_name = "blogimages"
-urlpatterns: list = []
+urlpatterns = [
+    path("api/v1/images/generate", api.generate, name="api-generate"),
+    path("api/v1/images/results", api.result_list, name="api-results"),
+    path("api/v1/images/results/<int:pk>", api.result_detail, name="api-result"),
+    path("api/v1/prompt-examples", api.prompt_examples, name="api-prompt-examples"),
+    path("api/v1/prompt-examples/<int:pk>", api.prompt_example, name="api-prompt-example"),
+    path("api/v1/posts/<int:pk>/generate", api.generate_for_post, name="api-post-generate"),
+    path("api/v1/comfyui/status", api.comfyui_status, name="api-comfyui-status"),
+]

@@ -7,7 +7,14 @@ import re
 import pytest
 
 from blogimages import services
-from blogimages.models import ImageGenerationResult, ResultStatus, ReviewAction, ReviewEvent, ReviewStatus, SectionReview
+from blogimages.models import (
+    ImageGenerationResult,
+    ResultStatus,
+    ReviewAction,
+    ReviewEvent,
+    ReviewStatus,
+    SectionReview,
+)
 from blogimages.storage import get_storage
 
 pytestmark = pytest.mark.django_db

@@ -134,7 +134,9 @@ def test_transient_errors_fail_after_max_attempts(settings, run_worker, django_c
     run_worker()
     result.refresh_from_db()
     assert (result.status, result.error_kind, result.error_message) == (
-        ResultStatus.FAILED, ErrorKind.TRANSIENT, "server busy"
+        ResultStatus.FAILED,
+        ErrorKind.TRANSIENT,
+        "server busy",
     )
     assert test_providers.CALLS["flaky"] == 2
 
@@ -142,14 +144,19 @@ def test_transient_errors_fail_after_max_attempts(settings, run_worker, django_c
 def test_permanent_errors_are_not_retried(settings, run_worker, django_capture_on_commit_callbacks):
     use_providers(
         settings,
-        strict={"BACKEND": "tests.providers.FlakyProvider", "OPTIONS": {"permanent": True, "message": "No such model."}},
+        strict={
+            "BACKEND": "tests.providers.FlakyProvider",
+            "OPTIONS": {"permanent": True, "message": "No such model."},
+        },
     )
     with django_capture_on_commit_callbacks(execute=True):
         (result,) = generate(provider="strict")
     run_worker()
     result.refresh_from_db()
     assert (result.status, result.error_kind, result.error_message) == (
-        ResultStatus.FAILED, ErrorKind.PERMANENT, "No such model."
+        ResultStatus.FAILED,
+        ErrorKind.PERMANENT,
+        "No such model.",
     )
     assert test_providers.CALLS["strict"] == 1
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 from . import sections as host
 from .conf import app_settings
 from .exceptions import BlogImagesError, ConcurrentTransition, InvalidTransition, QueueUnavailable
-from .images import clean_upload, inspect, make_thumbnail
+from .images import analyse, clean_upload
 from .models import (
     ErrorKind,
     ImageFormat,
@@ -412,11 +412,11 @@ def add_comment(section, *, user=None, text: str) -> ReviewEvent:
 def upload(section, uploaded_file, *, user=None, approve_now: bool = False) -> ImageGenerationResult:
     """Store an editor's file as a candidate for the section (vetted and re-encoded first)."""
     data, content_type = clean_upload(uploaded_file)
-    info = inspect(data)
+    info, thumbnail = analyse(data)
     name = save_bytes(data, content_type)
     thumb = ""
     try:
-        thumb = save_bytes(make_thumbnail(data), "image/webp", kind="thumbnails")
+        thumb = save_bytes(thumbnail, "image/webp", kind="thumbnails")
         with transaction.atomic():
             review = review_for(section)
             now = timezone.now()
@@ -460,11 +460,11 @@ def upload(section, uploaded_file, *, user=None, approve_now: bool = False) -> I
 
 def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str, Any]) -> None:
     """Store a finished image once and mark the result succeeded; no orphan if it lost a race."""
-    info = inspect(data)
+    info, thumbnail = analyse(data)
     name = save_bytes(data, info.content_type)
     thumb = ""
     try:
-        thumb = save_bytes(make_thumbnail(data), "image/webp", kind="thumbnails")
+        thumb = save_bytes(thumbnail, "image/webp", kind="thumbnails")
         result.transition(
             ResultStatus.SUCCEEDED,
             image=name,

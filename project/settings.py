@@ -125,7 +125,23 @@ BLOGIMAGES_PROVIDERS = {
         "OPTIONS": {"delay": float(os.environ.get("PLACEHOLDER_DELAY", "1.0"))},
     },
 }
-BLOGIMAGES_DEFAULT_PROVIDER = "placeholder"
+# Real providers join when their environment variables are set.
+if os.environ.get("COMFYUI_URLS") or os.environ.get("COMFYUI_API_URL"):
+    BLOGIMAGES_PROVIDERS["comfyui"] = {
+        "BACKEND": "blogimages.providers.comfyui.ComfyUIProvider",
+        "OPTIONS": {"workflow": os.environ.get("COMFYUI_WORKFLOW", "sd35_large_turbo")},
+    }
+if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_AUTH_TOKEN"):
+    BLOGIMAGES_PROVIDERS["openai"] = {"BACKEND": "blogimages.providers.openai.OpenAIImagesProvider", "OPTIONS": {}}
+# `auto` tries these in order, skipping unhealthy ones; cloud providers only join when
+# ENABLE_CLOUD_APIS is true.
+BLOGIMAGES_PROVIDERS["auto"] = {
+    "BACKEND": "blogimages.providers.auto.AutoProvider",
+    "OPTIONS": {"order": [alias for alias in ("comfyui", "openai", "placeholder") if alias in BLOGIMAGES_PROVIDERS]},
+}
+BLOGIMAGES_DEFAULT_PROVIDER = os.environ.get(
+    "BLOGIMAGES_DEFAULT_PROVIDER", "auto" if len(BLOGIMAGES_PROVIDERS) > 2 else "placeholder"
+)
 
 LOGGING = {
     "version": 1,

@@ -21,6 +21,7 @@ from .conf import app_settings
 from .exceptions import BlogImagesError, ConcurrentTransition, InvalidTransition, QueueUnavailable
 from .images import analyse, clean_upload
 from .models import (
+    ACTIVE_STATUSES,
     ErrorKind,
     ImageFormat,
     ImageGenerationResult,
@@ -179,19 +180,44 @@ class PostGeneration:
     skipped: list[tuple[Any, str]]  # (section, reason)
 
 
-def generate_for_post(post, *, user=None, provider: str | None = None, only_missing: bool = False) -> PostGeneration:
-    """Queue one job per section of the post (sections without a prompt are skipped, with why)."""
+def missing_image_skip_reason(section) -> str | None:
+    """Why ``only_missing`` generation skips a section, or None if it needs an image."""
+    if SectionReview.objects.filter(section=section, status=ReviewStatus.APPROVED).exists():
+        return "already has an approved image"
+    if ImageGenerationResult.objects.filter(section=section, status__in=ACTIVE_STATUSES).exists():
+        return "already has an image queued or running"
+    return None
+
+
+def generate_for_sections(
+    sections: Iterable[Any],
+    *,
+    user=None,
+    provider: str | None = None,
+    prompt_example: ImagePromptExample | None = None,
+    only_missing: bool = False,
+) -> PostGeneration:
+    """Queue one job per section; sections without a prompt (or, with ``only_missing``,
+    with an approved or in-flight image) are skipped, each with the reason why."""
     results, skipped = [], []
     with transaction.atomic():
-        for section in host.sections_of(post):
-            if only_missing and SectionReview.objects.filter(section=section, status=ReviewStatus.APPROVED).exists():
-                skipped.append((section, "already has an approved image"))
+        for section in sections:
+            reason = missing_image_skip_reason(section) if only_missing else None
+            if reason:
+                skipped.append((section, reason))
                 continue
             try:
-                results += generate_for_section(section, user=user, provider=provider)
+                results += generate_for_section(section, user=user, provider=provider, prompt_example=prompt_example)
             except NothingToGenerate as exc:
                 skipped.append((section, str(exc)))
+            except ValidationError as exc:  # e.g. a prompt over the length limit: that section only
+                skipped.append((section, " ".join(exc.messages)))
     return PostGeneration(results=results, skipped=skipped)
+
+
+def generate_for_post(post, **options: Any) -> PostGeneration:
+    """Queue one job per section of the post; see :func:`generate_for_sections` for the options."""
+    return generate_for_sections(host.sections_of(post), **options)
 
 
 def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = False) -> ImageGenerationResult:
@@ -316,7 +342,8 @@ def cancel(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult
 
     if not result.is_active:
         raise InvalidTransition(
-            f"Result #{result.pk} is {result.get_status_display().lower()}; only queued or running results can be cancelled."
+            f"Result #{result.pk} is {result.get_status_display().lower()}; "
+            "only queued or running results can be cancelled."
         )
     was_running = result.status == ResultStatus.RUNNING
     with transaction.atomic():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import OperationalError, transaction
+from django.db import OperationalError
 
 from blogimages import sections as host
 from blogimages import services
@@ -16,8 +16,6 @@ from blogimages.models import (
     ImageGenerationResult,
     ImagePromptExample,
     ResultStatus,
-    ReviewStatus,
-    SectionReview,
 )
 from blogimages.providers import providers
 
@@ -65,21 +63,11 @@ class Command(BaseCommand):
         example = self._prompt_example(options["prompt_example"])
         only_missing = options["all_missing"]
         sections = self._sections(options["post"], options["section"], only_missing)
-        results: list[ImageGenerationResult] = []
-        skipped: list[tuple[Any, str]] = []
-        with transaction.atomic():
-            for section in sections:
-                reason = self._skip_reason(section) if only_missing else None
-                if reason:
-                    skipped.append((section, reason))
-                    continue
-                try:
-                    results += services.generate_for_section(section, provider=provider, prompt_example=example)
-                except services.NothingToGenerate as exc:
-                    skipped.append((section, str(exc)))
-                except ValidationError as exc:  # e.g. a prompt over the length limit: that section only
-                    skipped.append((section, " ".join(exc.messages)))
-        self._report(results, skipped)
+        outcome = services.generate_for_sections(
+            sections, provider=provider, prompt_example=example, only_missing=only_missing
+        )
+        results = outcome.results
+        self._report(results, outcome.skipped)
         errors = services.queue_errors(results)
         if errors:
             raise CommandError(
@@ -143,14 +131,6 @@ class Command(BaseCommand):
         if post is None:
             raise CommandError(f"No post with id or slug {value!r}.", returncode=2)
         return post
-
-    @staticmethod
-    def _skip_reason(section: Any) -> str | None:
-        if SectionReview.objects.filter(section=section, status=ReviewStatus.APPROVED).exists():
-            return "already has an approved image"
-        if ImageGenerationResult.objects.filter(section=section, status__in=ACTIVE_STATUSES).exists():
-            return "already has an image queued or running"
-        return None
 
     # --- output -----------------------------------------------------------------------------
 

@@ -1,0 +1,560 @@
+"""Automatic1111's Stable Diffusion web UI (and Forge, which keeps its API) over its ``--api``.
+
+One ``POST /sdapi/v1/txt2img`` makes the image; it blocks until the server is done, so
+it runs in a thread while this one polls for progress and cancels. The request carries
+our own task id (``force_task_id``), which the web UI's ``POST /internal/progress``
+answers for: that tells our job from someone else's on a shared server, so progress is
+ours and an interrupt (which is global on A1111) is only sent while our task runs.
+Servers without that route (``--nowebui``) fall back to ``GET /sdapi/v1/progress``.
+
+Traps this module handles, all silent on the server side:
+
+* an unknown ``sd_model_checkpoint`` override is dropped and the loaded model used, so
+  the model is checked against ``/sdapi/v1/sd-models`` before sending;
+* an unknown scheduler becomes "Automatic", so schedulers are checked locally;
+* after ``/sdapi/v1/interrupt`` the txt2img call still answers 200 with the half-made
+  image, which must not be stored as a result;
+* sizes that are not multiples of 8 are floored by the server, so they are snapped
+  here and the change recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import requests
+
+from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
+from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+
+logger = logging.getLogger("blogimages.providers.automatic1111")
+
+DEFAULT_URL = "http://127.0.0.1:7860"
+TASK_PREFIX = "task(blogimages-"
+SIZE_MULTIPLE = 8
+
+#: ComfyUI sampler names (what our settings and the legacy grammar use) -> A1111's names.
+SAMPLERS = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "heun": "Heun",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "lms": "LMS",
+    "dpm_fast": "DPM fast",
+    "dpm_adaptive": "DPM adaptive",
+    "dpmpp_2s_ancestral": "DPM++ 2S a",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_gpu": "DPM++ SDE",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
+    "dpmpp_3m_sde": "DPM++ 3M SDE",
+    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE",
+    "ddim": "DDIM",
+    "plms": "PLMS",
+    "uni_pc": "UniPC",
+    "uni_pc_bh2": "UniPC",
+    "lcm": "LCM",
+    "restart": "Restart",
+}
+A1111_SAMPLERS = sorted(set(SAMPLERS.values()) | {"DPM++ 2M SDE Heun", "DDIM CFG++"})
+#: ComfyUI scheduler names -> A1111's labels (A1111 1.9+ accepts name or label; we send the label).
+SCHEDULERS = {
+    "automatic": "Automatic",
+    "normal": "Normal",
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "polyexponential": "Polyexponential",
+    "sgm_uniform": "SGM Uniform",
+    "simple": "Simple",
+    "ddim_uniform": "DDIM",
+    "ddim": "DDIM",
+    "beta": "Beta",
+    "kl_optimal": "KL Optimal",
+    "uniform": "Uniform",
+    "align_your_steps": "Align Your Steps",
+}
+A1111_SCHEDULERS = sorted(set(SCHEDULERS.values()))
+LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+class Automatic1111Provider(BaseProvider):
+    label = "Automatic1111"
+    default_options = {
+        # None: env AUTOMATIC1111_BASE_URL (the name Open WebUI uses), else http://127.0.0.1:7860.
+        "base_url": None,
+        # "user:password" for a server started with --api-auth; None: env AUTOMATIC1111_API_AUTH.
+        "api_auth": None,
+        "model": "",  # checkpoint when the request names none; "": whatever the server has loaded
+        "steps": 20,  # when the request sets none (the API's own default is 50)
+        "cfg_scale": 7.0,
+        "sampler": "",  # "": the server's default sampler
+        "scheduler": "",
+        "timeout": 600.0,  # seconds for one image, queue wait included; keep below BLOGIMAGES_JOB_TIMEOUT
+        "health_timeout": 2.0,
+        "poll_interval": 0.5,  # seconds between progress polls (and cancel checks)
+        "models_ttl": 30.0,  # seconds the checkpoint list is trusted before asking again
+    }
+
+    def __init__(self, alias: str, **options: Any):
+        super().__init__(alias, **options)
+        self._models_cache: tuple[float, str, list[dict[str, Any]]] | None = None
+        self._lock = threading.Lock()
+
+    # --- configuration --------------------------------------------------------------------------
+
+    def base_url(self) -> str:
+        url = self.options["base_url"] or os.environ.get("AUTOMATIC1111_BASE_URL") or DEFAULT_URL
+        return url.rstrip("/")
+
+    def _auth(self) -> tuple[str, str] | None:
+        value = self.options["api_auth"] or os.environ.get("AUTOMATIC1111_API_AUTH") or ""
+        if not value:
+            return None
+        user, _, password = value.partition(":")
+        return user, password
+
+    def _get(self, path: str, timeout: float, session: requests.Session | None = None) -> requests.Response:
+        return (session or requests).get(f"{self.base_url()}{path}", auth=self._auth(), timeout=timeout)
+
+    def _post(self, path: str, body: Any, timeout: Any, session: requests.Session | None = None) -> requests.Response:
+        return (session or requests).post(f"{self.base_url()}{path}", json=body, auth=self._auth(), timeout=timeout)
+
+    # --- checking a request -----------------------------------------------------------------------
+
+    def prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+        return self._resolve(request)
+
+    def _resolve(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+        """The request as it will be sent, and what was changed. Idempotent, and makes no HTTP call."""
+        adjustments: list[str] = []
+        width, height = _snap(request.width), _snap(request.height)
+        if (width, height) != (request.width, request.height):
+            adjustments.append(
+                f"size {request.width}x{request.height} snapped to {width}x{height} "
+                f"(Automatic1111 needs multiples of {SIZE_MULTIPLE})"
+            )
+        sampler, scheduler = a1111_sampler(
+            request.sampler or self.options["sampler"], request.scheduler or self.options["scheduler"]
+        )
+        prepared = replace(
+            request,
+            width=width,
+            height=height,
+            steps=request.steps or int(self.options["steps"]),
+            guidance_scale=(
+                request.guidance_scale if request.guidance_scale is not None else float(self.options["cfg_scale"])
+            ),
+            sampler=sampler,
+            scheduler=scheduler,
+            model=request.model or self.options["model"],
+        )
+        return prepared, adjustments
+
+    def payload(self, request: GenerationRequest, task_id: str, checkpoint: str = "") -> dict[str, Any]:
+        """The txt2img body for a resolved request."""
+        body: dict[str, Any] = {
+            "prompt": _with_loras(request),
+            "negative_prompt": request.negative_prompt,
+            "width": request.width,
+            "height": request.height,
+            "steps": request.steps,
+            "cfg_scale": request.guidance_scale,
+            "seed": request.seed if request.seed is not None else -1,
+            "batch_size": 1,
+            "n_iter": 1,
+            "send_images": True,
+            "save_images": False,
+            "force_task_id": task_id,
+        }
+        if request.sampler:
+            body["sampler_name"] = request.sampler
+        if request.scheduler:
+            body["scheduler"] = request.scheduler
+        if checkpoint:
+            body["override_settings"] = {"sd_model_checkpoint": checkpoint}
+            body["override_settings_restore_afterwards"] = True
+        # An operator's escape hatch for A1111-only fields (hires fix, clip skip, ...).
+        extra = request.extra.get("a1111")
+        if isinstance(extra, dict):
+            body.update(extra)
+        return body
+
+    # --- models -------------------------------------------------------------------------------------
+
+    def _checkpoints(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        url = self.base_url()
+        with self._lock:
+            cached = self._models_cache
+        if cached and not fresh and cached[1] == url and now - cached[0] < float(self.options["models_ttl"]):
+            return cached[2]
+        try:
+            response = self._get("/sdapi/v1/sd-models", timeout=10)
+        except requests.RequestException as exc:
+            raise _unreachable(url, exc) from exc
+        _raise_for(response, url)
+        checkpoints = response.json()
+        with self._lock:
+            self._models_cache = (now, url, checkpoints)
+        return checkpoints
+
+    def checkpoint_title(self, model: str) -> str:
+        """The server's title for ``model`` (file name, name without extension, title or hash)."""
+        for fresh in (False, True):
+            for item in self._checkpoints(fresh=fresh):
+                if model in _checkpoint_names(item):
+                    return item["title"]
+        names = ", ".join(item.get("model_name", item.get("title", "?")) for item in self._checkpoints()) or "none"
+        raise PermanentProviderError(
+            f"Automatic1111 at {self.base_url()} has no checkpoint {model!r} (it has: {names}); copy the file into "
+            "models/Stable-diffusion and press the refresh button (or POST /sdapi/v1/refresh-checkpoints)."
+        )
+
+    def models(self) -> list[str]:
+        try:
+            return [item["model_name"] for item in self._checkpoints()]
+        except (TransientProviderError, PermanentProviderError, ValueError, KeyError):
+            return []
+
+    # --- generating --------------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
+        request, _ = self._resolve(request)
+        url = self.base_url()
+        checkpoint = self.checkpoint_title(request.model) if request.model else ""
+        task_id = f"{TASK_PREFIX}{uuid.uuid4().hex[:16]})"
+        body = self.payload(request, task_id, checkpoint)
+        reporter.remote_id(task_id, url)
+
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+        timeout = float(self.options["timeout"])
+
+        def call() -> None:
+            try:
+                outcome["response"] = self._post("/sdapi/v1/txt2img", body, timeout=(10, timeout))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        # A daemon thread: if we stop waiting (a cancel the server cannot act on), the
+        # worker process must still be able to exit.
+        threading.Thread(target=call, name=f"a1111-{task_id}", daemon=True).start()
+        interrupted = self._wait(task_id, done, reporter)
+        if interrupted or reporter.cancelled():
+            raise GenerationCancelled("Cancelled while Automatic1111 was generating.")
+        if "error" in outcome:
+            exc = outcome["error"]
+            if isinstance(exc, requests.Timeout):
+                raise TransientProviderError(
+                    f"Automatic1111 at {url} did not answer within {timeout:.0f} s; it may still be busy with "
+                    "other images."
+                ) from exc
+            if isinstance(exc, requests.RequestException):
+                raise _unreachable(url, exc) from exc
+            raise exc
+        response = outcome["response"]
+        _raise_for(response, url, sampler=request.sampler)
+        return self._image(response, request, checkpoint, task_id, url)
+
+    def _wait(self, task_id: str, done: threading.Event, reporter: ProgressReporter) -> bool:
+        """Report progress until the txt2img call returns; True if we interrupted our task."""
+        interval = float(self.options["poll_interval"])
+        interrupted = False
+        shown = 0.0
+        per_task = True  # until /internal/progress turns out to be missing
+        with requests.Session() as session:
+            while not done.wait(interval):
+                state = None
+                try:
+                    if per_task:
+                        state = self._task_state(session, task_id)
+                        per_task = state is not None
+                    if not per_task:
+                        state = self._global_state(session)
+                except (requests.RequestException, ValueError):
+                    continue  # the txt2img call itself reports a dead server
+                if reporter.cancelled():
+                    if interrupted:
+                        continue
+                    if per_task and state.get("active"):
+                        try:
+                            self._post("/sdapi/v1/interrupt", None, timeout=5, session=session)
+                        except requests.RequestException:
+                            continue  # try again at the next poll
+                        interrupted = True
+                    elif per_task and (state.get("queued") or not state.get("completed")):
+                        # Still waiting behind another job: A1111 cannot dequeue it, so interrupt
+                        # it the moment it starts rather than let it spend a whole image.
+                        continue
+                    else:
+                        if not per_task:
+                            logger.warning(
+                                "Automatic1111 at %s has no /internal/progress, so task %s cannot be told from "
+                                "other jobs and is not interrupted; the server will finish it and the image is "
+                                "discarded.",
+                                self.base_url(),
+                                task_id,
+                            )
+                        return False
+                    continue
+                if state:
+                    # Never backwards: between two polls our task can finish and the server go idle.
+                    percent, message = state["report"]
+                    shown = max(shown, percent)
+                    reporter.progress(shown, message)
+        return interrupted
+
+    def _task_state(self, session: requests.Session, task_id: str) -> dict[str, Any] | None:
+        response = self._post(
+            "/internal/progress",
+            {"id_task": task_id, "id_live_preview": -1, "live_preview": False},
+            timeout=5,
+            session=session,
+        )
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        data = response.json()
+        if data.get("active"):
+            fraction = float(data.get("progress") or 0)
+            eta = data.get("eta")
+            message = f"generating, {fraction:.0%}" + (f", about {eta:.0f} s left" if eta else "")
+            data["report"] = (5 + 94 * fraction, message)
+        elif data.get("queued"):
+            data["report"] = (2, data.get("textinfo") or "waiting in Automatic1111's queue")
+        elif data.get("completed"):
+            data["report"] = (99, "receiving the image")
+        else:
+            data["report"] = (1, "waiting for Automatic1111")
+        return data
+
+    def _global_state(self, session: requests.Session) -> dict[str, Any]:
+        response = self._get("/sdapi/v1/progress?skip_current_image=true", timeout=5, session=session)
+        response.raise_for_status()
+        data = response.json()
+        server = data.get("state") or {}
+        if server.get("job_count", 0) <= 0:
+            return {"report": (1, "waiting for Automatic1111")}
+        step, steps = server.get("sampling_step", 0), server.get("sampling_steps", 0)
+        message = f"step {step}/{steps}" if steps else "generating"
+        return {"report": (5 + 94 * float(data.get("progress") or 0), message)}
+
+    def _image(
+        self, response: requests.Response, request: GenerationRequest, checkpoint: str, task_id: str, url: str
+    ) -> GeneratedImage:
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise TransientProviderError(f"Automatic1111 at {url} answered with something that is not JSON.") from exc
+        images = data.get("images") or []
+        if not images:
+            raise PermanentProviderError(
+                f"Automatic1111 at {url} returned no image (a script or extension may have removed it)."
+            )
+        try:
+            content = base64.b64decode(_strip_data_url(images[0]), validate=True)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise PermanentProviderError(f"Automatic1111 at {url} returned an image that is not valid base64.") from exc
+        try:
+            info = json.loads(data.get("info") or "{}")
+        except (TypeError, ValueError):
+            info = {}
+        seed = info.get("seed")
+        if seed is None and info.get("all_seeds"):
+            seed = info["all_seeds"][0]
+        extra = info.get("extra_generation_params") or {}
+        infotexts = info.get("infotexts") or []
+        metadata = {
+            "task_id": task_id,
+            "sampler": info.get("sampler_name", request.sampler),
+            "scheduler": extra.get("Schedule type", request.scheduler),
+            "sd_model_name": info.get("sd_model_name"),
+            "sd_model_hash": info.get("sd_model_hash"),
+            "version": info.get("version"),
+            "infotext": infotexts[0][:2000] if infotexts else "",
+        }
+        return GeneratedImage(
+            content=content,
+            content_type=_sniff(content),
+            seed=int(seed) if seed is not None else request.seed,
+            model=info.get("sd_model_name") or checkpoint or request.model,
+            provider=self.alias,
+            remote_id=task_id,
+            remote_server=url,
+            metadata={k: v for k, v in metadata.items() if v not in (None, "")},
+        )
+
+    # --- health and cancel ---------------------------------------------------------------------------
+
+    def health(self) -> ProviderHealth:
+        url = self.base_url()
+        try:
+            response = self._get("/sdapi/v1/options", timeout=float(self.options["health_timeout"]))
+        except requests.RequestException as exc:
+            return ProviderHealth(ok=False, detail=f"Automatic1111 at {url} is unreachable ({_reason(exc)})")
+        if response.status_code == 404:
+            return ProviderHealth(ok=False, detail=f"{url} has no /sdapi/v1 API; start the web UI with --api")
+        if response.status_code == 401:
+            return ProviderHealth(ok=False, detail=f"Automatic1111 at {url} refused the credentials (api_auth)")
+        if response.status_code >= 400:
+            return ProviderHealth(ok=False, detail=f"Automatic1111 at {url} answered {response.status_code}")
+        try:
+            options = response.json()
+        except ValueError:
+            return ProviderHealth(ok=False, detail=f"{url} does not look like Automatic1111 (not JSON)")
+        model = options.get("sd_model_checkpoint") or "?"
+        return ProviderHealth(ok=True, detail=f"Automatic1111 at {url}, model {model}", info={"model": model})
+
+    def cancel(self, remote_id: str, remote_server: str = "") -> bool:
+        """Interrupt ``remote_id`` if it is the task A1111 is running now; interrupt is global, so never otherwise."""
+        if not remote_id.startswith(TASK_PREFIX) or (remote_server and remote_server.rstrip("/") != self.base_url()):
+            return False
+        try:
+            with requests.Session() as session:
+                state = self._task_state(session, remote_id)
+                if state is None or not state.get("active"):
+                    return False
+                self._post("/sdapi/v1/interrupt", None, timeout=5, session=session)
+        except requests.RequestException as exc:
+            logger.info("Could not interrupt %s on %s: %s", remote_id, self.base_url(), exc)
+            return False
+        return True
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def a1111_sampler(sampler: str, scheduler: str) -> tuple[str, str]:
+    """Translate ComfyUI sampler and scheduler names (or A1111's own) to what A1111 expects.
+
+    ``dpmpp_2m`` + ``karras`` -> ("DPM++ 2M", "Karras"); A1111's older combined names
+    ("DPM++ 2M Karras") are split the same way. A sampler we do not know passes through
+    (an extension may add it; the server answers 404 if not). An unknown scheduler is an
+    error here because A1111 would silently use "Automatic" instead.
+    """
+    sampler, scheduler = (sampler or "").strip(), (scheduler or "").strip()
+    by_lower = {name.lower(): name for name in A1111_SAMPLERS}
+    name = SAMPLERS.get(sampler.lower()) or by_lower.get(sampler.lower(), sampler)
+    if name and name not in A1111_SAMPLERS:
+        for label in ("Karras", "Exponential", "Polyexponential"):
+            base = name[: -len(label)].strip()
+            if name.endswith(f" {label}") and base in A1111_SAMPLERS:
+                name, scheduler = base, scheduler or label
+    if scheduler:
+        labels = {label.lower(): label for label in A1111_SCHEDULERS}
+        label = SCHEDULERS.get(scheduler.lower()) or labels.get(scheduler.lower())
+        if label is None:
+            raise PermanentProviderError(
+                f"Automatic1111 has no scheduler {scheduler!r}; use one of {', '.join(sorted(SCHEDULERS))}."
+            )
+        scheduler = label
+    return name, scheduler
+
+
+def _snap(value: int) -> int:
+    return max(SIZE_MULTIPLE, round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+
+def _with_loras(request: GenerationRequest) -> str:
+    """A1111 applies LoRAs from ``<lora:name:strength>`` tags in the prompt, in the shared stacking order."""
+    from ..comfyui.loras import build_stack
+
+    stack = build_stack(request.loras, request.extra.get("character_loras") or ())
+    if not stack:
+        return request.prompt
+    tags = []
+    for lora in stack:
+        name = lora.name
+        for extension in LORA_EXTENSIONS:
+            if name.lower().endswith(extension):
+                name = name[: -len(extension)]
+                break
+        tags.append(f"<lora:{name}:{lora.strength:g}>")
+    return f"{request.prompt} {' '.join(tags)}"
+
+
+def _checkpoint_names(item: dict[str, Any]) -> set[str]:
+    title = item.get("title") or ""
+    filename = (item.get("filename") or "").replace("\\", "/").rsplit("/", 1)[-1]
+    names = {title, title.split(" [")[0], item.get("model_name") or "", filename, item.get("hash") or ""}
+    if filename:
+        names.add(filename.rsplit(".", 1)[0])
+    return names - {""}
+
+
+def _strip_data_url(value: str) -> str:
+    return value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+
+
+def _sniff(content: bytes) -> str:
+    if content.startswith(b"\x89PNG"):
+        return "image/png"
+    if content.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection refused or reset"
+    return exc.__class__.__name__
+
+
+def _unreachable(url: str, exc: Exception) -> TransientProviderError:
+    return TransientProviderError(f"Automatic1111 at {url} is unreachable ({_reason(exc)}); is the web UI running?")
+
+
+def _raise_for(response: requests.Response, url: str, *, sampler: str = "") -> None:
+    """Turn an error answer into the right error kind with one readable sentence."""
+    status = response.status_code
+    if status < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if status == 401:
+        raise PermanentProviderError(
+            f"Automatic1111 at {url} refused the credentials; set the provider's api_auth to the server's "
+            "--api-auth user:password."
+        )
+    if status == 404 and detail == "Sampler not found":
+        raise PermanentProviderError(
+            f"Automatic1111 has no sampler {sampler!r}; use one of {', '.join(A1111_SAMPLERS)}."
+        )
+    if status == 404 and (not detail or detail == "Not Found"):
+        raise PermanentProviderError(
+            f"{url} has no Automatic1111 API at {response.request.path_url.split('?')[0]}; start the web UI with --api."
+        )
+    if status == 422 and isinstance(detail, list):
+        problems = []
+        for error in detail:
+            loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+            problems.append(f"{'.'.join(loc) or 'body'}: {error.get('msg', 'invalid')}")
+        raise PermanentProviderError(f"Automatic1111 rejected the request: {'; '.join(problems)}.")
+    message = detail or (body.get("errors") if isinstance(body, dict) else "") or response.text[:300] or response.reason
+    if status == 429 or status >= 500:
+        retry_after = response.headers.get("Retry-After")
+        raise TransientProviderError(
+            f"Automatic1111 had a server error ({status}): {str(message).strip()[:300]}",
+            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
+    raise PermanentProviderError(f"Automatic1111 rejected the request ({status}): {str(message).strip()[:300]}")

@@ -1,9 +1,854 @@
-"""Admin for the editors' library and the review workflow (fleshed out below)."""
+"""Admin for the editors' library and the review workflow.
+
+- :class:`PostImagesAdminMixin` goes into the host's post ModelAdmin: the "Generate
+  images for all sections" action and the per-post review page.
+- The library (styles, formats, settings, prompt examples, per-post settings) has full
+  CRUD with search and filters.
+- Results and section reviews are read-mostly: every change is an action that calls
+  :mod:`blogimages.services`, so the rules (one approved image per section, history,
+  permissions) hold whichever page an editor uses.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any, Callable, Iterable
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from . import admin_views, services
+from . import sections as host
+from .admin_views import PERMISSIONS, PostReview, can, error_text, report_generation, report_queue_errors
+from .conf import app_settings
+from .exceptions import BlogImagesError
+from .forms import CommentForm
+from .models import (
+    ImageFormat,
+    ImageGenerationResult,
+    ImagePromptExample,
+    ImageSetting,
+    ImageStyle,
+    PostImageSettings,
+    ResultSource,
+    ResultStatus,
+    ReviewEvent,
+    SectionReview,
+)
+from .storage import delete_quietly
+
+# --- shared helpers --------------------------------------------------------------------------
+
+
+class ImagePermissionsMixin:
+    """``has_<name>_permission`` for ``@admin.action(permissions=[...])``."""
+
+    def has_generate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERMISSIONS["generate"])
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERMISSIONS["review"])
+
+    def has_upload_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERMISSIONS["upload"])
+
+
+def thumbnail_tag(result: ImageGenerationResult | None, width: int = 80) -> str:
+    if result is None or not result.thumbnail:
+        return "—"
+    try:
+        url = result.thumbnail.url
+    except Exception:  # noqa: BLE001 - never break a list page over one file
+        return "—"
+    height = round(width * result.height / result.width) if result.width and result.height else ""
+    return format_html(
+        '<img src="{}" width="{}" height="{}" loading="lazy" alt="{}" class="bi-list-thumb">',
+        url, width, height, gettext("Image #%(id)s") % {"id": result.pk},
+    )
+
+
+def status_tag(status: str, label: str) -> str:
+    return format_html('<span class="bi-badge bi-badge--{}">{}</span>', status, label)
+
+
+def run_each(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    items: Iterable[Any],
+    fn: Callable[[Any], Any],
+    *,
+    done: tuple[str, str],
+    label: Callable[[Any], str],
+) -> list[Any]:
+    """Call ``fn`` per item; report successes with a count and skipped items with why."""
+    outcomes, failures = [], []
+    for item in items:
+        try:
+            outcomes.append(fn(item))
+        except (BlogImagesError, ValidationError) as exc:
+            failures.append(f"{label(item)}: {error_text(exc)}")
+    if outcomes:
+        modeladmin.message_user(request, ngettext(*done, len(outcomes)) % {"count": len(outcomes)}, messages.SUCCESS)
+    if failures:
+        listed = "; ".join(failures[:10]) + ("; …" if len(failures) > 10 else "")
+        modeladmin.message_user(
+            request,
+            ngettext("Skipped %(count)d (%(list)s).", "Skipped %(count)d (%(list)s).", len(failures))
+            % {"count": len(failures), "list": listed},
+            messages.WARNING,
+        )
+    return outcomes
+
+
+def action_step(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset, *, action: str, title: str, intro: str,
+    button: str, form=None, upload_rows=None,
+) -> TemplateResponse:
+    """The extra page of an action that needs a comment or files (like delete's confirmation)."""
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "intro": intro,
+        "button": button,
+        "opts": modeladmin.model._meta,
+        "objects": list(queryset),
+        "action": action,
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        "form": form,
+        "upload_rows": upload_rows,
+        "can_approve": can(request.user, "review"),
+    }
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, "blogimages/admin/action_step.html", context)
+
+
+def comment_step(modeladmin, request, queryset, *, action, title, intro, button, required, apply) -> Any:
+    if "apply" in request.POST:
+        form = CommentForm(request.POST, required_message=required)
+        if form.is_valid():
+            apply(form.cleaned_data["comment"])
+            return None
+    else:
+        form = CommentForm(required_message=required)
+    return action_step(modeladmin, request, queryset, action=action, title=title, intro=intro, button=button, form=form)
+
+
+def upload_step(modeladmin, request, queryset, sections: list[Any], *, action: str) -> Any:
+    """One file input per selected section; each accepted file becomes a candidate."""
+    if "apply" in request.POST:
+        approve_now = bool(request.POST.get("approve_now")) and can(request.user, "review")
+        chosen = [(s, request.FILES.get(f"file-{s.pk}")) for s in sections]
+        chosen = [(s, f) for s, f in chosen if f is not None]
+        if not chosen:
+            modeladmin.message_user(request, gettext("Choose at least one file to upload."), messages.ERROR)
+        else:
+            run_each(
+                modeladmin, request, chosen,
+                lambda pair: services.upload(pair[0], pair[1], user=request.user, approve_now=approve_now),
+                done=("Uploaded %(count)d image.", "Uploaded %(count)d images."),
+                label=lambda pair: f"“{host.section_title(pair[0])}” ({pair[1].name})",
+            )
+            return None
+    rows = [{"section": s, "title": host.section_title(s), "name": f"file-{s.pk}"} for s in sections]
+    return action_step(
+        modeladmin, request, queryset, action=action, title=gettext("Upload replacement images"),
+        intro=gettext("Each file is checked (real image content, size, pixels) before anything is stored, "
+                      "then becomes a candidate of its section."),
+        button=gettext("Upload"), upload_rows=rows,
+    )
+
+
+def section_of(result: ImageGenerationResult) -> str:
+    return f"#{result.pk}"
+
+
+# --- the host's post admin -----------------------------------------------------------------
 
 
 class PostImagesAdminMixin:
-    """Mix into the host's post ModelAdmin: the generate action and the review page."""
+    """Mix into the host's post ModelAdmin: the generate action and the review page.
+
+    ``class PostAdmin(PostImagesAdminMixin, admin.ModelAdmin)``. The change form gets a
+    "Review images" button (through ``change_form_template``; if you have your own,
+    include ``blogimages/admin/review_link.html`` in its ``object-tools-items`` block)
+    and the change list a column linking to the review page.
+    """
+
+    change_form_template = "blogimages/admin/post_change_form.html"
+    blogimages_list_link = True
+
+    @admin.action(description=_("Generate images for all sections"), permissions=["generate_images"])
+    def generate_images_for_sections(self, request: HttpRequest, queryset) -> None:
+        results, skipped, posts = [], [], 0
+        for post in queryset:
+            try:
+                outcome = services.generate_for_post(post, user=request.user)
+            except (BlogImagesError, ValidationError) as exc:
+                self.message_user(
+                    request, gettext("“%(post)s”: %(why)s") % {"post": post, "why": error_text(exc)}, messages.ERROR
+                )
+                continue
+            posts += 1
+            results += outcome.results
+            skipped += outcome.skipped
+        if posts:
+            report_generation(request, results, skipped, posts=posts)
+
+    def has_generate_images_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERMISSIONS["generate"])
+
+    def get_actions(self, request: HttpRequest):
+        actions = super().get_actions(request)
+        name = "generate_images_for_sections"
+        if self.actions is None or IS_POPUP_VAR in request.GET or name in actions:
+            return actions
+        if self.has_generate_images_permission(request):
+            actions[name] = self.get_action(name)
+        return actions
+
+    def get_list_display(self, request: HttpRequest):
+        columns = list(super().get_list_display(request))
+        if self.blogimages_list_link and "blogimages_review_link" not in columns:
+            columns.append("blogimages_review_link")
+        return columns
+
+    @admin.display(description=_("Images"))
+    def blogimages_review_link(self, obj) -> str:
+        return format_html(
+            '<a href="{}" class="bi-review-link">{}</a>', self.blogimages_review.urls_for(obj)["review"],
+            gettext("Review images"),
+        )
+
+    @property
+    def blogimages_review(self) -> PostReview:
+        return PostReview(self)
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+        review = self.blogimages_review
+        urls = [
+            path("<path:object_id>/images/status/", wrap(review.status_view), name=f"{prefix}_images_status"),
+            path(
+                "<path:object_id>/images/section/<int:section_id>/", wrap(review.section_view),
+                name=f"{prefix}_images_section",
+            ),
+            path("<path:object_id>/images/", wrap(review.review_view), name=f"{prefix}_images"),
+        ]
+        return urls + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        extra_context["blogimages_review_url"] = reverse(
+            f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_images", args=[object_id]
+        )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+# --- the library ---------------------------------------------------------------------------
+
+
+@admin.register(ImageStyle)
+class ImageStyleAdmin(admin.ModelAdmin):
+    list_display = ["name", "template_excerpt", "lora_count", "updated_at"]
+    search_fields = ["name", "prompt_template", "negative_prompt", "description"]
+    list_filter = ["updated_at"]
+    fields = ["name", "prompt_template", "negative_prompt", "loras", "description"]
+
+    @admin.display(description=_("prompt template"))
+    def template_excerpt(self, obj: ImageStyle) -> str:
+        return Truncator(obj.prompt_template).chars(80)
+
+    @admin.display(description=_("LoRAs"))
+    def lora_count(self, obj: ImageStyle) -> int:
+        return len(obj.loras or [])
+
+
+class OrientationFilter(admin.SimpleListFilter):
+    title = _("orientation")
+    parameter_name = "orientation"
+
+    def lookups(self, request, model_admin):
+        return [("landscape", _("Landscape")), ("portrait", _("Portrait")), ("square", _("Square"))]
+
+    def queryset(self, request, queryset):
+        from django.db.models import F
+
+        if self.value() == "landscape":
+            return queryset.filter(width__gt=F("height"))
+        if self.value() == "portrait":
+            return queryset.filter(width__lt=F("height"))
+        if self.value() == "square":
+            return queryset.filter(width=F("height"))
+        return queryset
+
+
+@admin.register(ImageFormat)
+class ImageFormatAdmin(admin.ModelAdmin):
+    list_display = ["name", "width", "height", "aspect"]
+    search_fields = ["name", "description"]
+    list_filter = [OrientationFilter]
+
+    @admin.display(description=_("aspect"))
+    def aspect(self, obj: ImageFormat) -> str:
+        from math import gcd
+
+        if not obj.width or not obj.height:
+            return "—"
+        d = gcd(obj.width, obj.height)
+        return f"{obj.width // d}:{obj.height // d}"
+
+
+class LegacyParsedFilter(admin.SimpleListFilter):
+    title = _("legacy text")
+    parameter_name = "legacy"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("unparsed", _("Has legacy text, not parsed")),
+            ("parsed", _("Parsed")),
+            ("warnings", _("Parsed with warnings")),
+            ("none", _("No legacy text")),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "unparsed":
+            return queryset.exclude(legacy_text="").filter(legacy_parsed_at__isnull=True)
+        if value == "parsed":
+            return queryset.filter(legacy_parsed_at__isnull=False)
+        if value == "warnings":
+            return queryset.filter(legacy_parsed_at__isnull=False).exclude(legacy_warnings=[])
+        if value == "none":
+            return queryset.filter(legacy_text="")
+        return queryset
+
+
+@admin.register(ImageSetting)
+class ImageSettingAdmin(admin.ModelAdmin):
+    change_form_template = "blogimages/admin/imagesetting_change_form.html"
+    list_display = ["name", "provider", "model", "size", "steps", "sampler", "is_structured_flag", "legacy_state"]
+    list_filter = ["provider", "sampler", "scheduler", LegacyParsedFilter]
+    search_fields = ["name", "model", "sampler", "negative_prompt", "legacy_text"]
+    readonly_fields = ["legacy_text_display", "legacy_parsed_at", "legacy_warnings_display"]
+    fieldsets = [
+        (None, {"fields": ["name", "provider", "model"]}),
+        (_("Structured settings"), {
+            "fields": [("width", "height"), "steps", "guidance_scale", ("sampler", "scheduler"), "seed",
+                       "negative_prompt", "extra_settings"],
+            "classes": ["bi-structured"],
+        }),
+        (_("Legacy text (read-only)"), {
+            "fields": ["legacy_text_display", "legacy_parsed_at", "legacy_warnings_display"],
+            "classes": ["bi-legacy"],
+            "description": _("The older system's text, kept verbatim; blogimages_migrate_settings fills the "
+                             "structured fields from it."),
+        }),
+    ]
+
+    @admin.display(description=_("size"))
+    def size(self, obj: ImageSetting) -> str:
+        return f"{obj.width}x{obj.height}" if obj.width and obj.height else "—"
+
+    @admin.display(description=_("structured"), boolean=True)
+    def is_structured_flag(self, obj: ImageSetting) -> bool:
+        return obj.is_structured
+
+    @admin.display(description=_("legacy"))
+    def legacy_state(self, obj: ImageSetting) -> str:
+        if not obj.legacy_text:
+            return "—"
+        if obj.legacy_parsed_at is None:
+            return gettext("not parsed")
+        n = len(obj.legacy_warnings or [])
+        if n:
+            return ngettext("parsed, %(n)d warning", "parsed, %(n)d warnings", n) % {"n": n}
+        return gettext("parsed")
+
+    @admin.display(description=_("legacy text"))
+    def legacy_text_display(self, obj: ImageSetting) -> str:
+        if not obj.legacy_text:
+            return "—"
+        return format_html('<pre class="bi-legacy-text">{}</pre>', obj.legacy_text)
+
+    @admin.display(description=_("legacy parse warnings"))
+    def legacy_warnings_display(self, obj: ImageSetting) -> str:
+        warnings = obj.legacy_warnings or []
+        if not warnings:
+            return "—"
+        items = format_html_join("", "<li>{}</li>", ((w,) for w in warnings))
+        return format_html('<ul class="bi-warnings">{}</ul>', items)
+
+
+@admin.register(ImagePromptExample)
+class ImagePromptExampleAdmin(admin.ModelAdmin):
+    list_display = ["name", "prompt_excerpt", "style", "image_format", "setting", "provider", "model", "try_link"]
+    list_select_related = ["style", "image_format", "setting"]
+    list_filter = ["style", "image_format", "setting", "provider"]
+    search_fields = ["name", "prompt", "notes", "model"]
+    readonly_fields = ["created_by"]
+
+    @admin.display(description=_("prompt"))
+    def prompt_excerpt(self, obj: ImagePromptExample) -> str:
+        return Truncator(obj.prompt).chars(60) or gettext("(the section text)")
+
+    @admin.display(description=_("playground"))
+    def try_link(self, obj: ImagePromptExample) -> str:
+        url = reverse(f"{self.admin_site.name}:blogimages_playground") + f"?example={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, gettext("Try it"))
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(PostImageSettings)
+class PostImageSettingsAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "post", "prompt_example", "updated_at"]
+    list_select_related = ["post", "prompt_example"]
+    list_filter = ["prompt_example"]
+    search_fields = ["prompt_example__name", "prompt_example__prompt"]
+    raw_id_fields = ["post"]
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+RESULT_FIELDSETS = [
+    (_("Image"), {"fields": [
+        "preview", "status", "progress", "progress_message", "is_approved", "source", "post", "section",
+        "image", "thumbnail", ("width", "height"), "file_size", "content_type", "checksum", "renditions",
+    ]}),
+    (_("What was asked for"), {"fields": [
+        "prompt", "final_prompt", "negative_prompt", "provider", "provider_used", "model", "seed", "seed_pinned",
+        "params", "prompt_example", "style", "image_format", "setting", "group", "requested_by",
+    ]}),
+    (_("Job"), {"fields": [
+        "error_message", "error_kind", "attempts", "job_id", "remote_id", "remote_server", "provider_meta",
+        "queued_at", "started_at", "finished_at", "heartbeat_at", "created_at", "updated_at",
+    ]}),
+]
+
+
+@admin.register(ImageGenerationResult)
+class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
+    change_list_template = "blogimages/admin/result_change_list.html"
+    change_form_template = "blogimages/admin/result_change_form.html"
+    list_display = [
+        "id", "thumb", "status_badge", "progress_bar", "provider_label", "model", "seed", "section_label",
+        "created_at",
+    ]
+    list_display_links = ["id", "thumb"]
+    list_filter = ["status", "source", "provider", "provider_used", "is_approved", "error_kind", "created_at"]
+    list_select_related = ["section", "post"]
+    search_fields = ["=id", "prompt", "final_prompt", "model", "remote_id", "job_id", "error_message", "=group"]
+    date_hierarchy = "created_at"
+    fieldsets = RESULT_FIELDSETS
+    list_per_page = 50
+    actions = [
+        "approve_images", "reject_images", "regenerate_images", "regenerate_images_same_seed", "cancel_jobs",
+        "requeue_jobs", "comment_on_sections", "upload_replacements",
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["preview"] + [f.name for f in self.model._meta.fields if f.name != "id"]
+
+    def has_add_permission(self, request):
+        # Results are made by generation and uploads, never typed in.
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # A result is a snapshot: it changes only through the actions and the review page.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_approved:
+            return False  # reject it first: the public page shows it
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        # Bulk delete would bypass "not while approved" and leave files behind.
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_model(self, request, obj):
+        names = [obj.image.name, obj.thumbnail.name, *(obj.renditions or {}).values()]
+        super().delete_model(request, obj)
+        transaction.on_commit(lambda: [delete_quietly(name) for name in names if name])
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        urls = [
+            path("playground/", wrap(self._view(admin_views.playground_view)), name="blogimages_playground"),
+            path(
+                "playground/status/", wrap(self._view(admin_views.playground_status_view)),
+                name="blogimages_playground_status",
+            ),
+            path(
+                "playground/models/", wrap(self._view(admin_views.playground_models_view)),
+                name="blogimages_playground_models",
+            ),
+            path("status/", wrap(self._view(admin_views.status_view)), name="blogimages_status"),
+            path(
+                "status/comfyui/", wrap(self._view(admin_views.comfyui_control_view)),
+                name="blogimages_status_comfyui",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def _view(self, view):
+        def bound(request, *args, **kwargs):
+            return view(self, request, *args, **kwargs)
+
+        bound.__name__ = view.__name__
+        return bound
+
+    # --- columns -----------------------------------------------------------------------------
+
+    @admin.display(description=_("image"))
+    def thumb(self, obj: ImageGenerationResult) -> str:
+        return thumbnail_tag(obj)
+
+    @admin.display(description=_("preview"))
+    def preview(self, obj: ImageGenerationResult) -> str:
+        return thumbnail_tag(obj, width=320)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: ImageGenerationResult) -> str:
+        badge = status_tag(obj.status, obj.get_status_display())
+        if obj.is_approved:
+            badge = format_html('{} <span class="bi-badge bi-badge--approved">{}</span>', badge, gettext("approved"))
+        return badge
+
+    @admin.display(description=_("progress"), ordering="progress")
+    def progress_bar(self, obj: ImageGenerationResult) -> str:
+        if obj.status == ResultStatus.FAILED:
+            return format_html('<span class="bi-error" title="{}">{}</span>', obj.error_message,
+                               Truncator(obj.error_message).chars(60))
+        return format_html('<progress max="100" value="{}"></progress> {}%', obj.progress, obj.progress)
+
+    @admin.display(description=_("provider"), ordering="provider")
+    def provider_label(self, obj: ImageGenerationResult) -> str:
+        if obj.provider_used and obj.provider_used != obj.provider:
+            return f"{obj.provider} → {obj.provider_used}"
+        return obj.provider
+
+    @admin.display(description=_("section"), ordering="section")
+    def section_label(self, obj: ImageGenerationResult) -> str:
+        if obj.section_id is None:
+            return gettext("playground")
+        return format_html("{} <span class=\"bi-muted\">· {}</span>", host.section_title(obj.section), obj.post)
+
+    # --- actions -------------------------------------------------------------------------------
+
+    @admin.action(description=_("Approve the selected images"), permissions=["review"])
+    def approve_images(self, request, queryset):
+        seen: set[int] = set()
+
+        def one(result):
+            if result.section_id in seen:
+                raise ValidationError(gettext("another selected image of the same section was approved"))
+            services.approve(result, user=request.user)
+            seen.add(result.section_id)
+
+        run_each(
+            self, request, queryset.order_by("-created_at").select_related("section"), one,
+            done=("Approved %(count)d image.", "Approved %(count)d images."), label=section_of,
+        )
+
+    @admin.action(description=_("Reject the selected images (with a comment)"), permissions=["review"])
+    def reject_images(self, request, queryset):
+        def apply(comment):
+            run_each(
+                self, request, queryset.select_related("section"),
+                lambda r: services.reject(result=r, user=request.user, comment=comment),
+                done=("Rejected %(count)d image.", "Rejected %(count)d images."), label=section_of,
+            )
+
+        return comment_step(
+            self, request, queryset, action="reject_images", title=gettext("Reject images"),
+            intro=gettext("Say why; the comment lands in each section's history."), button=gettext("Reject"),
+            required=gettext("Say why the images are rejected; the comment is required."), apply=apply,
+        )
+
+    def _regenerate(self, request, queryset, same_seed: bool):
+        created = run_each(
+            self, request, queryset,
+            lambda r: services.regenerate(r, user=request.user, same_seed=same_seed),
+            done=("Queued %(count)d new image.", "Queued %(count)d new images."), label=section_of,
+        )
+        report_queue_errors(request, created)
+
+    @admin.action(description=_("Regenerate with a new seed"), permissions=["generate"])
+    def regenerate_images(self, request, queryset):
+        self._regenerate(request, queryset, same_seed=False)
+
+    @admin.action(description=_("Regenerate with the same seed"), permissions=["generate"])
+    def regenerate_images_same_seed(self, request, queryset):
+        self._regenerate(request, queryset, same_seed=True)
+
+    @admin.action(description=_("Cancel queued or running jobs"), permissions=["generate"])
+    def cancel_jobs(self, request, queryset):
+        run_each(
+            self, request, queryset, lambda r: services.cancel(r, user=request.user),
+            done=("Cancelled %(count)d job.", "Cancelled %(count)d jobs."), label=section_of,
+        )
+
+    @admin.action(description=_("Send failed or cancelled jobs to the queue again"), permissions=["generate"])
+    def requeue_jobs(self, request, queryset):
+        def one(result):
+            if result.source == ResultSource.UPLOADED or result.status == ResultStatus.SUCCEEDED:
+                raise ValidationError(gettext("it already has its image"))
+            if result.status == ResultStatus.RUNNING:
+                raise ValidationError(gettext("it is running"))
+            return services.requeue(result, user=request.user)
+
+        requeued = run_each(
+            self, request, queryset, one, done=("Re-queued %(count)d job.", "Re-queued %(count)d jobs."),
+            label=section_of,
+        )
+        report_queue_errors(request, requeued)
+
+    @admin.action(description=_("Comment on the sections of the selected images"), permissions=["view"])
+    def comment_on_sections(self, request, queryset):
+        sections = _distinct_sections(queryset)
+
+        def apply(text):
+            run_each(
+                self, request, sections, lambda s: services.add_comment(s, user=request.user, text=text),
+                done=("Commented on %(count)d section.", "Commented on %(count)d sections."),
+                label=host.section_title,
+            )
+
+        return comment_step(
+            self, request, queryset, action="comment_on_sections", title=gettext("Comment"),
+            intro=gettext("The comment lands in the history of each selected image's section."),
+            button=gettext("Add comment"), required=gettext("The comment is empty."), apply=apply,
+        )
+
+    @admin.action(description=_("Upload replacements for the sections of the selected images"),
+                  permissions=["upload"])
+    def upload_replacements(self, request, queryset):
+        sections = _distinct_sections(queryset)
+        if not sections:
+            self.message_user(request, gettext("Playground images have no section to upload to."), messages.WARNING)
+            return None
+        return upload_step(self, request, queryset, sections, action="upload_replacements")
+
+
+def _distinct_sections(queryset) -> list[Any]:
+    sections: dict[int, Any] = {}
+    for result in queryset.filter(section__isnull=False).select_related("section"):
+        sections.setdefault(result.section_id, result.section)
+    return list(sections.values())
+
+
+# --- section reviews ----------------------------------------------------------------------------
+
+
+class ReviewEventInline(admin.TabularInline):
+    model = ReviewEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "action", "user", "result", "comment"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user", "result")
+
+    def has_add_permission(self, request, obj=None):
+        return False  # history is written by the services, never typed in
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SectionReview)
+class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
+    change_form_template = "blogimages/admin/sectionreview_change_form.html"
+    list_display = [
+        "section_label", "post", "status_badge", "approved_thumb", "reviewed_by", "reviewed_at", "comment_excerpt",
+        "review_link",
+    ]
+    list_select_related = ["section", "post", "approved_result", "reviewed_by"]
+    list_filter = ["status", "reviewed_at", "prompt_example"]
+    fields = [
+        "section", "post", "status", "approved_preview", "reviewed_by", "reviewed_at", "comment", "prompt_example",
+        "prompt_override", "alt_text",
+    ]
+    readonly_fields = ["section", "post", "status", "approved_preview", "reviewed_by", "reviewed_at", "comment"]
+    inlines = [ReviewEventInline]
+    actions = [
+        "generate_for_sections", "approve_newest", "reject_sections", "regenerate_newest", "cancel_section_jobs",
+        "comment_on_sections", "upload_replacements",
+    ]
+
+    def get_search_fields(self, request):
+        fields = ["comment", "prompt_override", "alt_text"]
+        for name in (app_settings.SECTION_TITLE_FIELD, app_settings.SECTION_TEXT_FIELD):
+            if name:
+                fields.append(f"section__{name}")
+        return fields
+
+    def has_add_permission(self, request):
+        return False  # a review row is made the first time a section gets an image
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # it would take the section's history with it
+
+    @admin.display(description=_("section"))
+    def section_label(self, obj: SectionReview) -> str:
+        return host.section_title(obj.section)
+
+    @admin.display(description=_("decision"), ordering="status")
+    def status_badge(self, obj: SectionReview) -> str:
+        return status_tag(obj.status, obj.get_status_display())
+
+    @admin.display(description=_("approved image"))
+    def approved_thumb(self, obj: SectionReview) -> str:
+        return thumbnail_tag(obj.approved_result)
+
+    @admin.display(description=_("approved image"))
+    def approved_preview(self, obj: SectionReview) -> str:
+        return thumbnail_tag(obj.approved_result, width=320)
+
+    @admin.display(description=_("latest comment"))
+    def comment_excerpt(self, obj: SectionReview) -> str:
+        return Truncator(obj.comment).chars(60)
+
+    @admin.display(description=_("review"))
+    def review_link(self, obj: SectionReview) -> str:
+        url = _post_review_url(self.admin_site, obj.post_id)
+        return format_html('<a href="{}#bi-section-{}">{}</a>', url, obj.section_id, gettext("Open")) if url else ""
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if obj is not None:
+            url = _post_review_url(self.admin_site, obj.post_id)
+            extra_context["blogimages_review_url"] = f"{url}#bi-section-{obj.section_id}" if url else ""
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def _sections(self, queryset) -> list[Any]:
+        return [review.section for review in queryset.select_related("section")]
+
+    @admin.action(description=_("Generate an image for the selected sections"), permissions=["generate"])
+    def generate_for_sections(self, request, queryset):
+        created = []
+        for batch in run_each(
+            self, request, self._sections(queryset), lambda s: services.generate_for_section(s, user=request.user),
+            done=("Queued images for %(count)d section.", "Queued images for %(count)d sections."),
+            label=host.section_title,
+        ):
+            created += batch
+        report_queue_errors(request, created)
+
+    @admin.action(description=_("Approve the newest finished image of each section"), permissions=["review"])
+    def approve_newest(self, request, queryset):
+        def one(review):
+            latest = (
+                ImageGenerationResult.objects.filter(section_id=review.section_id, status=ResultStatus.SUCCEEDED)
+                .exclude(image="").order_by("-created_at", "-id").first()
+            )
+            if latest is None:
+                raise ValidationError(gettext("no finished image yet"))
+            if latest.is_approved:
+                raise ValidationError(gettext("its newest image is already approved"))
+            return services.approve(latest, user=request.user)
+
+        run_each(
+            self, request, queryset.select_related("section"), one,
+            done=("Approved an image for %(count)d section.", "Approved images for %(count)d sections."),
+            label=lambda r: host.section_title(r.section),
+        )
+
+    @admin.action(description=_("Reject the selected sections' images (with a comment)"), permissions=["review"])
+    def reject_sections(self, request, queryset):
+        sections = self._sections(queryset)
+
+        def apply(comment):
+            run_each(
+                self, request, sections, lambda s: services.reject(s, user=request.user, comment=comment),
+                done=("Rejected %(count)d section.", "Rejected %(count)d sections."), label=host.section_title,
+            )
+
+        return comment_step(
+            self, request, queryset, action="reject_sections", title=gettext("Reject section images"),
+            intro=gettext("Say why; the comment lands in each section's history."), button=gettext("Reject"),
+            required=gettext("Say why the images are rejected; the comment is required."), apply=apply,
+        )
+
+    @admin.action(description=_("Regenerate the newest image of each section (new seed)"),
+                  permissions=["generate"])
+    def regenerate_newest(self, request, queryset):
+        def one(review):
+            latest = (
+                ImageGenerationResult.objects.filter(section_id=review.section_id, source=ResultSource.GENERATED)
+                .order_by("-created_at", "-id").first()
+            )
+            if latest is None:
+                raise ValidationError(gettext("nothing was generated for it yet"))
+            return services.regenerate(latest, user=request.user)
+
+        created = run_each(
+            self, request, queryset.select_related("section"), one,
+            done=("Queued %(count)d new image.", "Queued %(count)d new images."),
+            label=lambda r: host.section_title(r.section),
+        )
+        report_queue_errors(request, created)
+
+    @admin.action(description=_("Cancel the sections' queued or running jobs"), permissions=["generate"])
+    def cancel_section_jobs(self, request, queryset):
+        section_ids = list(queryset.values_list("section_id", flat=True))
+        active = ImageGenerationResult.objects.active().filter(section_id__in=section_ids)
+        cancelled = run_each(
+            self, request, active, lambda r: services.cancel(r, user=request.user),
+            done=("Cancelled %(count)d job.", "Cancelled %(count)d jobs."), label=section_of,
+        )
+        if not cancelled and not active.exists():
+            self.message_user(request, gettext("Nothing was queued or running."), messages.INFO)
+
+    @admin.action(description=_("Comment on the selected sections"), permissions=["view"])
+    def comment_on_sections(self, request, queryset):
+        sections = self._sections(queryset)
+
+        def apply(text):
+            run_each(
+                self, request, sections, lambda s: services.add_comment(s, user=request.user, text=text),
+                done=("Commented on %(count)d section.", "Commented on %(count)d sections."),
+                label=host.section_title,
+            )
+
+        return comment_step(
+            self, request, queryset, action="comment_on_sections", title=gettext("Comment"),
+            intro=gettext("The comment lands in each section's history."), button=gettext("Add comment"),
+            required=gettext("The comment is empty."), apply=apply,
+        )
+
+    @admin.action(description=_("Upload a replacement image"), permissions=["upload"])
+    def upload_replacements(self, request, queryset):
+        return upload_step(self, request, queryset, self._sections(queryset), action="upload_replacements")
+
+
+def _post_review_url(site, post_id) -> str:
+    from django.urls import NoReverseMatch
+
+    opts = host.post_model()._meta
+    try:
+        return reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_images", args=[post_id])
+    except NoReverseMatch:
+        return ""  # the host's post admin does not use PostImagesAdminMixin

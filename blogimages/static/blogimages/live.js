@@ -1,0 +1,186 @@
+/* blogimages admin: live progress without reloading the page.
+ *
+ * An element with data-bi-live="review" or "playground" and data-status-url is polled
+ * about once a second while any of its candidates is queued or running. Progress bars
+ * update in place; when a candidate finishes, the review page re-renders that section's
+ * panel (data-section-url, with 0 standing for the section id) and the playground swaps
+ * the card for the HTML the status answer carries. Forms keep working without script.
+ */
+(function () {
+  "use strict";
+
+  var INTERVAL = 1000;
+  var ACTIVE = { queued: true, running: true };
+
+  function activeCount(root) {
+    return root.querySelectorAll('.bi-card[data-status="queued"], .bi-card[data-status="running"]').length;
+  }
+
+  function showCount(root) {
+    var n = activeCount(root);
+    document.querySelectorAll("[data-bi-active-count]").forEach(function (el) {
+      el.textContent = n ? n + " in progress" : "";
+    });
+    return n;
+  }
+
+  function updateProgress(card, r) {
+    var bar = card.querySelector(".bi-progress__bar");
+    if (bar) bar.style.width = r.progress + "%";
+    var meter = card.querySelector(".bi-progress");
+    if (meter) meter.setAttribute("aria-valuenow", r.progress);
+    var text = card.querySelector("[data-bi-progress-text]");
+    if (text) text.textContent = r.progress + "%" + (r.message ? " · " + r.message : "");
+    if (card.dataset.status !== r.status) {
+      card.dataset.status = r.status;
+      card.className = card.className.replace(/bi-card--(queued|running)/, "bi-card--" + r.status);
+      var label = card.querySelector("[data-bi-status]");
+      if (label) {
+        label.textContent = r.status_label;
+        label.className = label.className.replace(/bi-badge--\w+/, "bi-badge--" + r.status);
+      }
+    }
+  }
+
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (resp) {
+      if (!resp.ok) throw new Error("HTTP " + resp.status);
+      return resp.json();
+    });
+  }
+
+  function replaceSection(root, sectionId) {
+    var url = root.dataset.sectionUrl.replace(/\/0\/$/, "/" + sectionId + "/");
+    return fetch(url, { credentials: "same-origin" })
+      .then(function (resp) {
+        if (!resp.ok) throw new Error("HTTP " + resp.status);
+        return resp.text();
+      })
+      .then(function (html) {
+        var old = document.getElementById("bi-section-" + sectionId);
+        if (!old) return;
+        // Keep a comment the editor is typing: the panel is replaced under them.
+        var typing = old.querySelector("textarea");
+        var text = typing ? typing.value : "";
+        var holder = document.createElement("div");
+        holder.innerHTML = html.trim();
+        var fresh = holder.firstElementChild;
+        old.replaceWith(fresh);
+        if (text) {
+          var area = fresh.querySelector("textarea");
+          if (area) area.value = text;
+        }
+      });
+  }
+
+  function pollReview(root) {
+    return getJSON(root.dataset.statusUrl).then(function (data) {
+      var refresh = {};
+      data.results.forEach(function (r) {
+        var card = root.querySelector('.bi-card[data-result="' + r.id + '"]');
+        if (!card) {
+          refresh[r.section] = true; // a candidate made elsewhere (another editor, the API)
+        } else if (card.dataset.status !== r.status && !r.active) {
+          refresh[r.section] = true;
+        } else if (r.active) {
+          updateProgress(card, r);
+        }
+      });
+      var ids = Object.keys(refresh);
+      return Promise.all(ids.map(function (id) { return replaceSection(root, id); })).then(function () {
+        return data.active || ids.length > 0;
+      });
+    });
+  }
+
+  function pollPlayground(root) {
+    return getJSON(root.dataset.statusUrl).then(function (data) {
+      data.results.forEach(function (r) {
+        var card = root.querySelector('.bi-card[data-result="' + r.id + '"]');
+        if (!card) return;
+        if (card.dataset.status !== r.status && !r.active) {
+          var holder = document.createElement("div");
+          holder.innerHTML = r.html.trim();
+          card.replaceWith(holder.firstElementChild);
+        } else {
+          updateProgress(card, r);
+        }
+      });
+      return data.active;
+    });
+  }
+
+  function watch(root) {
+    var poll = root.dataset.biLive === "playground" ? pollPlayground : pollReview;
+    var timer = null;
+    var failures = 0;
+
+    function tick() {
+      timer = null;
+      poll(root)
+        .then(function (more) {
+          failures = 0;
+          showCount(root);
+          if (more || activeCount(root)) schedule(INTERVAL);
+        })
+        .catch(function () {
+          failures += 1; // the server restarting, a dropped connection: back off, keep trying
+          schedule(Math.min(30000, INTERVAL * Math.pow(2, failures)));
+        });
+    }
+
+    function schedule(delay) {
+      if (timer === null) timer = window.setTimeout(tick, delay);
+    }
+
+    if (showCount(root)) schedule(INTERVAL);
+  }
+
+  function requireComment(event) {
+    var button = event.target.closest("[data-bi-needs-comment]");
+    if (!button) return;
+    var form = button.form;
+    var area = form && form.querySelector("textarea[name=comment]");
+    if (area && !area.value.trim()) {
+      event.preventDefault();
+      area.setCustomValidity(button.value.indexOf("reject") === 0 ? "Say why: a comment is required to reject." : "Write a comment first.");
+      area.reportValidity();
+      area.addEventListener("input", function () { area.setCustomValidity(""); }, { once: true });
+    }
+  }
+
+  function loadModels(form) {
+    var list = document.getElementById("bi-models");
+    if (!list) return;
+    var url = new URL(form.dataset.modelsUrl, window.location.href);
+    form.querySelectorAll('input[name="providers"]:checked').forEach(function (box) {
+      url.searchParams.append("provider", box.value);
+    });
+    getJSON(url.toString()).then(function (data) {
+      var seen = {};
+      list.innerHTML = "";
+      Object.keys(data.models).forEach(function (alias) {
+        data.models[alias].forEach(function (name) {
+          if (seen[name]) return;
+          seen[name] = true;
+          var option = document.createElement("option");
+          option.value = name;
+          option.label = alias;
+          list.appendChild(option);
+        });
+      });
+    }).catch(function () { /* suggestions only */ });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-bi-live]").forEach(watch);
+    document.addEventListener("click", requireComment, true);
+    var compose = document.querySelector("form[data-models-url]");
+    if (compose) {
+      compose.addEventListener("change", function (event) {
+        if (event.target.name === "providers") loadModels(compose);
+      });
+      loadModels(compose);
+    }
+  });
+})();

@@ -18,7 +18,13 @@ from django.utils import timezone
 
 from . import sections as host
 from .conf import app_settings
-from .exceptions import BlogImagesError, ConcurrentTransition, InvalidTransition, QueueUnavailable
+from .exceptions import (
+    BlogImagesError,
+    ConcurrentTransition,
+    InvalidTransition,
+    PermanentProviderError,
+    QueueUnavailable,
+)
 from .images import analyse, clean_upload
 from .models import (
     ACTIVE_STATUSES,
@@ -36,7 +42,7 @@ from .models import (
     ReviewStatus,
     SectionReview,
 )
-from .prompts import resolve_params
+from .prompts import request_from_snapshot, resolve_params
 from .providers import UnknownProvider, providers
 from .storage import delete_quietly, save_bytes
 
@@ -104,6 +110,16 @@ def _check_provider(alias: str) -> str:
     return alias
 
 
+def _preflight(alias: str, prompt: str, params: dict[str, Any]) -> None:
+    """Ask the provider to check the request now, so an editor hears of an unknown or
+    retired model, a bad size or quality at once, and no row or job is created for it.
+    ``prepare()`` makes no network calls (see BaseProvider.prepare)."""
+    try:
+        providers[alias].prepare(request_from_snapshot(prompt, params, seed=params["seed"], result_id=None))
+    except PermanentProviderError as exc:
+        raise ValidationError({"provider": f"{alias}: {exc}"}) from exc
+
+
 def request_generation(
     spec: GenerationSpec, *, section=None, user=None, group: uuid.UUID | None = None
 ) -> list[ImageGenerationResult]:
@@ -129,9 +145,9 @@ def request_generation(
     params = resolve_params(
         style=style, image_format=image_format, setting=setting, model=model, overrides=spec.overrides
     )
-    for alias in aliases:
-        _check_provider(alias)
     final_prompt = style.apply(prompt) if style else prompt
+    for alias in aliases:
+        _preflight(_check_provider(alias), final_prompt, params)
     group = group or uuid.uuid4()
     post_id = host.post_id_of(section) if section is not None else None
     results = []

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.files.storage import default_storage
 from PIL import Image
 
@@ -155,10 +155,14 @@ def test_size_is_snapped_and_the_change_recorded(openai, server, generate):
 
 
 def test_a_retired_model_is_refused_before_any_request(openai, server, generate):
-    [result] = generate(GenerationSpec(prompt="A lighthouse", providers=["openai"], model="dall-e-3"))
+    # Refused when the editor asks, before a row or a job exists (services preflight).
+    with pytest.raises(ValidationError) as caught:
+        generate(GenerationSpec(prompt="A lighthouse", providers=["openai"], model="dall-e-3"))
 
-    assert (result.status, result.error_kind) == ("failed", "permanent")
-    assert result.error_message == "OpenAI retired DALL·E 3 (dall-e-3) on 2026-05-12; use gpt-image-2 instead."
+    assert caught.value.message_dict == {
+        "provider": ["openai: OpenAI retired DALL·E 3 (dall-e-3) on 2026-05-12; use gpt-image-2 instead."]
+    }
+    assert ImageGenerationResult.objects.count() == 0
     assert server.requests == []
 
 

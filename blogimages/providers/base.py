@@ -111,6 +111,8 @@ class BaseProvider:
 
         Returns the request to send and a list of adjustments (e.g. a snapped size) to
         record on the result. Raise PermanentProviderError for what cannot be sent.
+        It is called twice: when the editor makes the request (so errors show at once)
+        and again in the job, so it must be quick, idempotent and make no network calls.
         """
         return request, []
 

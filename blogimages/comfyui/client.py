@@ -1,0 +1,638 @@
+"""A synchronous client for one ComfyUI server: HTTP with ``requests``, the socket with ``websockets``.
+
+It follows what the recordings in ``comfyui-protocol/`` show (ComfyUI 0.3.64):
+
+* the websocket ``/ws?clientId=`` is opened *before* ``POST /prompt``, and the prompt
+  carries that ``client_id``: messages sent while no socket is registered are lost, and
+  a prompt without ``client_id`` gets no ``executing`` message at all;
+* completion is ``executing {node: null}`` with our ``prompt_id``. The history entry is
+  written after ``execution_success`` and before that message, so fetching history on
+  ``execution_success`` can return ``{}``; the ``executed`` message already names the
+  output files, and history is only read (retrying ``{}``) when it was missed;
+* when the socket goes quiet (a stall, a GC pause, a proxy buffering) or drops, the
+  client polls ``/history/<id>``, then ``/queue``; a reconnected socket has lost what was
+  sent meanwhile, and its first ``executing`` frame carries no ``prompt_id``;
+* cancelling deletes the prompt from the queue and interrupts it *by id*: both are
+  no-ops unless the prompt is ours and pending or running, so other work is never hit;
+* binary frames (previews) are skipped; a 400 with ``node_errors``, an
+  ``execution_error`` or someone else's interrupt is a permanent error in one sentence;
+  connection errors, 5xx and timeouts are transient. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from ..exceptions import GenerationCancelled, PermanentProviderError, ProviderError, TransientProviderError
+from ..providers.base import ProgressReporter
+
+logger = logging.getLogger("blogimages.comfyui")
+
+SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
+# A sampler step is where the time goes; other nodes count for little in the percentage.
+SAMPLER_WEIGHT = 20
+RECV_SLICE = 0.25  # longest single wait on the socket, so cancels are seen quickly
+HISTORY_RETRY = 2.0  # how long an empty ``{}`` history is retried after completion
+LOST_CONTACT_AFTER = 3  # consecutive failed polls before giving up on a server mid-run
+
+
+@dataclass
+class Submission:
+    prompt_id: str
+    client_id: str
+    server: str
+    queue_ahead: int | None = None
+
+
+@dataclass
+class Output:
+    """The finished prompt's image (the first one of the output node) and what else it made."""
+
+    image: dict[str, str]
+    all_images: list[dict[str, str]] = field(default_factory=list)
+    via: str = "websocket"
+
+
+class ComfyUIClient:
+    def __init__(self, url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "blogimages-comfyui"
+        # requests re-reads the proxy environment on every call; a job makes several calls
+        # to one server, so settle proxies (and the CA bundle) once.
+        self.session.proxies = requests.utils.get_environ_proxies(self.url)
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.session.trust_env = False
+        self._spare: list[_Socket] = []
+        self._spare_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<ComfyUIClient {self.url}>"
+
+    # --- HTTP ------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> requests.Response:
+        """One HTTP call; transport failures and 5xx become TransientProviderError."""
+        limits = (min(self.connect_timeout, timeout), timeout) if timeout else (self.connect_timeout, self.read_timeout)
+        try:
+            response = self.session.request(method, self.url + path, timeout=limits, **kwargs)
+        except requests.Timeout as exc:
+            raise TransientProviderError(
+                f"ComfyUI at {self.url} did not answer {method} {path} within {limits[1]:g} s."
+            ) from exc
+        except requests.RequestException as exc:
+            raise TransientProviderError(f"Cannot reach ComfyUI at {self.url}: {_reason(exc)}.") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            text = " ".join(response.text.split())[:200] if response.text else ""
+            raise TransientProviderError(
+                f"ComfyUI at {self.url} answered {response.status_code} {response.reason} to {method} {path}"
+                + (f": {text}" if text else "") + "."
+            )
+        if response.status_code == 403:
+            # ComfyUI sends 403 (empty) when an Origin header does not match its host.
+            raise PermanentProviderError(
+                f"ComfyUI at {self.url} refused {method} {path} (403 Forbidden): a proxy in front of it may be "
+                "adding an Origin header that does not match the server's address."
+            )
+        return response
+
+    def get_json(self, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        response = self.request("GET", path, timeout=timeout, **kwargs)
+        if response.status_code != 200:
+            raise PermanentProviderError(
+                f"ComfyUI at {self.url} answered {response.status_code} {response.reason} to GET {path}; "
+                "is this address a ComfyUI server?"
+            )
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise TransientProviderError(f"ComfyUI at {self.url} sent a non-JSON answer to GET {path}.") from exc
+
+    def system_stats(self, *, timeout: float | None = None) -> dict[str, Any]:
+        return self.get_json("/system_stats", timeout=timeout)
+
+    def queue(self, *, timeout: float | None = None) -> dict[str, list]:
+        return self.get_json("/queue", timeout=timeout)
+
+    def object_info(self, node_class: str | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+        """All node classes, or ``{node_class: info}`` for one (``{}`` if the server lacks it).
+
+        With many custom nodes the full answer runs to megabytes, so callers that know
+        which classes they need ask for those one by one.
+        """
+        if node_class is None:
+            return self.get_json("/object_info", timeout=timeout)
+        return self.get_json(f"/object_info/{quote(node_class, safe='')}", timeout=timeout)
+
+    def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The prompt's history entry, or None while it is queued or running (``{}``)."""
+        data = self.get_json(f"/history/{prompt_id}")
+        return data.get(prompt_id) if isinstance(data, dict) else None
+
+    def post_prompt(self, graph: dict[str, Any], client_id: str, prompt_id: str | None = None) -> str:
+        """Queue ``graph``; returns the prompt id the server uses (ours, when it takes a client's id)."""
+        body = {"prompt": graph, "client_id": client_id, **({"prompt_id": prompt_id} if prompt_id else {})}
+        response = self.request("POST", "/prompt", json=body)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code == 400 and isinstance(body, dict):
+            raise PermanentProviderError(describe_rejection(body, graph, self.url))
+        if response.status_code != 200 or not isinstance(body, dict) or "prompt_id" not in body:
+            raise PermanentProviderError(
+                f"ComfyUI at {self.url} answered {response.status_code} {response.reason} to POST /prompt "
+                f"without a prompt id."
+            )
+        return str(body["prompt_id"])
+
+    def view(self, image: Mapping[str, str]) -> tuple[bytes, str]:
+        params = {
+            "filename": image["filename"], "subfolder": image.get("subfolder", ""), "type": image.get("type", "output"),
+        }
+        response = self.request("GET", "/view", params=params)
+        if response.status_code != 200 or not response.content:
+            raise PermanentProviderError(
+                f"ComfyUI at {self.url} has no file {image['filename']!r} to send ({response.status_code} "
+                f"{response.reason}); was its output folder cleared?"
+            )
+        return response.content, response.headers.get("Content-Type", "image/png").split(";")[0]
+
+    def stop(self, prompt_id: str) -> None:
+        """Remove our prompt if it is pending, then interrupt it if it is running.
+
+        Both calls name the prompt: ``delete`` only touches pending prompts and an
+        interrupt with a ``prompt_id`` does nothing unless that prompt is the running one,
+        so this can never stop someone else's work (a bare ``/interrupt`` would).
+        """
+        self.request("POST", "/queue", json={"delete": [prompt_id]})
+        self.request("POST", "/interrupt", json={"prompt_id": prompt_id})
+
+    # --- running a prompt ------------------------------------------------------------------------
+
+    def ws_url(self, client_id: str) -> str:
+        parts = urlsplit(self.url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{parts.path}/ws?clientId={client_id}"
+
+    def run(
+        self,
+        graph: dict[str, Any],
+        reporter: ProgressReporter,
+        *,
+        output_node: str | None,
+        timeout: float,
+        poll_interval: float,
+        queue_ahead: int | None = None,
+        limit: float | None = None,
+    ) -> tuple[Submission, Output]:
+        """Submit ``graph`` and wait for its image; the deadline is ``timeout`` from now.
+
+        ``limit`` is the configured wall-clock limit that the error message names (the
+        caller may already have spent part of it choosing a server).
+        """
+        deadline = time.monotonic() + timeout
+        socket = self._take_socket()
+        try:
+            client_id = socket.client_id
+            # Our own prompt id: if the answer to the POST is lost, the prompt may still have
+            # been queued, and it can then be removed by that id before another server runs it.
+            wanted = str(uuid.uuid4())
+            try:
+                prompt_id = self.post_prompt(graph, client_id, wanted)
+            except TransientProviderError:
+                try:
+                    self.stop(wanted)
+                except ProviderError:
+                    pass
+                raise
+            submission = Submission(prompt_id, client_id, self.url, queue_ahead)
+            reporter.remote_id(prompt_id, self.url)
+            if queue_ahead:
+                reporter.progress(0, f"queued on ComfyUI ({queue_ahead} ahead)")
+            waiter = _Waiter(
+                self, submission, graph, reporter, socket, output_node, deadline, limit or timeout, poll_interval
+            )
+            return submission, waiter.wait()
+        finally:
+            self._give_socket(socket)
+
+    # A worker runs one prompt after another: its socket (and client id) is kept for the next
+    # prompt for a few seconds, which saves a handshake per image; a spare socket keeps
+    # reading, so a broadcast never waits on it, and is closed when nobody takes it.
+    SPARE_FOR = 5.0
+
+    def _take_socket(self) -> _Socket:
+        with self._spare_lock:
+            while self._spare:
+                socket = self._spare.pop()
+                if socket.expiry:
+                    socket.expiry.cancel()
+                if socket.is_open():
+                    socket.drain()
+                    return socket
+                socket.close()
+        socket = _Socket(self)
+        socket.open(first=True)
+        return socket
+
+    def _give_socket(self, socket: _Socket) -> None:
+        if not socket.is_open():
+            socket.close()
+            return
+        socket.drops = 0
+        socket.expiry = threading.Timer(self.SPARE_FOR, self._expire, args=(socket,))
+        socket.expiry.daemon = True
+        with self._spare_lock:
+            self._spare.append(socket)
+        socket.expiry.start()
+
+    def _expire(self, socket: _Socket) -> None:
+        with self._spare_lock:
+            if socket not in self._spare:
+                return
+            self._spare.remove(socket)
+        socket.close()
+
+
+class _Socket:
+    """One client id's websocket, reopened with the same id after a drop; ``conn`` is None when closed."""
+
+    def __init__(self, client: ComfyUIClient):
+        self.client_id = uuid.uuid4().hex
+        self.url, self.open_timeout = client.ws_url(self.client_id), client.connect_timeout
+        self.stack = ExitStack()
+        self.conn = None
+        self.drops = 0
+        self.expiry: threading.Timer | None = None
+
+    def is_open(self) -> bool:
+        from websockets.protocol import State
+
+        return self.conn is not None and self.conn.protocol.state is State.OPEN
+
+    def drain(self) -> None:
+        """Drop what arrived while the socket waited for its next prompt (broadcast ``status`` frames)."""
+        while self.conn is not None and self.recv(0) is not None:
+            pass
+
+    def close(self) -> None:
+        self.conn = None
+        self.stack.close()
+
+    def open(self, *, first: bool = False) -> bool:
+        from websockets.exceptions import InvalidHandshake
+        from websockets.sync.client import connect
+
+        self.stack.close()
+        self.stack = ExitStack()
+        try:
+            self.conn = self.stack.enter_context(
+                # close_timeout: a server in a GC pause must not hold the job up at the end.
+                # max_queue=None: a spare socket keeps reading (ComfyUI must never wait on us).
+                connect(
+                    self.url, open_timeout=self.open_timeout, close_timeout=2, max_size=2**25, max_queue=None,
+                    compression=None,
+                )
+            )
+            return True
+        except (OSError, TimeoutError) as exc:
+            self.conn = None
+            if first:
+                raise TransientProviderError(f"Cannot open ComfyUI's websocket {self.url}: {_reason(exc)}.") from exc
+        except InvalidHandshake as exc:
+            # A proxy that does not pass websockets: carry on by polling /history.
+            self.conn = None
+            if first:
+                logger.warning("ComfyUI websocket %s refused (%s); falling back to polling", self.url, exc)
+        return False
+
+    def recv(self, timeout: float) -> str | bytes | None:
+        """A frame, or None if nothing came within ``timeout``; marks the socket dead if it closed."""
+        from websockets.exceptions import ConnectionClosed
+
+        if self.conn is None:
+            time.sleep(timeout)
+            return None
+        try:
+            return self.conn.recv(timeout=timeout)
+        except TimeoutError:
+            return None
+        except ConnectionClosed:
+            self.conn = None
+            self.drops += 1
+            return None
+
+
+class _Waiter:
+    """Waits for one prompt: socket messages first, ``/history`` and ``/queue`` when it is quiet."""
+
+    def __init__(self, client, submission, graph, reporter, socket, output_node, deadline, timeout, poll_interval):
+        self.client: ComfyUIClient = client
+        self.submission: Submission = submission
+        self.graph = graph
+        self.reporter: ProgressReporter = reporter
+        self.socket: _Socket = socket
+        self.output_node = output_node
+        self.deadline = deadline
+        self.timeout = timeout
+        self.poll_interval = max(0.05, poll_interval)
+        self.progress = ProgressTracker(graph)
+        self.images: list[dict[str, str]] | None = None
+        self.failed_polls = 0
+        self.percent = 0.0
+
+    @property
+    def prompt_id(self) -> str:
+        return self.submission.prompt_id
+
+    def wait(self) -> Output:
+        last_heard = last_poll = last_reconnect = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= self.deadline:
+                self._stop_quietly()
+                raise TransientProviderError(
+                    f"ComfyUI at {self.client.url} did not finish prompt {self.prompt_id} within "
+                    f"{self.timeout:g} s; it was removed from the server."
+                )
+            if self.reporter.cancelled():
+                self._stop_quietly()
+                raise GenerationCancelled(f"Cancelled; ComfyUI prompt {self.prompt_id} was stopped.")
+            if self.socket.conn is None and self.socket.drops and now - last_reconnect >= self.poll_interval:
+                # Same client id: ComfyUI routes the rest of the run to the new socket. What
+                # was sent meanwhile is lost, so history is checked right after.
+                last_reconnect = now
+                if self.socket.open():
+                    last_poll = now
+                    entry = self._poll()
+                    if entry is not None:
+                        return self._from_history(entry)
+            frame = self.socket.recv(min(RECV_SLICE, self.poll_interval, max(0.0, self.deadline - now)))
+            if isinstance(frame, str):
+                last_heard = time.monotonic()
+                if self._handle(frame):
+                    return self._finish()
+                continue
+            if frame is not None:
+                continue  # a binary preview frame: not needed
+            now = time.monotonic()
+            if now - last_heard >= self.poll_interval and now - last_poll >= self.poll_interval:
+                last_poll = now
+                entry = self._poll()
+                if entry is not None:
+                    return self._from_history(entry)
+
+    # --- socket messages ---------------------------------------------------------------------
+
+    def _handle(self, frame: str) -> bool:
+        """Apply one text frame; True when our prompt is finished."""
+        try:
+            message = json.loads(frame)
+            kind, data = message.get("type"), message.get("data") or {}
+        except (ValueError, AttributeError):
+            return False
+        if not isinstance(data, dict):
+            return False
+        prompt_id = data.get("prompt_id")
+        if prompt_id is not None and prompt_id != self.prompt_id:
+            return False  # another prompt of this client id (none) or a broadcast for someone else
+        if kind == "executing":
+            if prompt_id is None:
+                return False  # the first frame after a reconnect: no prompt id, nothing certain
+            if data.get("node") is None:
+                return True
+            self._report(self.progress.node(str(data["node"])))
+        elif kind == "execution_start" and prompt_id:
+            self._report((1, "started"))
+        elif kind == "execution_cached" and prompt_id:
+            self.progress.cached(data.get("nodes") or [])
+        elif kind == "progress_state" and prompt_id:
+            self._report(self.progress.state(data.get("nodes") or {}))
+        elif kind == "progress" and prompt_id:
+            self._report(self.progress.step(str(data.get("node")), data.get("value"), data.get("max")))
+        elif kind == "executed" and prompt_id:
+            images = (data.get("output") or {}).get("images") or []
+            if images and (self.output_node is None or str(data.get("node")) == self.output_node):
+                self.images = images
+        elif kind == "execution_error" and prompt_id:
+            raise PermanentProviderError(describe_execution_error(data, self.graph, self.client.url))
+        elif kind == "execution_interrupted" and prompt_id:
+            raise PermanentProviderError(describe_interrupt(data, self.graph, self.client.url))
+        return False
+
+    def _report(self, update: tuple[float, str] | None) -> None:
+        if update is not None:
+            # Never backwards: a node that starts reads as 0 % of itself.
+            self.percent = max(self.percent, min(99.0, update[0]))
+            self.reporter.progress(self.percent, update[1])
+
+    # --- finishing -----------------------------------------------------------------------------
+
+    def _finish(self) -> Output:
+        if self.images:
+            return Output(self.images[0], self.images, via="websocket")
+        # We missed ``executed`` (a reconnect, a stall): the entry exists by now, but retry
+        # an empty answer briefly as the recordings advise.
+        until = min(self.deadline, time.monotonic() + HISTORY_RETRY)
+        while True:
+            entry = self.client.history(self.prompt_id)
+            if entry is not None or time.monotonic() >= until:
+                break
+            time.sleep(0.05)
+        if entry is None:
+            raise TransientProviderError(
+                f"ComfyUI at {self.client.url} reported prompt {self.prompt_id} finished but has no history for it."
+            )
+        return self._from_history(entry)
+
+    def _from_history(self, entry: dict[str, Any]) -> Output:
+        status = entry.get("status") or {}
+        if status.get("status_str") == "error" or status.get("completed") is False:
+            for kind, data in status.get("messages") or []:
+                if kind == "execution_error":
+                    raise PermanentProviderError(describe_execution_error(data, self.graph, self.client.url))
+                if kind == "execution_interrupted":
+                    raise PermanentProviderError(describe_interrupt(data, self.graph, self.client.url))
+            raise PermanentProviderError(f"ComfyUI at {self.client.url} reports prompt {self.prompt_id} as failed.")
+        outputs = entry.get("outputs") or {}
+        nodes = [self.output_node] if self.output_node else list(outputs)
+        for node_id in nodes:
+            images = (outputs.get(node_id) or {}).get("images") or []
+            if images:
+                return Output(images[0], images, via="history")
+        raise PermanentProviderError(
+            f"ComfyUI at {self.client.url} finished prompt {self.prompt_id} without an image from "
+            f"{_node_label(self.output_node, self.graph) if self.output_node else 'any output node'}."
+        )
+
+    def _poll(self) -> dict[str, Any] | None:
+        """History, then the queue: the entry when done, None while queued or running."""
+        try:
+            entry = self.client.history(self.prompt_id)
+            if entry is not None:
+                return entry
+            queue = self.client.queue()
+            running = [item[1] for item in queue.get("queue_running", [])]
+            pending = sorted(queue.get("queue_pending", []), key=lambda item: item[0])  # heap order on the wire
+            if self.prompt_id in running:
+                self.failed_polls = 0
+                return None
+            if self.prompt_id in [item[1] for item in pending]:
+                ahead = [item[1] for item in pending].index(self.prompt_id) + len(running)
+                self.reporter.progress(0, f"queued on ComfyUI ({ahead} ahead)")
+                self.failed_polls = 0
+                return None
+            entry = self.client.history(self.prompt_id)  # it may have finished between the two calls
+        except TransientProviderError as exc:
+            self.failed_polls += 1
+            if self.failed_polls >= LOST_CONTACT_AFTER:
+                raise TransientProviderError(
+                    f"Lost contact with ComfyUI at {self.client.url} while it ran prompt {self.prompt_id}: {exc}"
+                ) from exc
+            return None
+        if entry is not None:
+            return entry
+        message = (
+            f"ComfyUI at {self.client.url} no longer has prompt {self.prompt_id} in its queue or history"
+        )
+        if self.socket.drops:
+            # The socket dropped too: most likely the server restarted and forgot its queue.
+            raise TransientProviderError(message + " (the server seems to have restarted).")
+        raise PermanentProviderError(message + ": someone removed it from the queue before it ran.")
+
+    def _stop_quietly(self) -> None:
+        try:
+            self.client.stop(self.prompt_id)
+        except ProviderError as exc:
+            logger.warning("Could not stop ComfyUI prompt %s on %s: %s", self.prompt_id, self.client.url, exc)
+
+
+class ProgressTracker:
+    """Turns ``progress_state`` and ``progress`` messages into one percentage and a short label."""
+
+    def __init__(self, graph: dict[str, Any]):
+        self.graph = graph
+        self.weights = {
+            node_id: SAMPLER_WEIGHT if node.get("class_type") in SAMPLERS else 1 for node_id, node in graph.items()
+        }
+        self.total = sum(self.weights.values()) or 1
+        self.done: dict[str, float] = {}
+        self.label = ""
+
+    def percent(self) -> float:
+        return 100 * sum(self.weights.get(n, 0) * f for n, f in self.done.items()) / self.total
+
+    def cached(self, nodes: list[str]) -> None:
+        for node_id in nodes:
+            self.done[str(node_id)] = 1.0
+
+    def node(self, node_id: str) -> tuple[float, str]:
+        self.label = _class_of(node_id, self.graph)
+        return self.percent(), f"running {self.label}"
+
+    def state(self, nodes: dict[str, Any]) -> tuple[float, str] | None:
+        for node_id, state in nodes.items():
+            if not isinstance(state, dict):
+                continue
+            maximum = state.get("max") or 1
+            fraction = 1.0 if state.get("state") == "finished" else min(1.0, (state.get("value") or 0) / maximum)
+            self.done[str(node_id)] = max(self.done.get(str(node_id), 0.0), fraction)
+        return self.percent(), f"running {self.label}" if self.label else "running"
+
+    def step(self, node_id: str, value: Any, maximum: Any) -> tuple[float, str] | None:
+        try:
+            fraction = min(1.0, float(value) / float(maximum))
+        except (TypeError, ValueError, ZeroDivisionError):
+            return None
+        self.done[node_id] = max(self.done.get(node_id, 0.0), fraction)
+        return self.percent(), f"{_class_of(node_id, self.graph)} step {value}/{maximum}"
+
+
+# --- readable errors ------------------------------------------------------------------------------
+
+
+def _class_of(node_id: str | None, graph: dict[str, Any]) -> str:
+    return (graph.get(str(node_id)) or {}).get("class_type", "node")
+
+
+def _node_label(node_id: Any, graph: dict[str, Any], class_type: str | None = None) -> str:
+    node = graph.get(str(node_id)) or {}
+    class_type = class_type or node.get("class_type") or "?"
+    title = (node.get("_meta") or {}).get("title")
+    if title and title != class_type:
+        return f"node {node_id} \u201c{title}\u201d ({class_type})"
+    return f"node {node_id} ({class_type})"
+
+
+def _clip(text: Any, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def describe_rejection(body: dict[str, Any], graph: dict[str, Any], server: str) -> str:
+    """One sentence from a 400 answer to ``POST /prompt``, naming node, input and problem."""
+    problems = []
+    for node_id, entry in (body.get("node_errors") or {}).items():
+        label = _node_label(node_id, graph, entry.get("class_type"))
+        for error in entry.get("errors") or []:
+            extra = error.get("extra_info") or {}
+            what = _clip(error.get("message") or error.get("type") or "invalid")
+            details = _clip(error.get("details") or "", 200)
+            input_name = extra.get("input_name")
+            where = f"{label}, input {input_name}" if input_name else label
+            problems.append(f"{where}: {what}" + (f" ({details})" if details and details != input_name else ""))
+    if problems:
+        more = f"; also {'; '.join(problems[1:3])}" if len(problems) > 1 else ""
+        if len(problems) > 3:
+            more += f" and {len(problems) - 3} more"
+        return f"ComfyUI at {server} rejected the workflow: {problems[0]}{more}."
+    error = body.get("error") or {}
+    message = _clip(error.get("message") or "the prompt is invalid").rstrip(".")
+    details = _clip(error.get("details") or "", 200)
+    hint = " Is the custom node installed on that server?" if "does not exist" in message else ""
+    return f"ComfyUI at {server} rejected the workflow: {message}" + (f" ({details})" if details else "") + "." + hint
+
+
+def describe_execution_error(data: dict[str, Any], graph: dict[str, Any], server: str) -> str:
+    """One sentence from an ``execution_error`` message: node type and the exception's message."""
+    exception = (data.get("exception_type") or "Error").rsplit(".", 1)[-1]
+    message = _clip(data.get("exception_message") or "no message").rstrip(".")
+    label = _node_label(data.get("node_id"), graph, data.get("node_type"))
+    return f"ComfyUI at {server} failed in {label}: {exception}: {message}."
+
+
+def describe_interrupt(data: dict[str, Any], graph: dict[str, Any], server: str) -> str:
+    label = _node_label(data.get("node_id"), graph, data.get("node_type"))
+    return (
+        f"ComfyUI at {server} stopped this image at {label} because someone interrupted it on the server; "
+        "generate it again to retry."
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause for connection errors (urllib3 nests them several levels deep)."""
+    seen = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        seen = seen.__cause__ or seen.__context__
+    for candidate in (seen, exc):
+        text = str(candidate)
+        if "Connection refused" in text or isinstance(candidate, ConnectionRefusedError):
+            return "connection refused"
+        if "Name or service not known" in text or "nodename nor servname" in text:
+            return "unknown host name"
+    return _clip(exc.__class__.__name__ + (f": {exc}" if str(exc) else ""), 200)

@@ -1,0 +1,248 @@
+"""The ComfyUI provider: one or more ComfyUI servers running shipped or operator workflows.
+
+Configure it like any provider::
+
+    BLOGIMAGES_PROVIDERS = {
+        "comfyui": {
+            "BACKEND": "blogimages.providers.comfyui.ComfyUIProvider",
+            "OPTIONS": {"urls": ["http://gpu1:8188", "http://gpu2:8188"], "workflow": "flux1_dev"},
+        },
+    }
+
+Without ``urls`` it reads ``COMFYUI_URLS`` (comma-separated), then ``COMFYUI_API_URL``,
+then uses ``http://127.0.0.1:8188``. ``request.model`` picks a workflow by name
+(``"sdxl"``), a model file for the default workflow (``"sd3.5_large_fp8.safetensors"``)
+or both (``"flux1_dev:flux1-dev-fp8.safetensors"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ..comfyui.client import ComfyUIClient
+from ..comfyui.servers import ServerPool
+from ..comfyui.workflows import Workflow, adapt, choose, graph_for, load_workflows
+from ..exceptions import ProviderError, TransientProviderError
+from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+
+logger = logging.getLogger("blogimages.comfyui")
+
+DEFAULT_URL = "http://127.0.0.1:8188"
+# Seeds stay below 2**53 so a graph opened in ComfyUI's web page (JavaScript numbers) keeps them exact.
+SEED_LIMIT = 2**53
+
+
+def configured_urls(value: Any) -> list[str]:
+    """``urls`` option, else ``COMFYUI_URLS``, else ``COMFYUI_API_URL``, else the local default."""
+    if value in (None, "", []):
+        value = os.environ.get("COMFYUI_URLS") or os.environ.get("COMFYUI_API_URL") or DEFAULT_URL
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(item).strip().rstrip("/") for item in items if str(item).strip()]
+
+
+class ComfyUIProvider(BaseProvider):
+    label = "ComfyUI"
+    is_cloud = False
+    default_options: ClassVar[dict[str, Any]] = {
+        "urls": None,  # list or comma-separated string; None: COMFYUI_URLS, COMFYUI_API_URL, then the local default
+        "workflow": "sd35_large_turbo",  # the workflow used when the request names none
+        "workflows": {},  # operator workflows: {name: {"graph", "parameters", "output", "lora", ...}}
+        "timeout": 600.0,  # wall-clock limit for one image, time in the server's queue included
+        "connect_timeout": 5.0,
+        "read_timeout": 30.0,  # for each HTTP answer
+        "health_timeout": 2.0,  # /system_stats and /queue when choosing a server or reporting health
+        "poll_interval": 1.0,  # socket quiet this long: ask /history (the socket may have stalled)
+        "fail_threshold": 3,  # failures in a row before a server is skipped
+        "skip_for": 60.0,  # seconds a failing server is skipped
+        "object_info_ttl": 300.0,  # how long a server's /object_info check of a workflow is trusted
+        "filename_prefix": "blogimages/result",  # SaveImage prefix on the server; the result id is appended
+        "cache": "default",  # Django cache alias that shares the skip-a-failing-server state between workers
+    }
+
+    def __init__(self, alias: str, **options: Any):
+        super().__init__(alias, **options)
+        where = f"BLOGIMAGES_PROVIDERS[{alias!r}]"
+        self.urls = configured_urls(self.options["urls"])
+        for url in self.urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ImproperlyConfigured(f"{where}: {url!r} is not an http(s) URL of a ComfyUI server.")
+        if not self.urls:
+            raise ImproperlyConfigured(f"{where}: no ComfyUI server URL (set OPTIONS['urls'] or COMFYUI_URLS).")
+        self.workflows = load_workflows(self.options["workflows"], where=where)
+        if self.options["workflow"] not in self.workflows:
+            raise ImproperlyConfigured(
+                f"{where}: workflow {self.options['workflow']!r} is not defined; choose one of "
+                f"{', '.join(sorted(self.workflows))}."
+            )
+        self.pool = ServerPool(
+            self.urls,
+            connect_timeout=float(self.options["connect_timeout"]),
+            read_timeout=float(self.options["read_timeout"]),
+            health_timeout=float(self.options["health_timeout"]),
+            fail_threshold=int(self.options["fail_threshold"]),
+            skip_for=float(self.options["skip_for"]),
+            cache_alias=self.options["cache"],
+        )
+        self._checked: dict[tuple[str, str, bool], float] = {}
+        self._object_info: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+
+    # --- choosing the workflow ----------------------------------------------------------------------
+
+    def select(self, request: GenerationRequest) -> tuple[Workflow, str]:
+        """The workflow for a request and the model file to put in it ("" keeps the template's)."""
+        return choose(self.workflows, request, self.options["workflow"], f"The ComfyUI provider {self.alias!r}")
+
+    def prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+        workflow, _ = self.select(request)
+        return adapt(workflow, request)
+
+    # --- generating ---------------------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
+        started = time.monotonic()
+        limit = float(self.options["timeout"])
+        workflow, model_file = self.select(request)
+        # ComfyUI answers an identical graph from its cache without running anything, so
+        # an unpinned seed must change every time.
+        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(SEED_LIMIT)
+        graph, stack = graph_for(
+            workflow, request, model_file=model_file, seed=seed, filename_prefix=self.options["filename_prefix"]
+        )
+        errors: list[str] = []
+        for server in self.pool.ranked():
+            client = self.pool.client(server.url)
+            submitted: list[str] = []
+            try:
+                self.check(workflow, client, with_loras=bool(stack))
+                remaining = limit - (time.monotonic() - started)
+                if remaining <= 0:
+                    raise TransientProviderError(f"No ComfyUI server took the prompt within {limit:g} s.")
+                submission, output = client.run(
+                    graph, _Watch(reporter, submitted), output_node=workflow.output, timeout=remaining,
+                    poll_interval=float(self.options["poll_interval"]), queue_ahead=server.queue, limit=limit,
+                )
+                content, content_type = client.view(output.image)
+            except TransientProviderError as exc:
+                self.pool.record_failure(server.url, str(exc))
+                if submitted:
+                    raise  # the prompt was accepted there; another server would run it twice
+                errors.append(str(exc))
+                continue
+            self.pool.used(server.url)
+            return GeneratedImage(
+                content=content,
+                content_type=content_type,
+                seed=seed,
+                model=request.model or workflow.name,
+                provider=self.alias,
+                remote_id=submission.prompt_id,
+                remote_server=server.url,
+                metadata={
+                    "workflow": workflow.name,
+                    "server": server.url,
+                    "prompt_id": submission.prompt_id,
+                    "output": output.image,
+                    "images": len(output.all_images),
+                    "completion": output.via,
+                    "loras": [{"name": lora.name, "strength": lora.strength, "role": lora.role} for lora in stack],
+                    **({"model_file": model_file} if model_file else {}),
+                    **({"queue_ahead": server.queue} if server.queue else {}),
+                },
+            )
+        raise TransientProviderError(" ".join(errors) or "No ComfyUI server took the prompt.")
+
+    def check(self, workflow: Workflow, client: ComfyUIClient, *, with_loras: bool) -> None:
+        """Validate the workflow's mapping against the server's ``/object_info``, once per server and TTL.
+
+        Only the node classes the workflow uses are asked for (``/object_info/<class>``).
+        """
+        key = (client.url, workflow.name, with_loras)
+        now = time.monotonic()
+        ttl = float(self.options["object_info_ttl"])
+        if self._checked.get(key, 0) > now:
+            return
+        classes = {node["class_type"] for node in workflow.graph.values()} | ({"LoraLoader"} if with_loras else set())
+        info = {}
+        for node_class in sorted(classes):
+            expires, known = self._object_info.get((client.url, node_class), (0.0, {}))
+            if expires <= now:
+                known = client.object_info(node_class).get(node_class) or {}
+                self._object_info[(client.url, node_class)] = (now + ttl, known)
+            if known:
+                info[node_class] = known
+        workflow.check(info, client.url, with_loras=with_loras)
+        self._checked[key] = now + ttl
+
+    # --- the rest of the interface -------------------------------------------------------------------------
+
+    def cancel(self, remote_id: str, remote_server: str = "") -> bool:
+        """Delete the prompt if it is pending, interrupt it if it runs; never anything else."""
+        if not remote_id:
+            return False
+        client = self.pool.client(remote_server or self.urls[0])
+        try:
+            client.stop(remote_id)
+        except ProviderError as exc:
+            logger.warning("Could not cancel ComfyUI prompt %s on %s: %s", remote_id, client.url, exc)
+            return False
+        return True
+
+    def health(self) -> ProviderHealth:
+        servers = self.pool.each(self._server_health, list(self.urls))
+        reachable = [server for server in servers if server["ok"]]
+        detail = f"{len(reachable)} of {len(servers)} ComfyUI server{'s' if len(servers) != 1 else ''} reachable"
+        failing = [server for server in servers if not server["ok"]]
+        if failing:
+            detail += f"; {failing[0]['error']}"
+        return ProviderHealth(ok=bool(reachable), detail=detail, info={"servers": servers})
+
+    def _server_health(self, url: str) -> dict[str, Any]:
+        client = self.pool.client(url)
+        timeout = float(self.options["health_timeout"])
+        try:
+            stats = client.system_stats(timeout=timeout)
+            queue = client.queue(timeout=timeout)
+        except ProviderError as exc:
+            return {"url": url, "ok": False, "error": str(exc), "skipped_for": round(self.pool.skipped_for(url))}
+        devices = stats.get("devices") or [{}]
+        device = devices[0] or {}
+        return {
+            "url": url,
+            "ok": True,
+            "version": (stats.get("system") or {}).get("comfyui_version", ""),
+            "device": device.get("name", ""),
+            "vram_free": device.get("vram_free"),
+            "vram_total": device.get("vram_total"),
+            "queue_running": len(queue.get("queue_running") or []),
+            "queue_pending": len(queue.get("queue_pending") or []),
+            "skipped_for": round(self.pool.skipped_for(url)),
+        }
+
+    def models(self) -> list[str]:
+        return list(self.workflows)
+
+
+class _Watch(ProgressReporter):
+    """Passes everything to the job's reporter and notes that the server accepted the prompt."""
+
+    def __init__(self, inner: ProgressReporter, submitted: list[str]):
+        super().__init__()
+        self.inner, self.submitted = inner, submitted
+
+    def progress(self, percent: float, message: str = "") -> None:
+        self.inner.progress(percent, message)
+
+    def cancelled(self) -> bool:
+        return self.inner.cancelled()
+
+    def remote_id(self, remote_id: str, server: str = "") -> None:
+        self.submitted.append(remote_id)
+        self.inner.remote_id(remote_id, server)

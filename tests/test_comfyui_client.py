@@ -272,3 +272,29 @@ def test_a_gc_pause_before_completion_is_waited_out(comfy):
     image = provider_for(server, poll_interval=0.1).generate(request(), Recorder())
     assert time.monotonic() - started >= 0.3
     assert image.content.startswith(b"\x89PNG")
+
+
+def test_a_worker_keeps_its_socket_for_the_next_prompt_then_closes_it(comfy):
+    server = comfy()
+    provider = provider_for(server)
+    first = provider.generate(request(), Recorder())
+    second = provider.generate(request(), Recorder())
+    sockets = [path for _, path, _ in server.requests if path.startswith("/ws?")]
+    assert len(sockets) == 1  # one handshake for both prompts
+    client_ids = [body["client_id"] for _, path, body in server.requests if path == "/prompt"]
+    assert client_ids[0] == client_ids[1] and sockets[0].endswith(client_ids[0])
+    assert first.seed != second.seed and second.content.startswith(b"\x89PNG")
+    # A spare socket is closed when no prompt takes it, so ComfyUI never queues frames for it for long.
+    client = provider.pool.client(server.url)
+    client.SPARE_FOR = 0.2
+    provider.generate(request(), Recorder())
+    wait_until(lambda: not server.call(lambda: list(server.sockets)))
+    # A spare socket the server closed meanwhile is replaced, not used.
+    client.SPARE_FOR = 30
+    provider.generate(request(), Recorder())
+    server.call(lambda: [server.loop_close(ws) for ws in list(server.sockets.values())])
+    wait_until(lambda: not server.call(lambda: list(server.sockets)))
+    opened = len([path for _, path, _ in server.requests if path.startswith("/ws?")])
+    image = provider.generate(request(), Recorder())
+    assert image.metadata["completion"] == "websocket"  # a fresh socket, not a dead one and a fallback
+    assert len([path for _, path, _ in server.requests if path.startswith("/ws?")]) == opened + 1

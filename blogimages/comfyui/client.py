@@ -12,6 +12,8 @@ It follows what the recordings in ``comfyui-protocol/`` show (ComfyUI 0.3.64):
 * when the socket goes quiet (a stall, a GC pause, a proxy buffering) or drops, the
   client polls ``/history/<id>``, then ``/queue``; a reconnected socket has lost what was
   sent meanwhile, and its first ``executing`` frame carries no ``prompt_id``;
+* a worker's socket (and client id) is kept a few seconds for its next prompt, which saves
+  a handshake per image; a spare socket keeps reading and is closed when unused;
 * cancelling deletes the prompt from the queue and interrupts it *by id*: both are
   no-ops unless the prompt is ours and pending or running, so other work is never hit;
 * binary frames (previews) are skipped; a 400 with ``node_errors``, an

@@ -55,6 +55,7 @@ import hashlib
 import heapq
 import io
 import json
+import os
 import socket
 import struct
 import threading
@@ -239,6 +240,10 @@ class FakeComfyUI:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(10)
+
+    def loop_close(self, ws: web.WebSocketResponse) -> None:
+        """Close a client's socket from the server side (call it through ``call``)."""
+        asyncio.ensure_future(ws.close())
 
     def queue_ids(self) -> tuple[list[str], list[str]]:
         """(running ids, pending ids in the order they will run)."""
@@ -1033,7 +1038,10 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    parent = os.getppid()
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            break  # whoever started us is gone (a benchmark that was killed): do not linger
     server.stop()
 
 

@@ -288,8 +288,8 @@ def test_loras_are_chained_into_the_flux_graph_and_sizes_snapped(server):
             extra={"character_loras": ["detective_v2"]},
         )
     )
-    assert (request.width, request.height) == (992, 608)
-    assert adjustments == ["Size 1000\u00d7600 was rounded to 992\u00d7608: FLUX.1-dev works in steps of 16 pixels."]
+    assert (request.width, request.height) == (1008, 608)  # 1000/16 = 62.5 rounds half up, as the ComfyUI provider does
+    assert adjustments == ["Size 1000\u00d7600 was rounded to 1008\u00d7608: FLUX.1-dev works in steps of 16 pixels."]
     provider.generate(request, Recorder())
     graph = sent_graph(server)
     loras = [node["inputs"] for node in graph.values() if node["class_type"] == "LoraLoader"]

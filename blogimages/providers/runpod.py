@@ -27,14 +27,12 @@ import math
 import os
 import random
 import time
-from dataclasses import replace
 from typing import Any
 
 import requests
 from django.core.exceptions import ImproperlyConfigured
 
-from ..comfyui.loras import build_stack
-from ..comfyui.workflows import Workflow, load_workflows
+from ..comfyui.workflows import Workflow, adapt, choose, graph_for, load_workflows
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
 from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
 
@@ -129,69 +127,18 @@ class RunPodProvider(BaseProvider):
 
     def select(self, request: GenerationRequest) -> tuple[Workflow, str]:
         """The workflow and model file, named as for the ComfyUI provider ("sdxl", a file, or "sdxl:file")."""
-        model = (request.model or "").strip()
-        name = str(request.extra.get("workflow") or "")
-        model_file = ""
-        if name:
-            model_file = "" if model in self.workflows else model
-        elif model in self.workflows:
-            name = model
-        elif ":" in model and model.split(":", 1)[0] in self.workflows:
-            name, model_file = model.split(":", 1)
-        else:
-            name, model_file = self.options["workflow"], model
-        if name not in self.workflows:
-            raise PermanentProviderError(
-                f"The RunPod provider {self.alias!r} has no workflow {name!r}; "
-                f"it has {', '.join(sorted(self.workflows))}."
-            )
-        return self.workflows[name], model_file
+        return choose(self.workflows, request, self.options["workflow"], f"The RunPod provider {self.alias!r}")
 
     def prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
         workflow, _ = self.select(request)
-        adjustments = []
-        step = workflow.size_multiple
-        width, height = (max(step, round(side / step) * step) for side in (request.width, request.height))
-        if (width, height) != (request.width, request.height):
-            adjustments.append(
-                f"Size {request.width}\u00d7{request.height} was rounded to {width}\u00d7{height}: "
-                f"{workflow.label} works in steps of {step} pixels."
-            )
-        if request.negative_prompt.strip() and "negative_prompt" not in workflow.parameters:
-            adjustments.append(f"The negative prompt is not used: {workflow.label} has no negative prompt input.")
-        if build_stack(request.loras, request.extra.get("character_loras") or ()) and workflow.lora_model is None:
-            raise PermanentProviderError(
-                f'Workflow {workflow.name!r} has no LoRA insertion point ("lora" in its mapping), so this '
-                "request's LoRAs cannot be applied; pick another workflow or add one."
-            )
-        return replace(request, width=width, height=height), adjustments
+        return adapt(workflow, request)
 
     def _build_workflow(self, request: GenerationRequest, seed: int) -> tuple[Workflow, dict[str, dict]]:
-        # Mirrors ComfyUIProvider.values(); to be replaced by a shared request -> graph
-        # function in blogimages.comfyui.workflows once it exists.
         workflow, model_file = self.select(request)
-        prefix = self.options["filename_prefix"]
-        values: dict[str, Any] = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
-            "width": request.width,
-            "height": request.height,
-            "seed": seed,
-            "filename_prefix": f"{prefix}_{request.result_id}" if request.result_id else prefix,
-        }
-        optional = {
-            "steps": request.steps,
-            "guidance": request.guidance_scale,
-            "sampler": request.sampler,
-            "scheduler": request.scheduler,
-            "model": model_file,
-        }
-        values.update({name: value for name, value in optional.items() if value not in (None, "")})
-        for name, value in request.extra.items():
-            if name in workflow.parameters and name not in STEERING and name not in values:
-                values[name] = value
-        stack = build_stack(request.loras, request.extra.get("character_loras") or ())
-        return workflow, workflow.build(values, stack)
+        graph, _ = graph_for(
+            workflow, request, model_file=model_file, seed=seed, filename_prefix=self.options["filename_prefix"]
+        )
+        return workflow, graph
 
     def models(self) -> list[str]:
         return sorted(self.workflows)

@@ -44,7 +44,7 @@ from .models import (
 )
 from .prompts import request_from_snapshot, resolve_params
 from .providers import UnknownProvider, providers
-from .storage import delete_quietly, save_bytes
+from .storage import stored_image
 
 logger = logging.getLogger("blogimages.services")
 
@@ -456,45 +456,36 @@ def upload(section, uploaded_file, *, user=None, approve_now: bool = False) -> I
     """Store an editor's file as a candidate for the section (vetted and re-encoded first)."""
     data, content_type = clean_upload(uploaded_file)
     info, thumbnail = analyse(data)
-    name = save_bytes(data, content_type)
-    thumb = ""
-    try:
-        thumb = save_bytes(thumbnail, "image/webp", kind="thumbnails")
-        with transaction.atomic():
-            review = review_for(section)
-            now = timezone.now()
-            filename = getattr(uploaded_file, "name", "") or "upload"
-            result = ImageGenerationResult.objects.create(
-                section=section,
-                post_id=host.post_id_of(section),
-                source=ResultSource.UPLOADED,
-                prompt=f"Uploaded file {filename}"[:4000],
-                final_prompt="",
-                provider="upload",
-                provider_used="upload",
-                params={},
-                status=ResultStatus.SUCCEEDED,
-                progress=100,
-                queued_at=now,
-                started_at=now,
-                finished_at=now,
-                image=name,
-                thumbnail=thumb,
-                width=info.width,
-                height=info.height,
-                file_size=info.size,
-                content_type=info.content_type,
-                checksum=info.checksum,
-                requested_by=user if user and user.is_authenticated else None,
-            )
-            _log(review, ReviewAction.UPLOADED, user, result, filename)
-            if approve_now:
-                approve(result, user=user)
-    except BaseException:
-        # The row was not saved: the files must not outlive it.
-        delete_quietly(name)
-        delete_quietly(thumb)
-        raise
+    with stored_image(data, content_type, thumbnail) as (name, thumb), transaction.atomic():
+        review = review_for(section)
+        now = timezone.now()
+        filename = getattr(uploaded_file, "name", "") or "upload"
+        result = ImageGenerationResult.objects.create(
+            section=section,
+            post_id=host.post_id_of(section),
+            source=ResultSource.UPLOADED,
+            prompt=f"Uploaded file {filename}"[:4000],
+            final_prompt="",
+            provider="upload",
+            provider_used="upload",
+            params={},
+            status=ResultStatus.SUCCEEDED,
+            progress=100,
+            queued_at=now,
+            started_at=now,
+            finished_at=now,
+            image=name,
+            thumbnail=thumb,
+            width=info.width,
+            height=info.height,
+            file_size=info.size,
+            content_type=info.content_type,
+            checksum=info.checksum,
+            requested_by=user if user and user.is_authenticated else None,
+        )
+        _log(review, ReviewAction.UPLOADED, user, result, filename)
+        if approve_now:
+            approve(result, user=user)
     return result
 
 
@@ -504,10 +495,7 @@ def upload(section, uploaded_file, *, user=None, approve_now: bool = False) -> I
 def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str, Any]) -> None:
     """Store a finished image once and mark the result succeeded; no orphan if it lost a race."""
     info, thumbnail = analyse(data)
-    name = save_bytes(data, info.content_type)
-    thumb = ""
-    try:
-        thumb = save_bytes(thumbnail, "image/webp", kind="thumbnails")
+    with stored_image(data, info.content_type, thumbnail) as (name, thumb):
         result.transition(
             ResultStatus.SUCCEEDED,
             image=name,
@@ -524,10 +512,6 @@ def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str
             error_kind="",
             **fields,
         )
-    except BaseException:
-        delete_quietly(name)
-        delete_quietly(thumb)
-        raise
 
 
 def sweep_stuck(now=None) -> list[int]:

@@ -8,6 +8,8 @@ image is ever overwritten whatever the backend does.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
@@ -68,3 +70,21 @@ def delete_quietly(name: str) -> None:
             import logging
 
             logging.getLogger("blogimages.storage").exception("Could not delete orphan %s", name)
+
+
+@contextmanager
+def stored_image(data: bytes, content_type: str, thumbnail: bytes) -> Iterator[tuple[str, str]]:
+    """Store an image and its WebP thumbnail; yield their names for the row that will own them.
+
+    If the block raises (the row was not saved, or lost a race), both files are deleted
+    again, so no file outlives the row it was written for.
+    """
+    name = save_bytes(data, content_type)
+    thumb = ""
+    try:
+        thumb = save_bytes(thumbnail, "image/webp", kind="thumbnails")
+        yield name, thumb
+    except BaseException:
+        delete_quietly(name)
+        delete_quietly(thumb)
+        raise

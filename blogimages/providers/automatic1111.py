@@ -34,7 +34,7 @@ from typing import Any
 import requests
 
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
-from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth, retry_after_seconds
 
 logger = logging.getLogger("blogimages.providers.automatic1111")
 
@@ -552,9 +552,8 @@ def _raise_for(response: requests.Response, url: str, *, sampler: str = "") -> N
         raise PermanentProviderError(f"Automatic1111 rejected the request: {'; '.join(problems)}.")
     message = detail or (body.get("errors") if isinstance(body, dict) else "") or response.text[:300] or response.reason
     if status == 429 or status >= 500:
-        retry_after = response.headers.get("Retry-After")
         raise TransientProviderError(
             f"Automatic1111 had a server error ({status}): {str(message).strip()[:300]}",
-            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
     raise PermanentProviderError(f"Automatic1111 rejected the request ({status}): {str(message).strip()[:300]}")

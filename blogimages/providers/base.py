@@ -57,6 +57,11 @@ class ProviderHealth:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header given in seconds, or None (HTTP dates are not honoured)."""
+    return float(value) if value and value.strip().isdigit() else None
+
+
 class ProgressReporter:
     """Passed to :meth:`BaseProvider.generate`: report progress, learn about cancels."""
 

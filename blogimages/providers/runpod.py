@@ -34,7 +34,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..comfyui.workflows import Workflow, adapt, choose, graph_for, load_workflows
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
-from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth, retry_after_seconds
 
 logger = logging.getLogger("blogimages.providers.runpod")
 
@@ -464,9 +464,8 @@ def _raise_for(response: requests.Response, endpoint: str, doing: str) -> None:
             f"RunPod has no endpoint {endpoint!r} (while {doing}); check the endpoint id ({detail})."
         )
     if status == 429 or status >= 500:
-        retry_after = response.headers.get("Retry-After")
         raise TransientProviderError(
             f"RunPod was busy or failing while {doing} ({status}): {detail}",
-            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
     raise PermanentProviderError(f"RunPod rejected the request while {doing} ({status}): {detail}")

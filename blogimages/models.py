@@ -7,6 +7,7 @@ The host's own blog models are never edited. The host names them in
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -83,7 +84,15 @@ class ImageStyle(TimeStamped):
         validate_lora_stack(self.loras)
 
     def apply(self, prompt: str) -> str:
-        return self.prompt_template.replace("{prompt}", prompt)
+        # Section text usually ends a sentence: where the template goes on with its own
+        # punctuation ("{prompt}, watercolour"), drop the prompt's full stop so the
+        # result does not read "hillside., watercolour".
+        ended = prompt.rstrip().rstrip(".;,:")
+        return re.sub(
+            r"\{prompt\}(\s*[,;.:])?",
+            lambda match: (ended + match.group(1)) if match.group(1) else prompt,
+            self.prompt_template,
+        )
 
 
 class ImageFormat(TimeStamped):

@@ -54,7 +54,7 @@ def main() -> None:
     draw_s = time.perf_counter() - draw_started
 
     started = time.perf_counter()
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SimpleWorker([queue], connection=queue.connection).work(burst=True, logging_level="WARNING")
     work_s = time.perf_counter() - started
     ok = ImageGenerationResult.objects.filter(post=post, status="succeeded").count()
     assert ok == SECTIONS, f"only {ok} of {SECTIONS} succeeded"

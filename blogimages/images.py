@@ -19,7 +19,7 @@ from .exceptions import PermanentProviderError, UploadRejected
 
 CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 THUMBNAIL_WIDTH = 320
-MAX_UPLOAD_FRAMES = 1  # animations are flattened to their first frame; more are refused
+MAX_UPLOAD_FRAMES = 100  # a short animation is flattened to its first frame; a longer one is refused
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def clean_upload(uploaded) -> tuple[bytes, str]:
                         f"The image is {width}x{height} pixels; the limit is {max_pixels:,} pixels in all."
                     )
                 frames = getattr(image, "n_frames", 1)
-                if frames > 100:
+                if frames > MAX_UPLOAD_FRAMES:
                     raise UploadRejected(f"The animation has {frames} frames; upload a still image.")
                 image.seek(0)
                 image.load()  # decodes every byte of the first frame: truncation fails here
@@ -110,7 +110,10 @@ def clean_upload(uploaded) -> tuple[bytes, str]:
     except UploadRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UploadRejected(f"The image is too large to decode safely ({exc}).") from exc
+        # Pillow refuses at open() when the header claims far more than its own limit.
+        raise UploadRejected(
+            f"The image is too large to decode safely; the limit is {max_pixels:,} pixels in all."
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UploadRejected(f"The file is not a complete, readable image ({exc}).") from exc
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -98,3 +100,75 @@ def test_oversized_upload_is_refused(settings, make_post):
     section = make_post(sections=1).sections.get()
     with pytest.raises(UploadRejected, match="the limit is 10,000 pixels"):
         services.upload(section, SimpleUploadedFile("big.png", png_bytes((200, 200))))
+
+
+# --- what Django's ImageField alone would let through ------------------------------------------
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _with_chunk(png: bytes, chunk: bytes) -> bytes:
+    return png[:33] + chunk + png[33:]  # right after IHDR (8-byte signature + 25-byte IHDR)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A few hundred bytes whose header says ``width`` x ``height``: a decompression bomb."""
+    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + _png_chunk(b"IEND", b"")
+
+
+def _gif(frames: int) -> bytes:
+    images = [Image.new("P", (8, 8), index % 256) for index in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=10, optimize=False)
+    return buffer.getvalue()
+
+
+def _truncated_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise((256, 256), 50).convert("RGB").save(buffer, format="JPEG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        pytest.param(_truncated_jpeg, r"not a complete, readable image \(image file is truncated", id="truncated-jpeg"),
+        pytest.param(lambda: _gif(20_000), "The animation has 20000 frames; upload a still image.", id="frame-bomb"),
+        pytest.param(
+            # 50 MB of text that compresses to 50 KB: Pillow refuses to inflate it.
+            lambda: _with_chunk(png_bytes(), _png_chunk(b"zTXt", b"note\0\0" + zlib.compress(b"A" * 50 * 2**20))),
+            "not a complete, readable image",
+            id="50mb-text-chunk",
+        ),
+        pytest.param(
+            lambda: _png_claiming(60_000, 60_000),
+            "The image is too large to decode safely; the limit is 40,000,000 pixels in all.",
+            id="decompression-bomb",
+        ),
+    ],
+)
+def test_what_imagefield_lets_through_is_refused_and_leaves_nothing(make, message, make_post, media_root):
+    section = make_post(sections=1).sections.get()
+    with pytest.raises(UploadRejected, match=message):
+        services.upload(section, SimpleUploadedFile("photo.png", make()))
+    assert ImageGenerationResult.objects.count() == 0
+    assert not media_root.exists() or not any(p.is_file() for p in media_root.rglob("*"))
+
+
+def test_a_short_animation_is_stored_as_its_first_frame(make_post):
+    section = make_post(sections=1).sections.get()
+    result = services.upload(section, SimpleUploadedFile("wave.gif", _gif(3)))
+    with result.image.open("rb") as stored, Image.open(stored) as image:
+        assert (image.format, getattr(image, "n_frames", 1)) == ("PNG", 1)
+
+
+def test_a_large_text_chunk_is_dropped_by_re_encoding(make_post):
+    section = make_post(sections=1).sections.get()
+    upload = _with_chunk(png_bytes(), _png_chunk(b"tEXt", b"note\x00" + b"A" * 2**20))
+    result = services.upload(section, SimpleUploadedFile("notes.png", upload))
+    assert result.file_size < 1000
+    with result.image.open("rb") as stored:
+        assert b"AAAA" not in stored.read()

@@ -1,0 +1,77 @@
+"""The demo as `make demo` sets it up: its fixtures, and the example project's provider
+settings with and without COMFYUI_URLS, through a real worker."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.core.management import call_command
+
+from blogimages import services
+from blogimages.models import ImageGenerationResult, ResultStatus
+from tests.servers.comfyui import FakeComfyUI
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.django_db
+
+
+def demo_post():
+    from project.blog.models import Post
+
+    call_command("loaddata", str(ROOT / "fixtures" / "demo.json"), verbosity=0)
+    return Post.objects.get(slug="cornish-coast")
+
+
+def project_settings(monkeypatch, **environ) -> dict:
+    """What project/settings.py configures for this environment (read, never imported)."""
+    for name in ("COMFYUI_URLS", "COMFYUI_API_URL", "OPENAI_API_KEY", "OPENAI_AUTH_TOKEN", "ENABLE_CLOUD_APIS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(ROOT / "project" / "settings.py"))
+
+
+def generate_all(post, run_worker, capture) -> list[ImageGenerationResult]:
+    with capture(execute=True):
+        outcome = services.generate_for_post(post)
+    assert len(outcome.results) == post.sections.count() == 4
+    assert run_worker() == 4
+    return list(ImageGenerationResult.objects.order_by("pk"))
+
+
+def test_the_demo_post_generates_with_the_placeholder(
+    monkeypatch, settings, run_worker, django_capture_on_commit_callbacks
+):
+    demo = project_settings(monkeypatch)
+    assert demo["BLOGIMAGES_DEFAULT_PROVIDER"] == "placeholder"
+    settings.BLOGIMAGES_DEFAULT_PROVIDER = demo["BLOGIMAGES_DEFAULT_PROVIDER"]
+    for result in generate_all(demo_post(), run_worker, django_capture_on_commit_callbacks):
+        assert result.status == ResultStatus.SUCCEEDED, result.error_message
+        assert result.provider_used == "placeholder"
+        # The post's prompt example: its watercolour style, without the text's full stop before it.
+        assert result.final_prompt == result.prompt.rstrip(".") + ", loose watercolour painting, soft paper texture"
+
+
+def test_with_comfyui_urls_the_demo_post_generates_through_comfyui(
+    monkeypatch, settings, run_worker, django_capture_on_commit_callbacks
+):
+    cache.clear()  # the skip-a-failing-server state is keyed by URL, and ports get reused
+    with FakeComfyUI(run_time=0.1) as server:
+        demo = project_settings(monkeypatch, COMFYUI_URLS=server.url)
+        assert demo["BLOGIMAGES_DEFAULT_PROVIDER"] == "auto"
+        settings.BLOGIMAGES_PROVIDERS = {
+            **demo["BLOGIMAGES_PROVIDERS"],
+            "placeholder": settings.BLOGIMAGES_PROVIDERS["placeholder"],
+        }
+        settings.BLOGIMAGES_DEFAULT_PROVIDER = "auto"
+        results = generate_all(demo_post(), run_worker, django_capture_on_commit_callbacks)
+        for result in results:
+            assert result.status == ResultStatus.SUCCEEDED, result.error_message
+            assert result.provider_used == "comfyui"
+            graph = server.prompts[result.remote_id]
+            # The demo's setting ("SD3.5 Large Turbo, fast") picks the shipped turbo workflow.
+            assert graph["4"]["inputs"]["ckpt_name"] == "sd3.5_large_turbo.safetensors"
+    cache.clear()

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from blogimages import services
 from blogimages.models import ImageGenerationResult, ResultStatus
 from tests.servers.comfyui import FakeComfyUI
+from tests.servers.openai_server import OpenAIImagesServer
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db
@@ -34,9 +35,9 @@ def project_settings(monkeypatch, **environ) -> dict:
     return runpy.run_path(str(ROOT / "project" / "settings.py"))
 
 
-def generate_all(post, run_worker, capture) -> list[ImageGenerationResult]:
+def generate_all(post, run_worker, capture, **options) -> list[ImageGenerationResult]:
     with capture(execute=True):
-        outcome = services.generate_for_post(post)
+        outcome = services.generate_for_post(post, **options)
     assert len(outcome.results) == post.sections.count() == 4
     assert run_worker() == 4
     return list(ImageGenerationResult.objects.order_by("pk"))
@@ -75,3 +76,20 @@ def test_with_comfyui_urls_the_demo_post_generates_through_comfyui(
             # The demo's setting ("SD3.5 Large Turbo, fast") picks the shipped turbo workflow.
             assert graph["4"]["inputs"]["ckpt_name"] == "sd3.5_large_turbo.safetensors"
     cache.clear()
+
+
+def test_with_an_openai_key_the_editor_can_pick_openai(
+    monkeypatch, settings, thread_server, run_worker, django_capture_on_commit_callbacks
+):
+    server = thread_server(OpenAIImagesServer(api_key="sk-test"))
+    demo = project_settings(monkeypatch, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=server.url)
+    # Cloud APIs join `auto` only with ENABLE_CLOUD_APIS; editors can still choose openai.
+    assert demo["BLOGIMAGES_DEFAULT_PROVIDER"] == "auto"
+    assert demo["BLOGIMAGES_PROVIDERS"]["auto"]["OPTIONS"]["order"] == ["openai", "placeholder"]
+    settings.BLOGIMAGES_PROVIDERS = {**demo["BLOGIMAGES_PROVIDERS"], "placeholder": settings.BLOGIMAGES_PROVIDERS["placeholder"]}
+    results = generate_all(demo_post(), run_worker, django_capture_on_commit_callbacks, provider="openai")
+    for result in results:
+        assert result.status == ResultStatus.SUCCEEDED, result.error_message
+        assert result.provider_used == "openai"
+    sent = [request["json"] for request in server.generations]
+    assert len(sent) == 4 and {body["prompt"] for body in sent} == {result.final_prompt for result in results}

@@ -316,7 +316,7 @@ def test_bad_table_entries_are_improperly_configured(settings):
     ({}, "gpt-image-1", "OpenAI retired GPT Image 1 (gpt-image-1) on 2026-10-23; "
      "use gpt-image-2.5-sunburst or gpt-image-2.5-flare instead."),
     ({}, "dall-e-2", "OpenAI retired DALL·E 2 (dall-e-2) on 2026-05-12; use gpt-image-2 instead."),
-    ({}, "flux1-dev", "OpenAI model 'flux1-dev' is not one this site knows; use one of gpt-image-2,"),
+    ({}, "gpt-image-9", "OpenAI model 'gpt-image-9' is not one this site knows; use one of gpt-image-2,"),
 ])
 def test_prepare_checks_the_request(settings, server, extra, model, message):
     provider = configure(settings, api_key="sk-test", base_url=server.url)
@@ -328,6 +328,15 @@ def test_prepare_checks_the_request(settings, server, extra, model, message):
             provider.prepare(request)
         assert str(caught.value).startswith(message)
     assert server.requests == []
+
+
+@pytest.mark.parametrize("model", ["flux1-dev", "sd35_large_turbo", "sd_xl_base_1.0.safetensors"])
+def test_another_providers_model_from_a_shared_setting_is_replaced_and_said(settings, model):
+    provider = configure(settings, api_key="sk-test")
+    prepared, adjustments = provider.prepare(GenerationRequest(prompt="A lighthouse", model=model))
+    assert prepared.model == "gpt-image-2"
+    assert adjustments == [f"model {model!r} is not an OpenAI image model; used gpt-image-2"]
+    assert provider.prepare(prepared) == (prepared, [])  # idempotent
 
 
 def test_prepare_notes_what_openai_ignores_and_is_idempotent(settings):

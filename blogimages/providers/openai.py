@@ -34,6 +34,9 @@ NOT_CONFIGURED = (
 )
 INSTALL_HINT = "The OpenAI provider needs the openai package: pip install blogimages[openai]"
 POLL_EVERY = 0.5  # how often the job checks for cancel (and heartbeats) while OpenAI works
+# How OpenAI's image model ids begin. An unknown id that begins so is a typo or a retired
+# model (an error); any other is another provider's model from a shared setting.
+OPENAI_MODEL_PREFIXES = ("gpt-", "dall-e", "chatgpt-")
 
 
 class OpenAIImagesProvider(BaseProvider):
@@ -135,8 +138,13 @@ class OpenAIImagesProvider(BaseProvider):
         can resolve again without trusting that ``prepare`` ran.
         """
         model = request.model or self.options["model"]
-        caps = self._caps(model)
         adjustments: list[str] = []
+        if model not in self.table and not model.lower().startswith(OPENAI_MODEL_PREFIXES):
+            # A setting shared by several providers names a ComfyUI workflow or a checkpoint
+            # ("sd35_large_turbo"): OpenAI cannot run it, so its own model is used, and said so.
+            adjustments.append(f"model {model!r} is not an OpenAI image model; used {self.options['model']}")
+            model = self.options["model"]
+        caps = self._caps(model)
         if caps.max_prompt and len(request.prompt) > caps.max_prompt:
             raise PermanentProviderError(
                 f"The prompt is {len(request.prompt)} characters; {model} takes at most {caps.max_prompt}."

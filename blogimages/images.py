@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -20,6 +21,21 @@ from .exceptions import PermanentProviderError, UploadRejected
 CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 THUMBNAIL_WIDTH = 320
 MAX_UPLOAD_FRAMES = 100  # a short animation is flattened to its first frame; a longer one is refused
+
+
+@contextmanager
+def strict_decoding():
+    """Truncated files are errors while we decode, whatever the host set for Pillow.
+
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` is process-wide; a host that turned it on for its
+    own images gets it back afterwards, instead of blogimages storing grey bands.
+    """
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
 @dataclass(frozen=True)
@@ -37,7 +53,7 @@ def analyse(data: bytes, thumbnail_width: int = THUMBNAIL_WIDTH) -> tuple[ImageI
     The image is decoded once for both: decoding is most of the cost of storing an image.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with strict_decoding(), Image.open(io.BytesIO(data)) as image:
             image.load()  # a full decode: a truncated or corrupt file fails here
             fmt = image.format or ""
             width, height = image.size
@@ -84,10 +100,9 @@ def clean_upload(uploaded) -> tuple[bytes, str]:
 
     max_pixels = app_settings.UPLOAD_MAX_PIXELS
     # Pillow's own bomb guard works from the same limit; we check it ourselves first so
-    # the message names our setting, and keep truncated files an error, not a grey band.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    # the message names our setting.
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), strict_decoding():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 fmt = image.format

@@ -172,3 +172,13 @@ def test_a_large_text_chunk_is_dropped_by_re_encoding(make_post):
     assert result.file_size < 1000
     with result.image.open("rb") as stored:
         assert b"AAAA" not in stored.read()
+
+
+def test_truncated_files_are_refused_even_if_the_host_lets_pillow_load_them(make_post, monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # the host's own choice
+    section = make_post(sections=1).sections.get()
+    with pytest.raises(UploadRejected, match="image file is truncated"):
+        services.upload(section, SimpleUploadedFile("photo.jpg", _truncated_jpeg()))
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # and it is left as the host set it

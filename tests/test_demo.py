@@ -35,6 +35,15 @@ def project_settings(monkeypatch, **environ) -> dict:
     return runpy.run_path(str(ROOT / "project" / "settings.py"))
 
 
+def use_providers(settings, demo: dict) -> None:
+    """The project's providers and default, with the test settings' instant placeholder."""
+    settings.BLOGIMAGES_PROVIDERS = {
+        **demo["BLOGIMAGES_PROVIDERS"],
+        "placeholder": settings.BLOGIMAGES_PROVIDERS["placeholder"],
+    }
+    settings.BLOGIMAGES_DEFAULT_PROVIDER = demo["BLOGIMAGES_DEFAULT_PROVIDER"]
+
+
 def generate_all(post, run_worker, capture, **options) -> list[ImageGenerationResult]:
     with capture(execute=True):
         outcome = services.generate_for_post(post, **options)
@@ -48,7 +57,7 @@ def test_the_demo_post_generates_with_the_placeholder(
 ):
     demo = project_settings(monkeypatch)
     assert demo["BLOGIMAGES_DEFAULT_PROVIDER"] == "placeholder"
-    settings.BLOGIMAGES_DEFAULT_PROVIDER = demo["BLOGIMAGES_DEFAULT_PROVIDER"]
+    use_providers(settings, demo)
     for result in generate_all(demo_post(), run_worker, django_capture_on_commit_callbacks):
         assert result.status == ResultStatus.SUCCEEDED, result.error_message
         assert result.provider_used == "placeholder"
@@ -63,11 +72,7 @@ def test_with_comfyui_urls_the_demo_post_generates_through_comfyui(
     with FakeComfyUI(run_time=0.1) as server:
         demo = project_settings(monkeypatch, COMFYUI_URLS=server.url)
         assert demo["BLOGIMAGES_DEFAULT_PROVIDER"] == "auto"
-        settings.BLOGIMAGES_PROVIDERS = {
-            **demo["BLOGIMAGES_PROVIDERS"],
-            "placeholder": settings.BLOGIMAGES_PROVIDERS["placeholder"],
-        }
-        settings.BLOGIMAGES_DEFAULT_PROVIDER = "auto"
+        use_providers(settings, demo)
         results = generate_all(demo_post(), run_worker, django_capture_on_commit_callbacks)
         for result in results:
             assert result.status == ResultStatus.SUCCEEDED, result.error_message
@@ -86,7 +91,7 @@ def test_with_an_openai_key_the_editor_can_pick_openai(
     # Cloud APIs join `auto` only with ENABLE_CLOUD_APIS; editors can still choose openai.
     assert demo["BLOGIMAGES_DEFAULT_PROVIDER"] == "auto"
     assert demo["BLOGIMAGES_PROVIDERS"]["auto"]["OPTIONS"]["order"] == ["openai", "placeholder"]
-    settings.BLOGIMAGES_PROVIDERS = {**demo["BLOGIMAGES_PROVIDERS"], "placeholder": settings.BLOGIMAGES_PROVIDERS["placeholder"]}
+    use_providers(settings, demo)
     results = generate_all(demo_post(), run_worker, django_capture_on_commit_callbacks, provider="openai")
     for result in results:
         assert result.status == ResultStatus.SUCCEEDED, result.error_message

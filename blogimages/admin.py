@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IS_POPUP_VAR
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -27,9 +27,15 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import admin_views, services
-from . import sections as host
-from .admin_views import PERMISSIONS, PostReview, can, error_text, report_generation, report_queue_errors
-from .conf import app_settings
+from .admin_views import (
+    PERMISSIONS,
+    PostReview,
+    can,
+    error_text,
+    report_generation,
+    report_queue_errors,
+    section_label,
+)
 from .exceptions import BlogImagesError
 from .forms import CommentForm
 from .models import (
@@ -94,7 +100,7 @@ def run_each(
     for item in items:
         try:
             outcomes.append(fn(item))
-        except (BlogImagesError, ValidationError) as exc:
+        except (BlogImagesError, ValidationError, PermissionDenied) as exc:
             failures.append(f"{label(item)}: {error_text(exc)}")
     if outcomes:
         modeladmin.message_user(request, ngettext(*done, len(outcomes)) % {"count": len(outcomes)}, messages.SUCCESS)
@@ -155,10 +161,10 @@ def upload_step(modeladmin, request, queryset, sections: list[Any], *, action: s
                 modeladmin, request, chosen,
                 lambda pair: services.upload(pair[0], pair[1], user=request.user, approve_now=approve_now),
                 done=("Uploaded %(count)d image.", "Uploaded %(count)d images."),
-                label=lambda pair: f"“{host.section_title(pair[0])}” ({pair[1].name})",
+                label=lambda pair: f"“{section_label(pair[0])}” ({pair[1].name})",
             )
             return None
-    rows = [{"section": s, "title": host.section_title(s), "name": f"file-{s.pk}"} for s in sections]
+    rows = [{"section": s, "title": section_label(s), "name": f"file-{s.pk}"} for s in sections]
     return action_step(
         modeladmin, request, queryset, action=action, title=gettext("Upload replacement images"),
         intro=gettext("Each file is checked (real image content, size, pixels) before anything is stored, "
@@ -239,7 +245,7 @@ class PostImagesAdminMixin:
         urls = [
             path("<path:object_id>/images/status/", wrap(review.status_view), name=f"{prefix}_images_status"),
             path(
-                "<path:object_id>/images/section/<int:section_id>/", wrap(review.section_view),
+                "<path:object_id>/images/section/<str:section_key>/", wrap(review.section_view),
                 name=f"{prefix}_images_section",
             ),
             path("<path:object_id>/images/", wrap(review.review_view), name=f"{prefix}_images"),
@@ -414,11 +420,10 @@ class ImagePromptExampleAdmin(admin.ModelAdmin):
 
 @admin.register(PostImageSettings)
 class PostImageSettingsAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "post", "prompt_example", "updated_at"]
-    list_select_related = ["post", "prompt_example"]
-    list_filter = ["prompt_example"]
-    search_fields = ["prompt_example__name", "prompt_example__prompt"]
-    raw_id_fields = ["post"]
+    list_display = ["__str__", "post_type", "post_id", "prompt_example", "updated_at"]
+    list_select_related = ["post_type", "prompt_example"]
+    list_filter = ["prompt_example", "post_type"]
+    search_fields = ["prompt_example__name", "prompt_example__prompt", "=post_id"]
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -426,7 +431,7 @@ class PostImageSettingsAdmin(admin.ModelAdmin):
 
 RESULT_FIELDSETS = [
     (_("Image"), {"fields": [
-        "preview", "status", "progress", "progress_message", "is_approved", "source", "post", "section",
+        "preview", "status", "progress", "progress_message", "is_approved", "source", "review",
         "image", "thumbnail", ("width", "height"), "file_size", "content_type", "checksum", "renditions",
     ]}),
     (_("What was asked for"), {"fields": [
@@ -450,7 +455,7 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     ]
     list_display_links = ["id", "thumb"]
     list_filter = ["status", "source", "provider", "provider_used", "is_approved", "error_kind", "created_at"]
-    list_select_related = ["section", "post"]
+    list_select_related = ["review"]
     search_fields = ["=id", "prompt", "final_prompt", "model", "remote_id", "job_id", "error_message", "=group"]
     date_hierarchy = "created_at"
     fieldsets = RESULT_FIELDSETS
@@ -544,11 +549,14 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
             return f"{obj.provider} → {obj.provider_used}"
         return obj.provider
 
-    @admin.display(description=_("section"), ordering="section")
+    @admin.display(description=_("section"), ordering="review__section_title")
     def section_label(self, obj: ImageGenerationResult) -> str:
-        if obj.section_id is None:
+        if obj.review_id is None:
             return gettext("playground")
-        return format_html("{} <span class=\"bi-muted\">· {}</span>", host.section_title(obj.section), obj.post)
+        return format_html(
+            "{} <span class=\"bi-muted\">· {} {}</span>",
+            section_label(obj.review), obj.review.post_type_id and obj.review.post_type.name, obj.review.post_id,
+        )
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -557,13 +565,13 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         seen: set[int] = set()
 
         def one(result):
-            if result.section_id in seen:
+            if result.review_id in seen:
                 raise ValidationError(gettext("another selected image of the same section was approved"))
             services.approve(result, user=request.user)
-            seen.add(result.section_id)
+            seen.add(result.review_id)
 
         run_each(
-            self, request, queryset.order_by("-created_at").select_related("section"), one,
+            self, request, queryset.order_by("-created_at"), one,
             done=("Approved %(count)d image.", "Approved %(count)d images."), label=section_of,
         )
 
@@ -571,7 +579,7 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     def reject_images(self, request, queryset):
         def apply(comment):
             run_each(
-                self, request, queryset.select_related("section"),
+                self, request, queryset,
                 lambda r: services.reject(result=r, user=request.user, comment=comment),
                 done=("Rejected %(count)d image.", "Rejected %(count)d images."), label=section_of,
             )
@@ -628,7 +636,7 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
             run_each(
                 self, request, sections, lambda s: services.add_comment(s, user=request.user, text=text),
                 done=("Commented on %(count)d section.", "Commented on %(count)d sections."),
-                label=host.section_title,
+                label=section_label,
             )
 
         return comment_step(
@@ -649,8 +657,8 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
 def _distinct_sections(queryset) -> list[Any]:
     sections: dict[int, Any] = {}
-    for result in queryset.filter(section__isnull=False).select_related("section"):
-        sections.setdefault(result.section_id, result.section)
+    for result in queryset.filter(review__isnull=False).select_related("review"):
+        sections.setdefault(result.review_id, result.review)
     return list(sections.values())
 
 
@@ -679,28 +687,27 @@ class ReviewEventInline(admin.TabularInline):
 class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     change_form_template = "blogimages/admin/sectionreview_change_form.html"
     list_display = [
-        "section_label", "post", "status_badge", "approved_thumb", "reviewed_by", "reviewed_at", "comment_excerpt",
+        "section_label", "post_link", "status_badge", "approved_thumb", "reviewed_by", "reviewed_at", "comment_excerpt",
         "review_link",
     ]
-    list_select_related = ["section", "post", "approved_result", "reviewed_by"]
+    list_select_related = ["post_type", "approved_result", "reviewed_by"]
     list_filter = ["status", "reviewed_at", "prompt_example"]
     fields = [
-        "section", "post", "status", "approved_preview", "reviewed_by", "reviewed_at", "comment", "prompt_example",
+        "section_title", "section_key", "post_link", "status", "approved_preview", "reviewed_by", "reviewed_at",
+        "comment", "prompt_example",
         "prompt_override", "alt_text",
     ]
-    readonly_fields = ["section", "post", "status", "approved_preview", "reviewed_by", "reviewed_at", "comment"]
+    readonly_fields = [
+        "section_title", "section_key", "post_link", "status", "approved_preview", "reviewed_by", "reviewed_at",
+        "comment",
+    ]
     inlines = [ReviewEventInline]
     actions = [
         "generate_for_sections", "approve_newest", "reject_sections", "regenerate_newest", "cancel_section_jobs",
         "comment_on_sections", "upload_replacements",
     ]
 
-    def get_search_fields(self, request):
-        fields = ["comment", "prompt_override", "alt_text"]
-        for name in (app_settings.SECTION_TITLE_FIELD, app_settings.SECTION_TEXT_FIELD):
-            if name:
-                fields.append(f"section__{name}")
-        return fields
+    search_fields = ["section_title", "comment", "prompt_override", "alt_text", "=post_id", "=section_key"]
 
     def has_add_permission(self, request):
         return False  # a review row is made the first time a section gets an image
@@ -708,9 +715,13 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # it would take the section's history with it
 
-    @admin.display(description=_("section"))
+    @admin.display(description=_("section"), ordering="section_title")
     def section_label(self, obj: SectionReview) -> str:
-        return host.section_title(obj.section)
+        return section_label(obj)
+
+    @admin.display(description=_("post"))
+    def post_link(self, obj: SectionReview) -> str:
+        return _post_label(obj)
 
     @admin.display(description=_("decision"), ordering="status")
     def status_badge(self, obj: SectionReview) -> str:
@@ -730,29 +741,35 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
     @admin.display(description=_("review"))
     def review_link(self, obj: SectionReview) -> str:
-        url = _post_review_url(self.admin_site, obj.post_id)
-        return format_html('<a href="{}#bi-section-{}">{}</a>', url, obj.section_id, gettext("Open")) if url else ""
+        url = _post_review_url(self.admin_site, obj)
+        return format_html('<a href="{}#bi-section-{}">{}</a>', url, obj.section_key, gettext("Open")) if url else ""
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)
         extra_context = extra_context or {}
         if obj is not None:
-            url = _post_review_url(self.admin_site, obj.post_id)
-            extra_context["blogimages_review_url"] = f"{url}#bi-section-{obj.section_id}" if url else ""
+            url = _post_review_url(self.admin_site, obj)
+            extra_context["blogimages_review_url"] = f"{url}#bi-section-{obj.section_key}" if url else ""
         return super().change_view(request, object_id, form_url, extra_context)
 
     # --- actions -------------------------------------------------------------------------------
 
     def _sections(self, queryset) -> list[Any]:
-        return [review.section for review in queryset.select_related("section")]
+        return list(queryset.select_related("post_type"))
 
     @admin.action(description=_("Generate an image for the selected sections"), permissions=["generate"])
     def generate_for_sections(self, request, queryset):
+        def one(review):
+            section = services.section_of(review)
+            if section is None:
+                raise ValidationError(gettext("it was removed from its post"))
+            return services.generate_for_section(section, user=request.user)
+
         created = []
         for batch in run_each(
-            self, request, self._sections(queryset), lambda s: services.generate_for_section(s, user=request.user),
+            self, request, self._sections(queryset), one,
             done=("Queued images for %(count)d section.", "Queued images for %(count)d sections."),
-            label=host.section_title,
+            label=section_label,
         ):
             created += batch
         report_queue_errors(request, created)
@@ -761,7 +778,7 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     def approve_newest(self, request, queryset):
         def one(review):
             latest = (
-                ImageGenerationResult.objects.filter(section_id=review.section_id, status=ResultStatus.SUCCEEDED)
+                review.results.filter(status=ResultStatus.SUCCEEDED)
                 .exclude(image="").order_by("-created_at", "-id").first()
             )
             if latest is None:
@@ -771,9 +788,9 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
             return services.approve(latest, user=request.user)
 
         run_each(
-            self, request, queryset.select_related("section"), one,
+            self, request, queryset, one,
             done=("Approved an image for %(count)d section.", "Approved images for %(count)d sections."),
-            label=lambda r: host.section_title(r.section),
+            label=section_label,
         )
 
     @admin.action(description=_("Reject the selected sections' images (with a comment)"), permissions=["review"])
@@ -783,7 +800,7 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         def apply(comment):
             run_each(
                 self, request, sections, lambda s: services.reject(s, user=request.user, comment=comment),
-                done=("Rejected %(count)d section.", "Rejected %(count)d sections."), label=host.section_title,
+                done=("Rejected %(count)d section.", "Rejected %(count)d sections."), label=section_label,
             )
 
         return comment_step(
@@ -797,7 +814,7 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     def regenerate_newest(self, request, queryset):
         def one(review):
             latest = (
-                ImageGenerationResult.objects.filter(section_id=review.section_id, source=ResultSource.GENERATED)
+                review.results.filter(source=ResultSource.GENERATED)
                 .order_by("-created_at", "-id").first()
             )
             if latest is None:
@@ -805,16 +822,15 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
             return services.regenerate(latest, user=request.user)
 
         created = run_each(
-            self, request, queryset.select_related("section"), one,
+            self, request, queryset, one,
             done=("Queued %(count)d new image.", "Queued %(count)d new images."),
-            label=lambda r: host.section_title(r.section),
+            label=section_label,
         )
         report_queue_errors(request, created)
 
     @admin.action(description=_("Cancel the sections' queued or running jobs"), permissions=["generate"])
     def cancel_section_jobs(self, request, queryset):
-        section_ids = list(queryset.values_list("section_id", flat=True))
-        active = ImageGenerationResult.objects.active().filter(section_id__in=section_ids)
+        active = ImageGenerationResult.objects.active().filter(review__in=queryset)
         cancelled = run_each(
             self, request, active, lambda r: services.cancel(r, user=request.user),
             done=("Cancelled %(count)d job.", "Cancelled %(count)d jobs."), label=section_of,
@@ -830,7 +846,7 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
             run_each(
                 self, request, sections, lambda s: services.add_comment(s, user=request.user, text=text),
                 done=("Commented on %(count)d section.", "Commented on %(count)d sections."),
-                label=host.section_title,
+                label=section_label,
             )
 
         return comment_step(
@@ -844,11 +860,22 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         return upload_step(self, request, queryset, self._sections(queryset), action="upload_replacements")
 
 
-def _post_review_url(site, post_id) -> str:
+def _post_review_url(site, review: SectionReview) -> str:
+    """The review page of the review's post in this admin site, if its ModelAdmin has one."""
     from django.urls import NoReverseMatch
 
-    opts = host.post_model()._meta
+    model = review.post_type.model_class()
+    if model is None:
+        return ""
+    opts = model._meta
     try:
-        return reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_images", args=[post_id])
+        return reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_images", args=[review.post_id])
     except NoReverseMatch:
-        return ""  # the host's post admin does not use PostImagesAdminMixin
+        return ""  # the post's ModelAdmin does not use PostImagesAdminMixin (e.g. a Wagtail page)
+
+
+def _post_label(review: SectionReview) -> str:
+    post = review.post
+    if post is None:
+        return gettext("%(type)s #%(id)s (deleted)") % {"type": review.post_type.name, "id": review.post_id}
+    return str(post)

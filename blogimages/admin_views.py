@@ -32,11 +32,11 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from . import sections as host
 from . import services
 from .conf import app_settings
 from .exceptions import BlogImagesError, UploadRejected
 from .forms import PlaygroundForm, initial_from_example, initial_from_result
+from .hosts import Section, get_host
 from .models import (
     ACTIVE_STATUSES,
     ImageGenerationResult,
@@ -80,12 +80,13 @@ THUMB_WIDTH = 160  # CSS pixels; thumbnails are stored 320 wide for sharp high-D
 HEALTH_TIMEOUT = 10.0
 
 
-def can(user, kind: str | None) -> bool:
-    return kind is None or user.has_perm(PERMISSIONS[kind])
+def can(user, kind: str | None, post: Any = None) -> bool:
+    """blogimages' permission for ``kind`` and, given a post, the host's say on it."""
+    return services.can(user, kind or "view", post) if post is not None or kind else True
 
 
-def user_perms(user) -> dict[str, bool]:
-    return {kind: user.has_perm(perm) for kind, perm in PERMISSIONS.items()}
+def user_perms(user, post: Any = None) -> dict[str, bool]:
+    return {kind: services.can(user, kind, post) for kind in PERMISSIONS}
 
 
 def error_text(exc: Exception) -> str:
@@ -136,6 +137,8 @@ class Candidate:
     thumb_url: str = ""
     image_url: str = ""
     thumb_height: int | None = None
+    #: The section form the card's buttons submit (``form=`` attribute); blank in the playground.
+    form_id: str = ""
 
     @property
     def status_label(self) -> str:
@@ -145,10 +148,6 @@ class Candidate:
     def provider_label(self) -> str:
         r = self.result
         return f"{r.provider} → {r.provider_used}" if r.provider_used and r.provider_used != r.provider else r.provider
-
-    @property
-    def form_id(self) -> str:
-        return f"bi-form-{self.result.section_id}"
 
     @property
     def is_active(self) -> bool:
@@ -164,7 +163,9 @@ class Candidate:
 
 @dataclass
 class Panel:
-    section: Any
+    #: The host's section now; ``None`` when it was removed from the post (``removed``).
+    section: Section | None
+    key: str
     title: str
     text: str
     review: SectionReview
@@ -174,6 +175,10 @@ class Panel:
     candidates: list[Candidate] = field(default_factory=list)
     events: list[ReviewEvent] = field(default_factory=list)
     earlier_events: int = 0
+
+    @property
+    def removed(self) -> bool:
+        return self.section is None
 
     @property
     def has_active(self) -> bool:
@@ -194,35 +199,34 @@ def _file_url(file) -> str:
         return ""
 
 
-def load_panels(post, section_id: int | None = None) -> list[Panel]:
-    """Everything the review page shows, in six queries whatever the number of sections.
+def load_panels(post, section_key: str | None = None) -> list[Panel]:
+    """Everything the review page shows, in a constant number of queries whatever the
+    number of sections (the host adapter's reading of the post comes on top).
 
-    Sections without a review row get an unsaved one: rendering never writes.
+    Sections without a review row get an unsaved one: rendering never writes. Reviews of
+    sections that are no longer in the post come last, marked removed, with their images
+    and history.
     """
-    section_qs = host.sections_of(post)
-    if section_id is not None:
-        section_qs = section_qs.filter(pk=section_id)
-    sections = list(section_qs)
-    ids = [s.pk for s in sections]
-    reviews = {
-        r.section_id: r
-        for r in SectionReview.objects.filter(section_id__in=ids).select_related(
-            "prompt_example", "reviewed_by"
-        )
-    }
-    post_settings = PostImageSettings.objects.filter(post=post).select_related("prompt_example").first()
+    sections = get_host().sections(post)
+    reviews_qs = SectionReview.objects.for_post(post).select_related("prompt_example", "reviewed_by", "post_type")
+    if section_key is not None:
+        sections = [s for s in sections if s.key == section_key]
+        reviews_qs = reviews_qs.filter(section_key=section_key)
+    reviews = {r.section_key: r for r in reviews_qs}
+    post_settings = PostImageSettings.objects.for_post(post).select_related("prompt_example").first()
     post_example = post_settings.prompt_example if post_settings else None
-    by_section: dict[int, list[Candidate]] = {pk: [] for pk in ids}
+    by_review: dict[int, list[Candidate]] = {r.pk: [] for r in reviews.values()}
+    form_ids = {r.pk: f"bi-form-{r.section_key}" for r in reviews.values()}
     results = (
-        ImageGenerationResult.objects.filter(section_id__in=ids)
+        ImageGenerationResult.objects.filter(review_id__in=list(by_review))
         .select_related("requested_by")
         .order_by("created_at", "id")
     )
     for result in results:
-        by_section[result.section_id].append(
+        by_review[result.review_id].append(
             Candidate(
                 result=result, thumb_url=_file_url(result.thumbnail), image_url=_file_url(result.image),
-                thumb_height=thumb_height(result),
+                thumb_height=thumb_height(result), form_id=form_ids[result.review_id],
             )
         )
     # The newest events of each section and how many there are, in one query: a long-lived
@@ -245,65 +249,65 @@ def load_panels(post, section_id: int | None = None) -> list[Panel]:
         totals[event.review_id] = event.total
 
     panels = []
-    for section in sections:
-        review = reviews.get(section.pk) or SectionReview(section=section, post_id=host.post_id_of(section))
-        example = review.prompt_example if review.prompt_example_id else post_example
-        prompt = services.section_prompt(section, review, example)
-        if review.prompt_override.strip():
-            source = _("the section's prompt override")
-        elif example is not None and example.prompt.strip():
-            source = _("prompt example “%(name)s”") % {"name": example.name}
+    present = {section.key for section in sections}
+    removed = [review for key, review in reviews.items() if key not in present]
+    for section in [*sections, *removed]:
+        if isinstance(section, SectionReview):
+            review, section, key = section, None, section.section_key
         else:
-            source = _("the section text")
+            key = section.key
+            review = reviews.get(key) or SectionReview(section_key=key, section_title=section.title)
+        example = review.prompt_example if review.prompt_example_id else post_example
+        if section is None:
+            prompt, source = "", ""
+        else:
+            prompt = services.section_prompt(section, review, example)
+            if review.prompt_override.strip():
+                source = _("the section's prompt override")
+            elif example is not None and example.prompt.strip():
+                source = _("prompt example “%(name)s”") % {"name": example.name}
+            else:
+                source = _("the section text")
         history = events.get(review.pk, []) if review.pk else []
         total = totals.get(review.pk, 0) if review.pk else 0
         panels.append(
             Panel(
-                section=section, title=host.section_title(section), text=host.section_text(section), review=review,
-                prompt=prompt, prompt_source=source, example=example, candidates=by_section[section.pk],
+                section=section, key=key, title=section.title if section else review.section_title or key,
+                text=section.text if section else "", review=review, prompt=prompt, prompt_source=source,
+                example=example, candidates=by_review.get(review.pk, []) if review.pk else [],
                 events=history, earlier_events=max(0, total - len(history)),
             )
         )
     return panels
 
 
-class PostReview:
-    """The review views for one host post ModelAdmin (``PostImagesAdminMixin``)."""
+class ReviewPage:
+    """The review views of one post: the page, one section's panel, live status and the
+    actions. Subclasses say how a post is found and where the pages live
+    (:class:`PostReview` for a Django admin ModelAdmin; the Wagtail integration has its own).
+    """
 
-    def __init__(self, model_admin: ModelAdmin):
-        self.model_admin = model_admin
-        self.opts = model_admin.model._meta
-
-    def url_name(self, suffix: str) -> str:
-        return f"{self.model_admin.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{suffix}"
+    template_name = "blogimages/admin/post_review.html"
+    panel_template_name = "blogimages/admin/_section_panel.html"
 
     def get_post(self, request: HttpRequest, object_id: str):
-        from django.contrib.admin.utils import unquote
-
-        post = self.model_admin.get_object(request, unquote(object_id))
-        if post is None:
-            raise Http404(_("No post with id “%(id)s”.") % {"id": object_id})
-        if not self.model_admin.has_view_or_change_permission(request, post):
-            raise PermissionDenied
-        return post
+        raise NotImplementedError
 
     def urls_for(self, post) -> dict[str, str]:
-        args = [post.pk]
-        return {
-            "review": reverse(self.url_name("images"), args=args),
-            "status": reverse(self.url_name("images_status"), args=args),
-            "section": reverse(self.url_name("images_section"), args=[post.pk, 0]),
-            "change": reverse(self.url_name("change"), args=args),
-            "reviews": reverse(f"{self.model_admin.admin_site.name}:blogimages_sectionreview_changelist"),
-            "results": reverse(f"{self.model_admin.admin_site.name}:blogimages_imagegenerationresult_changelist"),
-            "playground": reverse(f"{self.model_admin.admin_site.name}:blogimages_playground"),
-            "status_page": reverse(f"{self.model_admin.admin_site.name}:blogimages_status"),
-        }
+        raise NotImplementedError
+
+    def page_context(self, request: HttpRequest, post) -> dict[str, Any]:
+        """What the page template needs besides the panels (the admin's own context)."""
+        return {}
+
+    def check_post_permission(self, request: HttpRequest, post) -> None:
+        if not services.can(request.user, "view", post):
+            raise PermissionDenied
 
     def panel_context(self, request: HttpRequest, post) -> dict[str, Any]:
         return {
             "post": post,
-            "perms_bi": user_perms(request.user),
+            "perms_bi": user_perms(request.user, post),
             "urls": self.urls_for(post),
             "thumb_width": THUMB_WIDTH,
             "words": card_words(),
@@ -311,59 +315,62 @@ class PostReview:
 
     def review_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         post = self.get_post(request, object_id)
+        self.check_post_permission(request, post)
         if request.method == "POST":
             return self.act(request, post)
         panels = load_panels(post)
+        current = [p for p in panels if not p.removed]
         counts = {
-            "sections": len(panels),
-            "approved": sum(1 for p in panels if p.review.status == ReviewStatus.APPROVED),
-            "rejected": sum(1 for p in panels if p.review.status == ReviewStatus.REJECTED),
+            "sections": len(current),
+            "removed": len(panels) - len(current),
+            "approved": sum(1 for p in current if p.review.status == ReviewStatus.APPROVED),
+            "rejected": sum(1 for p in current if p.review.status == ReviewStatus.REJECTED),
             "active": sum(1 for p in panels for c in p.candidates if c.is_active),
             "candidates": sum(len(p.candidates) for p in panels),
         }
         from .providers import providers
 
+        host = get_host()
         context = {
-            **self.model_admin.admin_site.each_context(request),
+            **self.page_context(request, post),
             **self.panel_context(request, post),
-            "title": _("Images for “%(post)s”") % {"post": post},
+            "title": _("Images for “%(post)s”") % {"post": host.post_title(post)},
             "subtitle": None,
-            "opts": self.opts,
             "original": post,
             "panels": panels,
             "counts": counts,
             "provider_aliases": providers.aliases,
             "default_provider": app_settings.DEFAULT_PROVIDER,
-            "public_url": post.get_absolute_url() if hasattr(post, "get_absolute_url") else "",
-            "has_view_permission": self.model_admin.has_view_permission(request),
+            "public_url": host.post_public_url(post),
+            "edit_url": host.post_admin_url(post),
         }
-        request.current_app = self.model_admin.admin_site.name
-        return TemplateResponse(request, "blogimages/admin/post_review.html", context)
+        return TemplateResponse(request, self.template_name, context)
 
-    def section_view(self, request: HttpRequest, object_id: str, section_id: int) -> HttpResponse:
+    def section_view(self, request: HttpRequest, object_id: str, section_key: str) -> HttpResponse:
         """One section's panel, re-rendered by the page's script when a job finishes."""
         post = self.get_post(request, object_id)
-        panels = load_panels(post, section_id=section_id)
+        self.check_post_permission(request, post)
+        panels = load_panels(post, section_key=section_key)
         if not panels:
             raise Http404(_("This post has no such section."))
         context = {**self.panel_context(request, post), "panel": panels[0]}
-        return HttpResponse(render_to_string("blogimages/admin/_section_panel.html", context, request))
+        return HttpResponse(render_to_string(self.panel_template_name, context, request))
 
     def status_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """Status and progress of every candidate of the post, polled about once a second."""
         post = self.get_post(request, object_id)
+        self.check_post_permission(request, post)
         maybe_sweep()
-        ids = list(host.sections_of(post).values_list("pk", flat=True))
-        rows = ImageGenerationResult.objects.filter(section_id__in=ids).values_list(
-            "pk", "section_id", "status", "progress", "progress_message"
+        rows = ImageGenerationResult.objects.for_post(post).values_list(
+            "pk", "review__section_key", "status", "progress", "progress_message"
         )
         labels = dict(ResultStatus.choices)
         results = [
             {
-                "id": pk, "section": section_id, "status": status, "status_label": str(labels.get(status, status)),
+                "id": pk, "section": key, "status": status, "status_label": str(labels.get(status, status)),
                 "active": status in ACTIVE_STATUSES, "progress": progress, "message": message,
             }
-            for pk, section_id, status, progress, message in rows
+            for pk, key, status, progress, message in rows
         ]
         return JsonResponse({"active": any(r["active"] for r in results), "results": results})
 
@@ -374,26 +381,28 @@ class PostReview:
         if op not in OPERATIONS:
             messages.error(request, _("Unknown action “%(op)s”.") % {"op": op})
             return HttpResponseRedirect(request.path)
-        if not can(request.user, OPERATIONS[op]):
+        if not can(request.user, OPERATIONS[op], post):
             raise PermissionDenied
-        section = None
-        if request.POST.get("section"):
-            try:
-                section = host.sections_of(post).get(pk=int(request.POST["section"]))
-            except (ValueError, host.section_model().DoesNotExist):
-                raise Http404(_("This post has no such section.")) from None
+        target: Section | SectionReview | None = None
+        key = request.POST.get("section", "")
+        if key:
+            target = get_host().section(post, key) or SectionReview.objects.for_post(post).filter(
+                section_key=key
+            ).first()
+            if target is None:
+                raise Http404(_("This post has no such section."))
         result = None
         if result_id:
             try:
-                result = ImageGenerationResult.objects.select_related("section").get(
-                    pk=int(result_id), post_id=post.pk
+                result = (
+                    ImageGenerationResult.objects.for_post(post).select_related("review").get(pk=int(result_id))
                 )
             except (ValueError, ImageGenerationResult.DoesNotExist):
                 raise Http404(_("This post has no such image.")) from None
-            section = result.section
-        anchor = f"#bi-section-{section.pk}" if section is not None else ""
+            target = get_host().section(post, result.review.section_key) or result.review
+        anchor = f"#bi-section-{_section_key(target)}" if target is not None else ""
         try:
-            self.perform(request, op, post, section, result)
+            self.perform(request, op, post, target, result)
         except UploadRejected as exc:
             messages.error(request, _("The upload was refused: %(why)s") % {"why": str(exc)})
         except (BlogImagesError, ValidationError) as exc:
@@ -409,8 +418,13 @@ class PostReview:
             raise ValidationError(_("Say which section."))
         if op in needs_result and result is None:
             raise ValidationError(_("Say which image."))
+        if op in {"generate-section", "upload", "approve"} and isinstance(section, SectionReview):
+            raise ValidationError(
+                _("“%(section)s” was removed from the post; it keeps its history, but gets no new images.")
+                % {"section": section.section_title or section.section_key}
+            )
         ref = _("image #%(id)s") % {"id": result.pk} if result else ""
-        title = host.section_title(section) if section is not None else ""
+        title = section_label(section)
 
         if op in {"generate-post", "generate-missing"}:
             provider = request.POST.get("provider") or None
@@ -458,7 +472,7 @@ class PostReview:
             if upload is None:
                 raise ValidationError(_("Choose an image file to upload."))
             approve_now = bool(request.POST.get("approve_now"))
-            if approve_now and not can(user, "review"):
+            if approve_now and not can(user, "review", post):
                 raise PermissionDenied
             new = services.upload(section, upload, user=user, approve_now=approve_now)
             msg = _("Uploaded %(name)s as image #%(id)s for “%(section)s”%(approved)s.")
@@ -472,6 +486,61 @@ class PostReview:
         elif op == "comment":
             services.add_comment(section, user=user, text=comment)
             messages.success(request, _("Comment added to “%(section)s”.") % {"section": title})
+
+
+def _section_key(target: Section | SectionReview) -> str:
+    return target.section_key if isinstance(target, SectionReview) else target.key
+
+
+def section_label(target: Section | SectionReview | None) -> str:
+    if target is None:
+        return ""
+    if isinstance(target, SectionReview):
+        return target.section_title or target.section_key
+    return target.title
+
+
+class PostReview(ReviewPage):
+    """The review views for one host post ModelAdmin (``PostImagesAdminMixin``)."""
+
+    def __init__(self, model_admin: ModelAdmin):
+        self.model_admin = model_admin
+        self.opts = model_admin.model._meta
+
+    def url_name(self, suffix: str) -> str:
+        return f"{self.model_admin.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{suffix}"
+
+    def get_post(self, request: HttpRequest, object_id: str):
+        from django.contrib.admin.utils import unquote
+
+        post = self.model_admin.get_object(request, unquote(object_id))
+        if post is None:
+            raise Http404(_("No post with id “%(id)s”.") % {"id": object_id})
+        if not self.model_admin.has_view_or_change_permission(request, post):
+            raise PermissionDenied
+        return post
+
+    def urls_for(self, post) -> dict[str, str]:
+        args = [post.pk]
+        site = self.model_admin.admin_site.name
+        return {
+            "review": reverse(self.url_name("images"), args=args),
+            "status": reverse(self.url_name("images_status"), args=args),
+            "section": reverse(self.url_name("images_section"), args=[post.pk, "0"]),
+            "change": reverse(self.url_name("change"), args=args),
+            "reviews": reverse(f"{site}:blogimages_sectionreview_changelist"),
+            "results": reverse(f"{site}:blogimages_imagegenerationresult_changelist"),
+            "playground": reverse(f"{site}:blogimages_playground"),
+            "status_page": reverse(f"{site}:blogimages_status"),
+        }
+
+    def page_context(self, request: HttpRequest, post) -> dict[str, Any]:
+        request.current_app = self.model_admin.admin_site.name
+        return {
+            **self.model_admin.admin_site.each_context(request),
+            "opts": self.opts,
+            "has_view_permission": self.model_admin.has_view_permission(request),
+        }
 
 
 def report_queue_errors(request: HttpRequest, results) -> bool:
@@ -501,7 +570,7 @@ def report_generation(request: HttpRequest, results, skipped, posts: int) -> Non
             text += "."
         messages.success(request, text)
     if skipped:
-        listed = "; ".join(f"“{host.section_title(section)}”: {reason}" for section, reason in skipped[:10])
+        listed = "; ".join(f"“{section_label(section)}”: {reason}" for section, reason in skipped[:10])
         if len(skipped) > 10:
             listed += _("; and %(more)d more") % {"more": len(skipped) - 10}
         messages.warning(
@@ -632,7 +701,7 @@ def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
         form = PlaygroundForm(initial=initial)
 
     recent = (
-        ImageGenerationResult.objects.filter(section__isnull=True, source=ResultSource.GENERATED)
+        ImageGenerationResult.objects.filter(review__isnull=True, source=ResultSource.GENERATED)
         .values("group")
         .annotate(latest=Max("created_at"), count=Count("id"), prompt=Min("prompt"))
         .order_by("-latest")[:12]

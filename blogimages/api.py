@@ -33,10 +33,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
-from . import sections as host
 from . import services
 from .conf import app_settings
 from .exceptions import InvalidTransition, QueueUnavailable
+from .hosts import get_host
 from .models import (
     ImageFormat,
     ImageGenerationResult,
@@ -226,6 +226,32 @@ def _lookup(model, value: Any, field: str, errors: dict[str, list[str]], label: 
     return obj
 
 
+def _section(data: dict[str, Any], errors: dict[str, list[str]]):
+    """The section named by ``section`` (its key), within ``post`` where one is given."""
+    key, post_id = data.get("section"), data.get("post")
+    if key is None:
+        if post_id is not None:
+            errors["section"] = ["Name the post's section as well as the post."]
+        return None
+    if not isinstance(key, (str, int)) or isinstance(key, bool) or not str(key).strip():
+        errors["section"] = [f"Give the section's key (text or a whole number), not {key!r}."]
+        return None
+    host = get_host()
+    if post_id is None:
+        section = host.find_section(str(key))
+        if section is None:
+            errors["section"] = [f"No section {key!r}; name its post too (\"post\": id) if section keys need one."]
+        return section
+    post = host.find_post(str(post_id))
+    if post is None:
+        errors["post"] = [f"No post with id {post_id!r}."]
+        return None
+    section = host.section(post, str(key))
+    if section is None:
+        errors["section"] = [f"Post {post_id} has no section {key!r}."]
+    return section
+
+
 def _unknown_fields(data: dict[str, Any], allowed: set[str], errors: dict[str, list[str]]) -> None:
     for name in sorted(set(data) - allowed):
         errors[name] = [f"Unknown field {name!r}; allowed: {', '.join(sorted(allowed))}."]
@@ -316,8 +342,8 @@ def result_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str
         "negative_prompt": result.negative_prompt,
         "params": result.params,
         "source": result.source,
-        "post": result.post_id,
-        "section": result.section_id,
+        "post": result.review.post_id if result.review_id else None,
+        "section": result.review.section_key if result.review_id else None,
         "prompt_example": result.prompt_example_id,
         "is_approved": result.is_approved,
         "created_at": result.created_at,
@@ -330,7 +356,7 @@ def result_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str
 def _queued_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str, Any]:
     return {
         "id": result.pk, "status": result.status, "url": _result_url(request, result.pk),
-        "provider": result.provider, "section": result.section_id,
+        "provider": result.provider, "section": result.review.section_key if result.review_id else None,
     }
 
 
@@ -355,7 +381,7 @@ SETTING_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "negative_prompt": ("a string", lambda v: isinstance(v, str)),
 }
 GENERATE_FIELDS = {
-    "prompt", "provider", "providers", "settings", "prompt_example", "style", "format", "setting", "section",
+    "prompt", "provider", "providers", "settings", "prompt_example", "style", "format", "setting", "section", "post",
 }
 
 
@@ -421,7 +447,7 @@ def generate(request: HttpRequest) -> HttpResponse:
     style = _lookup(ImageStyle, data.get("style"), "style", errors, "style")
     image_format = _lookup(ImageFormat, data.get("format"), "format", errors, "format")
     setting = _lookup(ImageSetting, data.get("setting"), "setting", errors, "setting")
-    section = _lookup(host.section_model(), data.get("section"), "section", errors, "section")
+    section = _section(data, errors)
     if not prompt.strip() and example is None and "prompt" not in errors and "prompt_example" not in errors:
         errors["prompt"] = ["Write a prompt, or name a prompt_example that has one."]
     if errors:
@@ -456,7 +482,7 @@ def generate_for_post(request: HttpRequest, pk: int) -> HttpResponse:
         errors["only_missing"] = [f"only_missing must be true or false, not {only_missing!r}."]
     if errors:
         raise _invalid(errors)
-    post = host.post_model()._default_manager.filter(pk=pk).first()
+    post = get_host().find_post(str(pk))
     if post is None:
         raise ApiError(404, f"No post with id {pk}.")
     outcome = services.generate_for_post(
@@ -464,10 +490,10 @@ def generate_for_post(request: HttpRequest, pk: int) -> HttpResponse:
     )
     _raise_for_queue(request, outcome.results)
     body = {
-        "post": post.pk,
+        "post": str(post.pk),
         "results": [_queued_json(request, r) for r in outcome.results],
         "skipped": [
-            {"section": section.pk, "title": host.section_title(section), "reason": reason}
+            {"section": section.key, "title": section.title, "reason": reason}
             for section, reason in outcome.skipped
         ],
     }
@@ -516,12 +542,10 @@ def result_list(request: HttpRequest) -> HttpResponse:
     if params.get("provider"):
         alias = params["provider"]
         queryset = queryset.filter(Q(provider=alias) | Q(provider_used=alias))
-    for name in ("post", "section"):
-        if params.get(name):
-            try:
-                queryset = queryset.filter(**{f"{name}_id": int(params[name])})
-            except ValueError:
-                errors[name] = [f"{name} must be an id (a whole number), not {params[name]!r}."]
+    if params.get("post"):
+        queryset = queryset.filter(review__post_id=params["post"])
+    if params.get("section"):
+        queryset = queryset.filter(review__section_key=params["section"])
     if params.get("group"):
         try:
             queryset = queryset.filter(group=uuid.UUID(params["group"]))

@@ -14,6 +14,7 @@ class BlogImagesConfig(AppConfig):
         from django.core.signals import setting_changed
 
         from . import checks as blogimages_checks
+        from .hosts import clear_on_setting_change as clear_host
         from .providers import clear_on_setting_change
         from .storage import reset_on_setting_change
 
@@ -21,6 +22,7 @@ class BlogImagesConfig(AppConfig):
         self._import_provider_backends()
         setting_changed.connect(clear_on_setting_change, dispatch_uid="blogimages.providers.clear")
         setting_changed.connect(reset_on_setting_change, dispatch_uid="blogimages.storage.reset")
+        setting_changed.connect(clear_host, dispatch_uid="blogimages.hosts.clear")
 
     @staticmethod
     def _import_provider_backends() -> None:

@@ -31,30 +31,35 @@ class AppSettings:
     def _setting(self, name: str, default: Any) -> Any:
         return getattr(settings, self.prefix + name, default)
 
-    # --- the host's blog models -------------------------------------------------
+    # --- the host -------------------------------------------------------------------
     @property
-    def POST_MODEL(self) -> str:
-        """``app_label.ModelName`` of the host's blog post model (required)."""
+    def HOST_ADAPTER(self) -> str:
+        """Dotted path of the :class:`blogimages.hosts.HostAdapter` that reads the host's posts and sections."""
+        return self._setting("HOST_ADAPTER", "blogimages.hosts.ModelSectionsAdapter")
+
+    @property
+    def POST_MODEL(self) -> str | None:
+        """``app_label.ModelName`` of the host's post model (the default adapter's posts)."""
         return self._setting("POST_MODEL", None)
 
     @property
-    def SECTION_MODEL(self) -> str:
-        """``app_label.ModelName`` of the host's post section model (required)."""
+    def SECTION_MODEL(self) -> str | None:
+        """``app_label.ModelName`` of the host's section model (the default adapter's sections)."""
         return self._setting("SECTION_MODEL", None)
 
     @property
     def SECTION_POST_FIELD(self) -> str:
-        """Name of the foreign key from a section to its post."""
+        """Name of the foreign key from a section to its post (default adapter)."""
         return self._setting("SECTION_POST_FIELD", "post")
 
     @property
     def SECTION_TEXT_FIELD(self) -> str:
-        """Name of the section field whose text becomes the default prompt."""
+        """Name of the section field whose text becomes the default prompt (default adapter)."""
         return self._setting("SECTION_TEXT_FIELD", "body")
 
     @property
     def SECTION_TITLE_FIELD(self) -> str | None:
-        """Name of the section's title field, shown in admin; ``None`` if there is none."""
+        """Name of the section's title field, shown in admin; ``None`` if there is none (default adapter)."""
         return self._setting("SECTION_TITLE_FIELD", "title")
 
     # --- providers -----------------------------------------------------------------

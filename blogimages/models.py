@@ -1,8 +1,10 @@
 """blogimages' models: the editors' library, generation results and section reviews.
 
-The host's own blog models are never edited. The host names them in
-``BLOGIMAGES_POST_MODEL`` and ``BLOGIMAGES_SECTION_MODEL`` (as Django does with
-``AUTH_USER_MODEL``) and blogimages points foreign keys at them.
+The host's own models are never edited, and no foreign key points at them: a post is
+referenced by content type and primary key, a section by the key its host adapter gives
+it (:mod:`blogimages.hosts`). So no blogimages migration depends on a host app, and a
+section deleted from its post leaves its history and images here until an operator
+cleans them up.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -22,20 +25,15 @@ from .exceptions import ConcurrentTransition, InvalidTransition
 from .storage import get_storage
 
 
-def _host_model(setting_name: str) -> str:
-    # Read at import time on purpose, like AUTH_USER_MODEL: a foreign key needs its
-    # target when the model class is built. Everything else reads settings lazily.
-    value = getattr(settings, setting_name, None)
-    if not value or "." not in str(value):
-        raise ImproperlyConfigured(
-            f"{setting_name} must name your blog's model as 'app_label.ModelName', "
-            f"for example {setting_name} = 'blog.Post'; blogimages links its images to it."
-        )
-    return value
+class PostReference(models.Model):
+    """A reference to a host post by content type and primary key (text, so any key type fits)."""
 
+    post_type = models.ForeignKey(ContentType, models.PROTECT, related_name="+", verbose_name=_("post type"))
+    post_id = models.CharField(_("post id"), max_length=64, db_index=True)
+    post = GenericForeignKey("post_type", "post_id")
 
-POST_MODEL = _host_model("BLOGIMAGES_POST_MODEL")
-SECTION_MODEL = _host_model("BLOGIMAGES_SECTION_MODEL")
+    class Meta:
+        abstract = True
 
 
 class TimeStamped(models.Model):
@@ -191,15 +189,24 @@ class ImagePromptExample(TimeStamped):
         return self.name
 
 
-class PostImageSettings(TimeStamped):
+class PostImageSettingsQuerySet(models.QuerySet):
+    def for_post(self, post):
+        return self.filter(post_type=ContentType.objects.get_for_model(post), post_id=str(post.pk))
+
+
+class PostImageSettings(TimeStamped, PostReference):
     """Per post: the prompt example its sections use unless a section names its own."""
 
-    post = models.OneToOneField(POST_MODEL, models.CASCADE, related_name="blogimages_settings")
     prompt_example = models.ForeignKey(ImagePromptExample, models.SET_NULL, null=True, blank=True)
+
+    objects = PostImageSettingsQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("post image settings")
         verbose_name_plural = _("post image settings")
+        constraints = [
+            models.UniqueConstraint(fields=["post_type", "post_id"], name="blogimages_one_settings_per_post"),
+        ]
 
     def __str__(self) -> str:
         return f"Image settings for {self.post}"
@@ -253,7 +260,7 @@ class ImageGenerationResultQuerySet(models.QuerySet):
         return self.filter(status=ResultStatus.SUCCEEDED)
 
     def for_post(self, post):
-        return self.filter(post=post)
+        return self.filter(review__post_type=ContentType.objects.get_for_model(post), review__post_id=str(post.pk))
 
     def stale(self, older_than):
         """Running results whose worker has not reported since ``older_than``."""
@@ -272,8 +279,11 @@ class ImageGenerationResult(TimeStamped):
         db_index=True,
         help_text=_("Results requested together (several providers for one prompt) share a group."),
     )
-    post = models.ForeignKey(POST_MODEL, models.CASCADE, null=True, blank=True, related_name="+")
-    section = models.ForeignKey(SECTION_MODEL, models.CASCADE, null=True, blank=True, related_name="+")
+    # The section this image was made for; none for the playground. PROTECT: a review is
+    # only deleted by the cleanup command, which deletes its results' files first.
+    review = models.ForeignKey(
+        "SectionReview", models.PROTECT, null=True, blank=True, related_name="results", verbose_name=_("section")
+    )
     source = models.CharField(_("source"), max_length=16, choices=ResultSource.choices, default=ResultSource.GENERATED)
 
     # What was asked for.
@@ -352,11 +362,14 @@ class ImageGenerationResult(TimeStamped):
             # The database, not the admin, holds "one approved image per section":
             # two editors approving at once cannot both win.
             models.UniqueConstraint(
-                fields=["section"], condition=Q(is_approved=True), name="blogimages_one_approved_per_section"
+                fields=["review"], condition=Q(is_approved=True), name="blogimages_one_approved_per_section"
             ),
             models.CheckConstraint(condition=Q(progress__lte=100), name="blogimages_progress_at_most_100"),
         ]
-        indexes = [models.Index(fields=["section", "status"]), models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["review", "status"], name="blogimages_review_status_idx"),
+            models.Index(fields=["status", "heartbeat_at"], name="blogimages__status_56dde6_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.provider_used or self.provider} ({self.get_status_display()})"
@@ -398,6 +411,9 @@ class ReviewStatus(models.TextChoices):
 
 
 class SectionReviewQuerySet(models.QuerySet):
+    def for_post(self, post):
+        return self.filter(post_type=ContentType.objects.get_for_model(post), post_id=str(post.pk))
+
     def pending(self):
         return self.filter(status=ReviewStatus.PENDING)
 
@@ -407,11 +423,15 @@ class SectionReviewQuerySet(models.QuerySet):
         )
 
 
-class SectionReview(TimeStamped):
-    """The image decision for one section, and what the section's prompt is."""
+class SectionReview(TimeStamped, PostReference):
+    """The image decision for one section, and what the section's prompt is.
 
-    section = models.OneToOneField(SECTION_MODEL, models.CASCADE, related_name="blogimages_review")
-    post = models.ForeignKey(POST_MODEL, models.CASCADE, related_name="+")
+    The section is ``(post, section_key)``; its title is kept as last seen, so the review
+    page can still name a section that was removed from its post.
+    """
+
+    section_key = models.CharField(_("section key"), max_length=128)
+    section_title = models.CharField(_("section"), max_length=300, blank=True)
     status = models.CharField(
         _("status"), max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING, db_index=True
     )
@@ -438,6 +458,9 @@ class SectionReview(TimeStamped):
     class Meta:
         verbose_name = _("section review")
         constraints = [
+            models.UniqueConstraint(
+                fields=["post_type", "post_id", "section_key"], name="blogimages_one_review_per_section"
+            ),
             models.CheckConstraint(
                 condition=~Q(status="approved") | Q(approved_result__isnull=False),
                 name="blogimages_approved_review_has_image",
@@ -445,7 +468,7 @@ class SectionReview(TimeStamped):
         ]
 
     def __str__(self) -> str:
-        return f"Review of {self.section}"
+        return f"Review of {self.section_title or self.section_key}"
 
 
 class ReviewAction(models.TextChoices):

@@ -43,12 +43,28 @@ class ApprovedImage:
         return ", ".join(f"{url} {width}w" for width, url in self.sources)
 
 
-class ApprovedImages(dict):
-    """``{section_id: ApprovedImage}``, plus ``problems``: ``{section_id: why it has no image}``."""
+class SectionKeyed(dict):
+    """A dict keyed by section key (text); a row's integer primary key finds its entry too."""
+
+    def __getitem__(self, key):
+        return super().__getitem__(str(key))
+
+    def __setitem__(self, key, value):
+        super().__setitem__(str(key), value)
+
+    def __contains__(self, key):
+        return super().__contains__(str(key))
+
+    def get(self, key, default=None):
+        return super().get(str(key), default)
+
+
+class ApprovedImages(SectionKeyed):
+    """``{section key: ApprovedImage}``, plus ``problems``: ``{section key: why it has no image}``."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.problems: dict[int, str] = {}
+        self.problems: SectionKeyed = SectionKeyed()
 
 
 @dataclass
@@ -118,7 +134,7 @@ def _build(candidates: list[_Candidate]) -> None:
         elif not result.is_approved or result.status != ResultStatus.SUCCEEDED:
             candidate.problem = f"result #{result.pk} is {result.status}, not an approved finished image"
         elif not result.image:
-            logger.warning("Approved result #%s of section %s has no file", result.pk, review.section_id)
+            logger.warning("Approved result #%s of section %s has no file", result.pk, review.section_key)
             candidate.problem = f"result #{result.pk} has no stored file"
         else:
             usable.append(candidate)
@@ -152,15 +168,15 @@ def _approved_reviews():
 
 
 def approved_images_for_post(post) -> ApprovedImages:
-    """``{section_id: ApprovedImage}`` for a post, in one query whatever its length."""
-    candidates = [_Candidate(review) for review in _approved_reviews().filter(post=post)]
+    """``{section key: ApprovedImage}`` for a post, in one query whatever its length."""
+    candidates = [_Candidate(review) for review in _approved_reviews().for_post(post)]
     _build(candidates)
     images = ApprovedImages()
     for candidate in candidates:
         if candidate.image is not None:
-            images[candidate.review.section_id] = candidate.image
+            images[candidate.review.section_key] = candidate.image
         else:
-            images.problems[candidate.review.section_id] = candidate.problem
+            images.problems[candidate.review.section_key] = candidate.problem
     return images
 
 
@@ -171,7 +187,14 @@ def approved_image_for_section(section) -> ApprovedImage | None:
 
 
 def approved_image_or_problem(section) -> tuple[ApprovedImage | None, str]:
-    review = _approved_reviews().filter(section=section).first()
+    """``section``: a :class:`blogimages.hosts.Section` or the host object behind one (a row)."""
+    from .hosts import get_host, post_reference
+
+    section = get_host().section_for(section)
+    if section is None:
+        return None, "not a section of this site's host adapter"
+    post_type, post_id = post_reference(section.post)
+    review = _approved_reviews().filter(post_type=post_type, post_id=post_id, section_key=section.key).first()
     if review is None:
         return None, ""
     candidate = _Candidate(review)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from . import sections as host
 from .conf import app_settings
 from .exceptions import (
     BlogImagesError,
@@ -25,6 +24,7 @@ from .exceptions import (
     PermanentProviderError,
     QueueUnavailable,
 )
+from .hosts import Section, get_host, post_reference
 from .images import analyse, clean_upload
 from .models import (
     ACTIVE_STATUSES,
@@ -44,7 +44,7 @@ from .models import (
 )
 from .prompts import request_from_snapshot, resolve_params
 from .providers import UnknownProvider, providers
-from .storage import stored_image
+from .storage import delete_quietly, rendition_names, stored_image
 
 logger = logging.getLogger("blogimages.services")
 
@@ -53,30 +53,147 @@ class NothingToGenerate(BlogImagesError):
     """A section has no prompt: no section text, no override and no prompt example prompt."""
 
 
-# --- reviews and prompts ------------------------------------------------------------------
+# --- posts, sections and permissions -------------------------------------------------------
+
+#: blogimages' own permission behind each action (none to look); the host adapter is asked as well.
+ACTION_PERMISSIONS = {
+    "view": None,
+    "generate": "blogimages.generate_images",
+    "review": "blogimages.review_images",
+    "upload": "blogimages.upload_images",
+}
 
 
-def review_for(section) -> SectionReview:
-    """The section's review row, created on first use (get_or_create: two requests may race)."""
-    review, _ = SectionReview.objects.get_or_create(section=section, defaults={"post_id": host.post_id_of(section)})
+def can(user, action: str, post: Any = None) -> bool:
+    """Whether ``user`` may ``action`` ("view", "generate", "review", "upload") the images
+    of ``post`` (or any post's, without one): blogimages' permission and the host's say."""
+    permission = ACTION_PERMISSIONS[action]
+    if user is None or not user.is_active or (permission and not user.has_perm(permission)):
+        return False
+    return post is None or get_host().has_permission(user, post, action)
+
+
+def require(user, action: str, post: Any = None) -> None:
+    if not can(user, action, post):
+        raise PermissionDenied(
+            f"You may not {action} images for “{post}”." if post is not None else f"You may not {action} images."
+        )
+
+
+#: What the review functions take: a section, or its review (a section removed from its
+#: post is only known by its review), or the host's own object for a section (a row).
+ReviewTarget = Section | SectionReview | Any
+
+
+def as_section(obj: Any) -> Section:
+    """``obj`` as a :class:`Section`: itself, or what the host adapter makes of a host
+    object (the default adapter knows its section rows)."""
+    if isinstance(obj, Section):
+        return obj
+    section = get_host().section_for(obj)
+    if section is None:
+        raise InvalidTransition(f"{obj!r} is not a section that the host adapter knows.")
+    return section
+
+
+def find_review(section: Section | Any) -> SectionReview | None:
+    """The section's review row if it has one (no row is created)."""
+    section = as_section(section)
+    post_type, post_id = post_reference(section.post)
+    return SectionReview.objects.filter(post_type=post_type, post_id=post_id, section_key=section.key).first()
+
+
+def review_for(section: ReviewTarget) -> SectionReview:
+    """The section's review row, created on first use (get_or_create: two requests may race).
+
+    The section's title is kept up to date here, so the review page can still name a
+    section after it is removed from its post.
+    """
+    if isinstance(section, SectionReview):
+        return section
+    section = as_section(section)
+    post_type, post_id = post_reference(section.post)
+    title = section.title[:300]
+    review, created = SectionReview.objects.get_or_create(
+        post_type=post_type, post_id=post_id, section_key=section.key, defaults={"section_title": title}
+    )
+    if not created and review.section_title != title:
+        review.section_title = title
+        review.save(update_fields=["section_title", "updated_at"])
     return review
+
+
+def section_of(review: SectionReview) -> Section | None:
+    """The host's section behind a review now, or ``None`` if it was removed from its post."""
+    post = review.post
+    return get_host().section(post, review.section_key) if post is not None else None
+
+
+def removed_reviews(post, sections: Iterable[Section]) -> list[SectionReview]:
+    """Reviews of the post whose section is no longer in it; their history stays until
+    ``blogimages_cleanup --removed-sections`` deletes it."""
+    keys = {section.key for section in sections}
+    return [review for review in SectionReview.objects.for_post(post) if review.section_key not in keys]
+
+
+def reviews_of_removed_sections() -> Iterator[SectionReview]:
+    """Every review whose section is no longer in its post (or whose post is gone)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    host = get_host()
+    posts = SectionReview.objects.order_by().values_list("post_type_id", "post_id").distinct()
+    for post_type_id, post_id in posts.iterator(chunk_size=200):
+        reviews = SectionReview.objects.filter(post_type_id=post_type_id, post_id=post_id).order_by("pk")
+        post = host.get_post(ContentType.objects.get_for_id(post_type_id), post_id)
+        if post is not None:
+            reviews = reviews.exclude(section_key__in=[section.key for section in host.sections(post)])
+        yield from reviews
+
+
+def delete_removed_section(review: SectionReview) -> int:
+    """Delete a removed section's review, history, images and their files; returns how
+    many images went. Refused while the section is still in its post."""
+    with transaction.atomic():
+        review = SectionReview.objects.select_for_update().get(pk=review.pk)
+        if section_of(review) is not None:
+            raise InvalidTransition(f"“{review.section_title}” is still in its post; its history stays.")
+        results = list(review.results.all())
+        names = [
+            name
+            for result in results
+            for name in (result.image.name, result.thumbnail.name, *rendition_names(result.renditions))
+            if name
+        ]
+        SectionReview.objects.filter(pk=review.pk).update(approved_result=None, status=ReviewStatus.PENDING)
+        review.results.all().delete()
+        review.delete()
+        # Files go once the rows are gone for sure: a rollback leaves both in place.
+        transaction.on_commit(lambda: [delete_quietly(name) for name in names])
+    return len(results)
 
 
 def prompt_example_for(review: SectionReview) -> ImagePromptExample | None:
     if review.prompt_example_id:
         return review.prompt_example
-    settings_row = PostImageSettings.objects.filter(post_id=review.post_id).select_related("prompt_example").first()
+    settings_row = (
+        PostImageSettings.objects.filter(post_type_id=review.post_type_id, post_id=review.post_id)
+        .select_related("prompt_example")
+        .first()
+    )
     return settings_row.prompt_example if settings_row else None
 
 
-def section_prompt(section, review: SectionReview | None = None, example: ImagePromptExample | None = None) -> str:
+def section_prompt(
+    section: Section, review: SectionReview | None = None, example: ImagePromptExample | None = None
+) -> str:
     """The prompt for a section: the override, else the example's prompt, else the section text."""
+    section = as_section(section)
     review = review or review_for(section)
     if review.prompt_override.strip():
         return review.prompt_override.strip()
     if example is not None and example.prompt.strip():
         return example.prompt.strip()
-    return host.section_text(section)
+    return section.text
 
 
 def _log(review: SectionReview, action: str, user=None, result=None, comment: str = "") -> ReviewEvent:
@@ -121,7 +238,7 @@ def _preflight(alias: str, prompt: str, params: dict[str, Any]) -> None:
 
 
 def request_generation(
-    spec: GenerationSpec, *, section=None, user=None, group: uuid.UUID | None = None
+    spec: GenerationSpec, *, section: ReviewTarget | None = None, user=None, group: uuid.UUID | None = None
 ) -> list[ImageGenerationResult]:
     """Create one queued result per provider and enqueue their jobs after commit.
 
@@ -149,15 +266,13 @@ def request_generation(
     for alias in aliases:
         _preflight(_check_provider(alias), final_prompt, params)
     group = group or uuid.uuid4()
-    post_id = host.post_id_of(section) if section is not None else None
     results = []
     with transaction.atomic():
         review = review_for(section) if section is not None else None
         for alias in aliases:
             result = ImageGenerationResult.objects.create(
                 group=group,
-                section=section,
-                post_id=post_id,
+                review=review,
                 prompt_example=example,
                 style=style,
                 image_format=image_format,
@@ -180,12 +295,13 @@ def request_generation(
     return results
 
 
-def generate_for_section(section, *, user=None, provider: str | None = None, prompt_example=None):
+def generate_for_section(section: Section, *, user=None, provider: str | None = None, prompt_example=None):
+    section = as_section(section)
     review = review_for(section)
     example = prompt_example or prompt_example_for(review)
     prompt = section_prompt(section, review, example)
     if not prompt:
-        raise NothingToGenerate(f"Section {host.section_title(section)!r} has no text and no prompt.")
+        raise NothingToGenerate(f"Section {section.title!r} has no text and no prompt.")
     spec = GenerationSpec(prompt=prompt, prompt_example=example, providers=[provider] if provider else ())
     return request_generation(spec, section=section, user=user)
 
@@ -193,20 +309,23 @@ def generate_for_section(section, *, user=None, provider: str | None = None, pro
 @dataclass
 class PostGeneration:
     results: list[ImageGenerationResult]
-    skipped: list[tuple[Any, str]]  # (section, reason)
+    skipped: list[tuple[Section, str]]  # (section, reason)
 
 
-def missing_image_skip_reason(section) -> str | None:
+def missing_image_skip_reason(section: Section) -> str | None:
     """Why ``only_missing`` generation skips a section, or None if it needs an image."""
-    if SectionReview.objects.filter(section=section, status=ReviewStatus.APPROVED).exists():
+    review = find_review(section)
+    if review is None:
+        return None
+    if review.status == ReviewStatus.APPROVED:
         return "already has an approved image"
-    if ImageGenerationResult.objects.filter(section=section, status__in=ACTIVE_STATUSES).exists():
+    if review.results.filter(status__in=ACTIVE_STATUSES).exists():
         return "already has an image queued or running"
     return None
 
 
 def generate_for_sections(
-    sections: Iterable[Any],
+    sections: Iterable[Section],
     *,
     user=None,
     provider: str | None = None,
@@ -217,7 +336,7 @@ def generate_for_sections(
     with an approved or in-flight image) are skipped, each with the reason why."""
     results, skipped = [], []
     with transaction.atomic():
-        for section in sections:
+        for section in map(as_section, sections):
             reason = missing_image_skip_reason(section) if only_missing else None
             if reason:
                 skipped.append((section, reason))
@@ -233,7 +352,7 @@ def generate_for_sections(
 
 def generate_for_post(post, **options: Any) -> PostGeneration:
     """Queue one job per section of the post; see :func:`generate_for_sections` for the options."""
-    return generate_for_sections(host.sections_of(post), **options)
+    return generate_for_sections(get_host().sections(post), **options)
 
 
 def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = False) -> ImageGenerationResult:
@@ -245,8 +364,7 @@ def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = Fa
     with transaction.atomic():
         new = ImageGenerationResult.objects.create(
             group=uuid.uuid4(),
-            section_id=result.section_id,
-            post_id=result.post_id,
+            review_id=result.review_id,
             prompt_example_id=result.prompt_example_id,
             style_id=result.style_id,
             image_format_id=result.image_format_id,
@@ -262,9 +380,8 @@ def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = Fa
             requested_by=user if user and user.is_authenticated else None,
             queued_at=timezone.now(),
         )
-        if result.section_id:
-            review = review_for(result.section)
-            _log(review, ReviewAction.REGENERATED, user, new, comment=f"from #{result.pk}")
+        if result.review_id:
+            _log(result.review, ReviewAction.REGENERATED, user, new, comment=f"from #{result.pk}")
         enqueue_on_commit(new)
     return new
 
@@ -364,8 +481,8 @@ def cancel(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult
     was_running = result.status == ResultStatus.RUNNING
     with transaction.atomic():
         result.transition(ResultStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
-        if result.section_id:
-            _log(review_for(result.section), ReviewAction.CANCELLED, user, result)
+        if result.review_id:
+            _log(result.review, ReviewAction.CANCELLED, user, result)
     if result.job_id and not was_running:
         try:
             connection = django_rq.get_connection(app_settings.QUEUE)
@@ -385,19 +502,23 @@ def cancel(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult
 
 
 def approve(result: ImageGenerationResult, *, user=None, comment: str = "") -> SectionReview:
-    """Make ``result`` the section's one approved image (replacing any earlier approval)."""
-    if result.section_id is None:
+    """Make ``result`` the section's one approved image (replacing any earlier approval).
+
+    The host adapter hears of it after commit (``image_approved``), so a Wagtail site gets
+    the image in its library only once the approval is certain.
+    """
+    if result.review_id is None:
         raise InvalidTransition("Only an image made for a section can be approved.")
     if result.status != ResultStatus.SUCCEEDED or not result.image:
         raise InvalidTransition(f"Result #{result.pk} has no finished image to approve.")
     with transaction.atomic():
-        review = review_for(result.section)
         # Lock the review so two editors approving at once take turns; the partial
         # unique constraint on results is the backstop where locks are not available.
-        review = SectionReview.objects.select_for_update().get(pk=review.pk)
-        ImageGenerationResult.objects.filter(section_id=result.section_id, is_approved=True).exclude(
-            pk=result.pk
-        ).update(is_approved=False)
+        review = SectionReview.objects.select_for_update().get(pk=result.review_id)
+        replaced_id = review.approved_result_id if review.approved_result_id != result.pk else None
+        ImageGenerationResult.objects.filter(review_id=review.pk, is_approved=True).exclude(pk=result.pk).update(
+            is_approved=False
+        )
         ImageGenerationResult.objects.filter(pk=result.pk).update(is_approved=True)
         result.is_approved = True
         review.status = ReviewStatus.APPROVED
@@ -412,25 +533,48 @@ def approve(result: ImageGenerationResult, *, user=None, comment: str = "") -> S
         from .renditions import enqueue_on_commit as enqueue_renditions_on_commit
 
         enqueue_renditions_on_commit(result.pk)
+        _publish_on_commit("approved", review.pk, result.pk, replaced_id, user)
     return review
 
 
-def reject(section=None, *, result: ImageGenerationResult | None = None, user=None, comment: str) -> SectionReview:
+def _publish_on_commit(event: str, review_id: int, result_id: int, replaced_id: int | None, user) -> None:
+    """Tell the host adapter after commit; a failing hook is logged, the decision stands
+    (it is in the database and the history), and re-approving runs the hook again."""
+
+    def publish() -> None:
+        review = SectionReview.objects.get(pk=review_id)
+        result = ImageGenerationResult.objects.get(pk=result_id)
+        try:
+            if event == "approved":
+                replaced = ImageGenerationResult.objects.filter(pk=replaced_id).first() if replaced_id else None
+                get_host().image_approved(review, result, replaced=replaced, user=user)
+            else:
+                get_host().image_unapproved(review, result, user=user)
+        except Exception:
+            logger.exception("The host's publish hook failed for result #%s (%s)", result_id, event)
+
+    transaction.on_commit(publish)
+
+
+def reject(
+    section: ReviewTarget | None = None, *, result: ImageGenerationResult | None = None, user=None, comment: str
+) -> SectionReview:
     """Reject a candidate (or the section's images as a whole). A comment is required."""
     comment = (comment or "").strip()
     if not comment:
         raise ValidationError({"comment": "Say why the image is rejected; the comment is required."})
     if section is None:
-        if result is None or result.section_id is None:
+        if result is None or result.review_id is None:
             raise InvalidTransition("Only an image made for a section can be rejected.")
-        section = result.section
+        review_id = result.review_id
+    else:
+        review_id = review_for(section).pk
     with transaction.atomic():
-        review = SectionReview.objects.select_for_update().get(pk=review_for(section).pk)
-        unapprove = result is None or review.approved_result_id == result.pk
-        if unapprove:
-            ImageGenerationResult.objects.filter(section_id=review.section_id, is_approved=True).update(
-                is_approved=False
-            )
+        review = SectionReview.objects.select_for_update().get(pk=review_id)
+        unapproved_id = review.approved_result_id
+        unapprove = unapproved_id is not None and (result is None or unapproved_id == result.pk)
+        if result is None or review.approved_result_id == result.pk:
+            ImageGenerationResult.objects.filter(review_id=review.pk, is_approved=True).update(is_approved=False)
             review.approved_result = None
             review.status = ReviewStatus.REJECTED
         review.reviewed_by = user if user and user.is_authenticated else None
@@ -438,10 +582,12 @@ def reject(section=None, *, result: ImageGenerationResult | None = None, user=No
         review.comment = comment
         review.save(update_fields=["status", "approved_result", "reviewed_by", "reviewed_at", "comment", "updated_at"])
         _log(review, ReviewAction.REJECTED, user, result, comment)
+        if unapprove:
+            _publish_on_commit("unapproved", review.pk, unapproved_id, None, user)
     return review
 
 
-def add_comment(section, *, user=None, text: str) -> ReviewEvent:
+def add_comment(section: ReviewTarget, *, user=None, text: str) -> ReviewEvent:
     text = (text or "").strip()
     if not text:
         raise ValidationError({"comment": "The comment is empty."})
@@ -452,7 +598,7 @@ def add_comment(section, *, user=None, text: str) -> ReviewEvent:
         return _log(review, ReviewAction.COMMENTED, user, comment=text)
 
 
-def upload(section, uploaded_file, *, user=None, approve_now: bool = False) -> ImageGenerationResult:
+def upload(section: ReviewTarget, uploaded_file, *, user=None, approve_now: bool = False) -> ImageGenerationResult:
     """Store an editor's file as a candidate for the section (vetted and re-encoded first)."""
     data, content_type = clean_upload(uploaded_file)
     info, thumbnail = analyse(data)
@@ -461,8 +607,7 @@ def upload(section, uploaded_file, *, user=None, approve_now: bool = False) -> I
         now = timezone.now()
         filename = getattr(uploaded_file, "name", "") or "upload"
         result = ImageGenerationResult.objects.create(
-            section=section,
-            post_id=host.post_id_of(section),
+            review=review,
             source=ResultSource.UPLOADED,
             prompt=f"Uploaded file {filename}"[:4000],
             final_prompt="",

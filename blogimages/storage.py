@@ -61,6 +61,18 @@ def save_bytes(data: bytes, content_type: str, kind: str = "images") -> str:
     return storage.save(new_key(content_type, kind), ContentFile(data))
 
 
+def rendition_names(renditions: object) -> Iterator[str]:
+    """Storage names in a renditions value: {width: name}, tolerating nested dicts and lists."""
+    if isinstance(renditions, str):
+        yield renditions
+    elif isinstance(renditions, dict):
+        for value in renditions.values():
+            yield from rendition_names(value)
+    elif isinstance(renditions, (list, tuple)):
+        for value in renditions:
+            yield from rendition_names(value)
+
+
 def delete_quietly(name: str) -> None:
     """Remove a stored file we just wrote, when the row that would own it was not saved."""
     if name:

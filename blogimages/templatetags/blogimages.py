@@ -31,8 +31,9 @@ def blogimage(section, images=None, css_class="blogimage", sizes="100vw"):
     if section is None:
         return ""
     if images is not None:
-        image = images.get(section.pk)
-        problem = getattr(images, "problems", {}).get(section.pk, "")
+        key = str(getattr(section, "key", None) or section.pk)
+        image = images.get(key)
+        problem = getattr(images, "problems", {}).get(key, "")
     else:
         image, problem = approved_image_or_problem(section)
     if image is None:

@@ -6,7 +6,7 @@ paths, so it works the same on the filesystem and on S3.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from django.core.files.storage import Storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -14,9 +14,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from blogimages import services
 from blogimages.conf import app_settings
+from blogimages.exceptions import BlogImagesError
 from blogimages.models import ImageGenerationResult, SectionReview
-from blogimages.storage import get_storage
+from blogimages.storage import get_storage, rendition_names
 
 
 class Command(BaseCommand):
@@ -33,13 +35,24 @@ class Command(BaseCommand):
         mode.add_argument("--dry-run", action="store_true", help="Only list what would be removed (the default).")
         mode.add_argument("--delete", action="store_true", help="Remove the orphan files and broken results.")
         parser.add_argument(
-            "--min-age", type=float, default=3600.0, metavar="SECONDS",
+            "--removed-sections",
+            action="store_true",
+            help="Instead of files: sections removed from their posts (or whose post was deleted). Their "
+            "reviews, history and images stay until this runs with --delete.",
+        )
+        parser.add_argument(
+            "--min-age",
+            type=float,
+            default=3600.0,
+            metavar="SECONDS",
             help="Leave orphan files younger than this alone: a worker may be about to save the result that "
             "references them (default 3600).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         delete = options["delete"]
+        if options["removed_sections"]:
+            return self._removed_sections(delete)
         if options["min_age"] < 0:
             raise CommandError("--min-age cannot be negative.", returncode=2)
         storage = get_storage()
@@ -56,7 +69,7 @@ class Command(BaseCommand):
         for image, thumbnail, renditions in ImageGenerationResult.objects.values_list(
             "image", "thumbnail", "renditions"
         ).iterator(chunk_size=500):
-            referenced.update(n for n in (image, thumbnail, *_rendition_names(renditions)) if n)
+            referenced.update(n for n in (image, thumbnail, *rendition_names(renditions)) if n)
 
         cutoff = timezone.now() - timezone.timedelta(seconds=options["min_age"])
         orphans, young = [], 0
@@ -84,10 +97,12 @@ class Command(BaseCommand):
             if delete:
                 _clear_references(result, set(names))
         for result in needs_editor:
-            self.stdout.write(self.style.WARNING(
-                f"  result #{result.pk} is an approved image and its file {result.image.name} is gone: an editor "
-                "must approve or upload another image for its section"
-            ))
+            self.stdout.write(
+                self.style.WARNING(
+                    f"  result #{result.pk} is an approved image and its file {result.image.name} is gone: an editor "
+                    "must approve or upload another image for its section"
+                )
+            )
 
         summary = (
             f"{len(orphans)} orphan file(s), {len(broken)} result(s) whose image is gone, {len(dangling)} with a "
@@ -96,15 +111,43 @@ class Command(BaseCommand):
         if young:
             summary += f"; {young} unreferenced file(s) younger than {options['min_age']:g} s left alone"
         if delete:
-            self.stdout.write(self.style.SUCCESS(f"Cleaned up: {summary}.") if not failures else self.style.WARNING(
-                f"{summary}; {failures} could not be deleted."
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(f"Cleaned up: {summary}.")
+                if not failures
+                else self.style.WARNING(f"{summary}; {failures} could not be deleted.")
+            )
         else:
             self.stdout.write(f"{summary}.")
             if orphans or broken or dangling:
                 self.stdout.write(self.style.NOTICE("Dry run: nothing was deleted; run with --delete to remove them."))
         if failures:
             raise CommandError(f"{failures} deletion(s) failed; see the messages above.", returncode=1)
+
+    def _removed_sections(self, delete: bool) -> None:
+        found = images = 0
+        for review in services.reviews_of_removed_sections():
+            found += 1
+            label = (
+                f"  section {review.section_title or review.section_key!r} of {review.post_type.name} {review.post_id}"
+            )
+            if not delete:
+                self.stdout.write(f"{label}: {review.results.count()} image(s), {review.events.count()} event(s)")
+                continue
+            try:
+                images += services.delete_removed_section(review)
+            except BlogImagesError as exc:
+                self.stdout.write(self.style.WARNING(f"{label}: kept ({exc})"))
+                found -= 1
+                continue
+            self.stdout.write(f"{label}: deleted")
+        if delete:
+            self.stdout.write(
+                self.style.SUCCESS(f"Deleted {found} removed section(s) with their history and {images} image(s).")
+            )
+        else:
+            self.stdout.write(f"{found} section(s) removed from their posts still have history here.")
+            if found:
+                self.stdout.write(self.style.NOTICE("Dry run: nothing was deleted; run with --delete to remove them."))
 
     def _missing(self, storage: Storage, listed: set[str]):
         """Results whose image is gone, results with a dangling thumbnail/rendition, approved ones gone."""
@@ -114,6 +157,7 @@ class Command(BaseCommand):
         broken, dangling, needs_editor = [], [], []
         rows = ImageGenerationResult.objects.filter(~Q(image="") | ~Q(thumbnail="")).order_by("pk")
         for result in rows.iterator(chunk_size=200):
+
             def gone(name: str) -> bool:
                 # The listing is the cheap answer; exists() is the sure one for names outside
                 # it (an older KEY_PREFIX, or a file saved after the listing).
@@ -125,13 +169,13 @@ class Command(BaseCommand):
                 else:
                     broken.append(result)
                 continue
-            names = [n for n in (result.thumbnail.name, *_rendition_names(result.renditions)) if n and gone(n)]
+            names = [n for n in (result.thumbnail.name, *rendition_names(result.renditions)) if n and gone(n)]
             if names:
                 dangling.append((result, names))
         return broken, dangling, needs_editor
 
     def _delete_result(self, storage: Storage, result: ImageGenerationResult) -> bool:
-        others = [n for n in (result.thumbnail.name, *_rendition_names(result.renditions)) if n]
+        others = [n for n in (result.thumbnail.name, *rendition_names(result.renditions)) if n]
         with transaction.atomic():
             # Re-check under the transaction: an editor may have approved it meanwhile.
             current = ImageGenerationResult.objects.select_for_update().filter(pk=result.pk).first()
@@ -151,18 +195,6 @@ def _walk(storage: Storage, folder: str) -> Iterator[str]:
         yield f"{folder}/{name}"
     for sub in dirs:
         yield from _walk(storage, f"{folder}/{sub}")
-
-
-def _rendition_names(renditions: Any) -> Iterable[str]:
-    """Storage names in a renditions value: {width: name}, tolerating nested dicts and lists."""
-    if isinstance(renditions, str):
-        yield renditions
-    elif isinstance(renditions, dict):
-        for value in renditions.values():
-            yield from _rendition_names(value)
-    elif isinstance(renditions, (list, tuple)):
-        for value in renditions:
-            yield from _rendition_names(value)
 
 
 def _older_than(storage: Storage, name: str, cutoff) -> bool:
@@ -189,7 +221,7 @@ def _clear_references(result: ImageGenerationResult, missing: set[str]) -> None:
     if result.thumbnail.name in missing:
         fields["thumbnail"] = ""
     if isinstance(result.renditions, dict):
-        kept = {k: v for k, v in result.renditions.items() if not (set(_rendition_names(v)) & missing)}
+        kept = {k: v for k, v in result.renditions.items() if not (set(rendition_names(v)) & missing)}
         if kept != result.renditions:
             fields["renditions"] = kept
     ImageGenerationResult.objects.filter(pk=result.pk).update(**fields)

@@ -24,15 +24,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", choices=("start", "stop", "status"), help="What to do.")
         parser.add_argument(
-            "--state-dir", metavar="DIR",
+            "--state-dir",
+            metavar="DIR",
             help=f"Folder for the pidfile and log (default {local_comfyui.default_state_dir()}).",
         )
         parser.add_argument(
-            "--wait", type=float, default=2.0, metavar="SECONDS",
+            "--wait",
+            type=float,
+            default=2.0,
+            metavar="SECONDS",
             help="start: how long to watch for an immediate exit before reporting success (default 2).",
         )
         parser.add_argument(
-            "--timeout", type=float, default=15.0, metavar="SECONDS",
+            "--timeout",
+            type=float,
+            default=15.0,
+            metavar="SECONDS",
             help="stop: how long to wait after SIGTERM before SIGKILL (default 15).",
         )
         parser.add_argument(

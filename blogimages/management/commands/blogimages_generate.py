@@ -9,8 +9,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError
 
-from blogimages import sections as host
 from blogimages import services
+from blogimages.hosts import Section, get_host
 from blogimages.models import (
     ACTIVE_STATUSES,
     ImageGenerationResult,
@@ -33,26 +33,37 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--post", action="append", default=[], metavar="ID_OR_SLUG",
+            "--post",
+            action="append",
+            default=[],
+            metavar="ID_OR_SLUG",
             help="A post's id or slug: one image per section. Repeat for several posts.",
         )
         parser.add_argument(
-            "--section", action="append", default=[], type=int, metavar="ID",
-            help="A section id. Repeat for several sections.",
+            "--section",
+            action="append",
+            default=[],
+            metavar="KEY",
+            help="A section's key (its id where sections are rows). Repeat for several sections.",
         )
         parser.add_argument(
-            "--all-missing", action="store_true",
+            "--all-missing",
+            action="store_true",
             help="Only sections without an approved image and without one already queued or running; alone, "
             "it covers every post. Safe to rerun.",
         )
         parser.add_argument("--provider", metavar="ALIAS", help="A provider alias from BLOGIMAGES_PROVIDERS.")
         parser.add_argument(
-            "--prompt-example", metavar="ID_OR_NAME",
+            "--prompt-example",
+            metavar="ID_OR_NAME",
             help="Use this prompt example (style, format, setting) instead of the post's or section's own.",
         )
         parser.add_argument("--wait", action="store_true", help="Show progress until every image is done.")
         parser.add_argument(
-            "--timeout", type=float, default=900.0, metavar="SECONDS",
+            "--timeout",
+            type=float,
+            default=900.0,
+            metavar="SECONDS",
             help="With --wait: give up waiting after this long (default 900); the jobs go on.",
         )
 
@@ -101,45 +112,42 @@ class Command(BaseCommand):
             raise CommandError(f"No prompt example with id or name {value!r}.", returncode=2)
         return example
 
-    def _sections(self, posts: list[str], section_ids: list[int], only_missing: bool) -> list[Any]:
-        Post, Section = host.post_model(), host.section_model()
-        found: dict[Any, Any] = {}
-        for value in posts:
-            post = self._find_post(Post, value)
-            for section in host.sections_of(post):
-                found.setdefault(section.pk, section)
-        if section_ids:
-            by_id = Section._default_manager.in_bulk(section_ids)
-            missing = [str(pk) for pk in section_ids if pk not in by_id]
-            if missing:
-                raise CommandError(f"No section with id {', '.join(missing)}.", returncode=2)
-            for pk in section_ids:
-                found.setdefault(pk, by_id[pk])
-        if only_missing and not posts and not section_ids:
-            for post in Post._default_manager.all().iterator(chunk_size=200):
-                for section in host.sections_of(post):
-                    found.setdefault(section.pk, section)
-        return list(found.values())
+    def _sections(self, posts: list[str], section_keys: list[str], only_missing: bool) -> list[Section]:
+        host = get_host()
+        found: dict[tuple[str, str], Section] = {}
 
-    @staticmethod
-    def _find_post(Post: Any, value: str) -> Any:  # noqa: N803 - a model class
-        post = None
-        if value.isdigit():
-            post = Post._default_manager.filter(pk=int(value)).first()
-        if post is None and any(f.name == "slug" for f in Post._meta.get_fields()):
-            post = Post._default_manager.filter(slug=value).first()
-        if post is None:
-            raise CommandError(f"No post with id or slug {value!r}.", returncode=2)
-        return post
+        def add(section: Section) -> None:
+            found.setdefault((str(section.post.pk), section.key), section)
+
+        for value in posts:
+            post = host.find_post(value)
+            if post is None:
+                raise CommandError(f"No post with id or slug {value!r}.", returncode=2)
+            for section in host.sections(post):
+                add(section)
+        missing = []
+        for key in section_keys:
+            section = host.find_section(str(key))
+            if section is None:
+                missing.append(str(key))
+            else:
+                add(section)
+        if missing:
+            raise CommandError(f"No section with id {', '.join(missing)}.", returncode=2)
+        if only_missing and not posts and not section_keys:
+            for post in host.posts():
+                for section in host.sections(post):
+                    add(section)
+        return list(found.values())
 
     # --- output -----------------------------------------------------------------------------
 
     def _report(self, results: list[ImageGenerationResult], skipped: list[tuple[Any, str]]) -> None:
         for result in results:
-            title = host.section_title(result.section) if result.section_id else "-"
+            title = result.review.section_title if result.review_id else "-"
             self.stdout.write(f"  queued #{result.pk}  {result.provider:<12}  {title}")
         for section, reason in skipped:
-            self.stdout.write(f"  skipped section {section.pk} ({host.section_title(section)}): {reason}")
+            self.stdout.write(f"  skipped section {section.key} ({section.title}): {reason}")
         summary = f"Queued {len(results)} image(s), skipped {len(skipped)} section(s)."
         self.stdout.write(self.style.SUCCESS(summary) if results or not skipped else self.style.WARNING(summary))
 

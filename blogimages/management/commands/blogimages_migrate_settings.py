@@ -57,17 +57,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--from-file", metavar="PATH",
-            help="Import settings from an export of the old system: JSON lines ({\"name\": ..., \"text\": ...} a "
+            "--from-file",
+            metavar="PATH",
+            help='Import settings from an export of the old system: JSON lines ({"name": ..., "text": ...} a '
             "line) or CSV with 'name' and 'text' columns. Creates or updates settings by name.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Show what would change and change nothing.")
         parser.add_argument(
-            "--format", choices=("table", "json"), default="table",
+            "--format",
+            choices=("table", "json"),
+            default="table",
             help="table (default): a readable table and a summary; json: one JSON object a line per setting.",
         )
         parser.add_argument(
-            "--force", action="store_true",
+            "--force",
+            action="store_true",
             help="Also parse settings an editor already structured by hand, and re-parse migrated ones. The "
             "fields the text names are overwritten; other fields are kept.",
         )

@@ -28,7 +28,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="List what would be re-queued; change nothing.")
         parser.add_argument(
-            "--older-than", type=float, default=60.0, metavar="SECONDS",
+            "--older-than",
+            type=float,
+            default=60.0,
+            metavar="SECONDS",
             help="Leave results queued (or last heard from) less than this long ago alone: they may be on "
             "their way to the queue right now (default 60).",
         )
@@ -71,9 +74,9 @@ class Command(BaseCommand):
                 candidates.append((result, reason))
         if not options["skip_failed"]:
             failed = ImageGenerationResult.objects.filter(status=ResultStatus.FAILED, error_kind=ErrorKind.TRANSIENT)
-            approved_sections = SectionReview.objects.filter(status=ReviewStatus.APPROVED).values("section_id")
+            approved_sections = SectionReview.objects.filter(status=ReviewStatus.APPROVED)
             # A section that got its image meanwhile does not need the retry.
-            failed = failed.exclude(section_id__in=approved_sections).order_by("pk")
+            failed = failed.exclude(review__in=approved_sections).order_by("pk")
             for result in failed.iterator(chunk_size=200):
                 candidates.append((result, f"failed with a transient error: {result.error_message[:80]}"))
 

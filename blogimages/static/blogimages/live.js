@@ -50,7 +50,7 @@
   }
 
   function replaceSection(root, sectionId) {
-    var url = root.dataset.sectionUrl.replace(/\/0\/$/, "/" + sectionId + "/");
+    var url = root.dataset.sectionUrl.replace(/\/0\/$/, "/" + encodeURIComponent(sectionId) + "/");
     return fetch(url, { credentials: "same-origin" })
       .then(function (resp) {
         if (!resp.ok) throw new Error("HTTP " + resp.status);

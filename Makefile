@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-postgres bench lint check clean
+.PHONY: install demo demo-wagtail test test-postgres test-django61 bench lint check clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,26 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) project/demo.py
 
+# The same, as a Wagtail site (its own database and Redis in var/wagtail/).
+demo-wagtail: install
+	$(PY) project/demo_wagtail.py
+
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The same suite on the current Django release (6.1, which needs Python 3.12+), in its own
+# virtualenv; PYTHON313 is any Python 3.12 or 3.13 (pyenv's by default).
+PYTHON313 ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 || command -v python3.12)
+VENV61 ?= .venv-django61
+
+$(VENV61)/.installed: requirements.txt pyproject.toml
+	$(PYTHON313) -m venv $(VENV61)
+	$(VENV61)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV61)/bin/python -m pip install --quiet -r requirements.txt -e . "Django>=6.1,<6.2"
+	touch $@
+
+test-django61: $(VENV61)/.installed
+	$(VENV61)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The same suite on PostgreSQL (127.0.0.1:5432, database `test`, trust auth by default).
 test-postgres: install

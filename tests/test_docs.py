@@ -6,20 +6,25 @@ import re
 from pathlib import Path
 
 from blogimages.conf import AppSettings
+from blogimages.contrib.wagtail.conf import WagtailSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
+def _settings(cls) -> list[str]:
+    return [f"{cls.prefix}{name}" for name, value in vars(cls).items() if isinstance(value, property)]
+
+
 def test_every_setting_is_in_the_readme():
-    names = [name for name, value in vars(AppSettings).items() if isinstance(value, property)]
-    assert len(names) > 10
-    missing = [name for name in names if f"BLOGIMAGES_{name}" not in README]
+    names = _settings(AppSettings) + _settings(WagtailSettings)
+    assert len(names) > 13
+    missing = [name for name in names if name not in README]
     assert missing == []
 
 
 def test_every_command_is_in_the_readme():
-    commands = [p.stem for p in (ROOT / "blogimages/management/commands").glob("blogimages_*.py")]
+    commands = [p.stem for p in ROOT.glob("blogimages/**/management/commands/blogimages_*.py")]
     missing = [name for name in commands if not re.search(rf"\b{name}\b", README)]
     assert missing == []
 

@@ -1,0 +1,1 @@
+"""Optional integrations with content management systems; each imports its CMS only inside."""

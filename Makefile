@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-wagtail test test-postgres test-django61 bench lint check clean
+.PHONY: install demo demo-wagtail test test-postgres test-django61 python313 bench lint check clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ test: install
 
 # The same suite on the current Django release (6.1, which needs Python 3.12+), in its own
 # virtualenv; PYTHON313 is any Python 3.12 or 3.13 (pyenv's by default).
-PYTHON313 ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 || command -v python3.12)
+PYTHON313 ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || ls $(HOME)/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -n1 || command -v python3.13 || command -v python3.12)
 VENV61 ?= .venv-django61
 
 $(VENV61)/.installed: requirements.txt pyproject.toml
@@ -37,6 +37,11 @@ $(VENV61)/.installed: requirements.txt pyproject.toml
 
 test-django61: $(VENV61)/.installed
 	$(VENV61)/bin/python -m pytest $(PYTEST_ARGS)
+
+$(VENV61)/.installed: | python313
+
+python313:
+	@test -n "$(PYTHON313)" || { echo "make test-django61 needs Python 3.12 or 3.13 (set PYTHON313=/path/to/python3.13)"; exit 2; }
 
 # The same suite on PostgreSQL (127.0.0.1:5432, database `test`, trust auth by default).
 test-postgres: install

@@ -68,6 +68,12 @@ class ImagePermissionsMixin:
         return request.user.has_perm(PERMISSIONS["upload"])
 
 
+def location_kwargs(action_location) -> dict[str, Any]:
+    """Django 6.1 tells ``get_actions()`` where the actions show (change list or change
+    form) and deprecates overrides that do not take it; Django 5.2 does not know it."""
+    return {} if action_location is None else {"action_location": action_location}
+
+
 def thumbnail_tag(result: ImageGenerationResult | None, width: int = 80) -> str:
     if result is None or not result.thumbnail:
         return "—"
@@ -212,8 +218,8 @@ class PostImagesAdminMixin:
     def has_generate_images_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PERMISSIONS["generate"])
 
-    def get_actions(self, request: HttpRequest):
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location=None):
+        actions = super().get_actions(request, **location_kwargs(action_location))
         name = "generate_images_for_sections"
         if self.actions is None or IS_POPUP_VAR in request.GET or name in actions:
             return actions
@@ -481,8 +487,8 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
             return False  # reject it first: the public page shows it
         return super().has_delete_permission(request, obj)
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
+    def get_actions(self, request, action_location=None):
+        actions = super().get_actions(request, **location_kwargs(action_location))
         # Bulk delete would bypass "not while approved" and leave files behind.
         actions.pop("delete_selected", None)
         return actions

@@ -6,6 +6,7 @@ import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
+from blogimages.checks import check_settings
 from blogimages.providers import UnknownProvider, providers
 from blogimages.providers.placeholder import PlaceholderProvider
 
@@ -43,6 +44,63 @@ def test_misconfiguration_is_reported(settings, overrides, expected):
     assert expected in ids()
 
 
+def messages(check_id):
+    return [message for message in run_checks(tags=["blogimages"]) if message.id == check_id]
+
+
+@pytest.mark.parametrize("media_root", ["", "."], ids=["unset", "dot"])
+def test_storage_writing_into_the_working_directory_is_e031(settings, monkeypatch, tmp_path, media_root):
+    monkeypatch.chdir(tmp_path)
+    settings.MEDIA_ROOT = media_root
+    [error] = messages("blogimages.E031")
+    assert "MEDIA_ROOT" in error.msg and "current working directory" in error.msg and str(tmp_path) in error.msg
+    assert 'MEDIA_ROOT = BASE_DIR / "media"' in error.hint
+
+
+def test_storage_in_a_folder_on_sys_path_is_e031(settings, monkeypatch, tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(code))
+    settings.MEDIA_ROOT = code
+    [error] = messages("blogimages.E031")
+    assert "a folder on sys.path" in error.msg and "'blogimages' folder" in error.msg
+    settings.MEDIA_ROOT = code / "media"
+    assert messages("blogimages.E031") == []
+
+
+def test_relative_storage_location_is_w032_naming_the_setting(settings, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    settings.MEDIA_ROOT = "media"
+    [warning] = messages("blogimages.W032")
+    assert warning.msg.startswith("MEDIA_ROOT = 'media'") and str(tmp_path / "media") in warning.msg
+    settings.BLOGIMAGES_STORAGE = "images"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "images": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": "var/img"}},
+    }
+    settings.MEDIA_ROOT = tmp_path / "media"
+    [warning] = messages("blogimages.W032")
+    assert warning.msg.startswith("STORAGES['images']['OPTIONS']['location'] = 'var/img'")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+        {"BACKEND": "no.such.Storage"},
+        {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"colour": "red"}},
+        {"OPTIONS": {}},
+    ],
+    ids=["other", "unimportable", "bad-option", "no-backend"],
+)
+def test_storage_location_check_skips_other_and_unusable_backends(settings, monkeypatch, tmp_path, config):
+    monkeypatch.chdir(tmp_path)
+    settings.MEDIA_ROOT = ""
+    settings.STORAGES = {**settings.STORAGES, "default": config}
+    assert not {"blogimages.E031", "blogimages.W032"} & set(ids())
+
+
 def test_unknown_provider_option_names_the_option():
     with pytest.raises(ImproperlyConfigured, match=r"unknown option\(s\) colour for PlaceholderProvider"):
         PlaceholderProvider("p", colour="red")
@@ -60,8 +118,20 @@ def test_registry_caches_and_clears_on_setting_change(settings):
 
 
 def test_missing_host_model_setting_is_a_clear_error(settings):
-    from blogimages.models import _host_model
-
     del settings.BLOGIMAGES_SECTION_MODEL
-    with pytest.raises(ImproperlyConfigured, match="BLOGIMAGES_SECTION_MODEL must name your blog's model"):
-        _host_model("BLOGIMAGES_SECTION_MODEL")
+    errors = [e for e in check_settings() if e.id == "blogimages.E001"]
+    assert [e.msg for e in errors] == ["BLOGIMAGES_SECTION_MODEL = None does not name an installed model."]
+    assert "BLOGIMAGES_HOST_ADAPTER" in errors[0].hint
+
+
+def test_host_models_are_only_required_by_the_rows_adapter(settings):
+    del settings.BLOGIMAGES_POST_MODEL
+    del settings.BLOGIMAGES_SECTION_MODEL
+    settings.BLOGIMAGES_HOST_ADAPTER = "blogimages.contrib.wagtail.adapter.WagtailPageAdapter"
+    assert [e.id for e in check_settings() if e.id.startswith("blogimages.E00")] == []
+
+
+def test_bad_host_adapter_is_e004(settings):
+    settings.BLOGIMAGES_HOST_ADAPTER = "blogimages.nowhere.Adapter"
+    errors = [e for e in check_settings() if e.id == "blogimages.E004"]
+    assert len(errors) == 1 and "cannot be imported" in errors[0].msg

@@ -59,9 +59,7 @@ def analyse(data: bytes, thumbnail_width: int = THUMBNAIL_WIDTH) -> tuple[ImageI
             width, height = image.size
             thumb = image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise PermanentProviderError(
-            f"The provider returned something that is not a readable image ({exc})."
-        ) from exc
+        raise PermanentProviderError(f"The provider returned something that is not a readable image ({exc}).") from exc
     # reducing_gap: a cheap integer reduce first, then LANCZOS on the small image.
     thumb.thumbnail((thumbnail_width, thumbnail_width * 8), Image.Resampling.LANCZOS, reducing_gap=3.0)
     buffer = io.BytesIO()
@@ -74,10 +72,6 @@ def analyse(data: bytes, thumbnail_width: int = THUMBNAIL_WIDTH) -> tuple[ImageI
         checksum=hashlib.sha256(data).hexdigest(),
     )
     return info, buffer.getvalue()
-
-
-def make_thumbnail(data: bytes, width: int = THUMBNAIL_WIDTH) -> bytes:
-    return analyse(data, width)[1]
 
 
 def clean_upload(uploaded) -> tuple[bytes, str]:

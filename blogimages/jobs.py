@@ -10,6 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .conf import app_settings
+from .contract import ProgressReporter
 from .exceptions import (
     ConcurrentTransition,
     GenerationCancelled,
@@ -18,7 +19,7 @@ from .exceptions import (
 )
 from .models import ErrorKind, ImageGenerationResult, ResultStatus
 from .prompts import request_from_snapshot
-from .providers import ProgressReporter, providers
+from .providers import providers
 
 logger = logging.getLogger("blogimages.jobs")
 

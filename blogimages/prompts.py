@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 
 from .conf import app_settings
-from .providers.base import GenerationRequest, Lora
+from .contract import GenerationRequest, Lora
 
 if TYPE_CHECKING:
     from .models import ImageFormat, ImageSetting, ImageStyle

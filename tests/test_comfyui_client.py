@@ -172,7 +172,7 @@ def test_the_wall_clock_limit_stops_the_prompt_on_the_server(comfy):
     provider = provider_for(server, timeout=1.5)
     # Check the workflow against /object_info first, so the whole limit is spent waiting on
     # the prompt even on a loaded machine.
-    provider.check(provider.select(request())[0], provider.pool.client(server.url), with_loras=False)
+    provider.check(provider.workflows[provider.options["workflow"]], provider.pool.client(server.url), with_loras=False)
     started = time.monotonic()
     with pytest.raises(TransientProviderError, match=r"did not finish prompt .* within 1.5 s"):
         provider.generate(request(), Recorder())

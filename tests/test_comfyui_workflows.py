@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from blogimages.comfyui.loras import build_stack
 from blogimages.comfyui.workflows import SHIPPED_DIR, shipped_workflows
 from blogimages.exceptions import PermanentProviderError
-from blogimages.providers.base import GenerationRequest, Lora
+from blogimages.providers.base import GenerationRequest, Lora, ModelChoice
 from blogimages.providers.comfyui import ComfyUIProvider
 from tests.servers.comfyui import FakeComfyUI, Recorder
 
@@ -104,14 +104,14 @@ def test_prepare_rounds_the_size_and_says_what_is_not_used(server):
 
 def test_model_picks_a_workflow_a_file_or_both(server):
     comfy = provider(server, workflow="sdxl")
-    assert comfy.select(GenerationRequest(prompt="x"))[0].name == "sdxl"
-    assert comfy.select(GenerationRequest(prompt="x", model="flux1_dev")) == (comfy.workflows["flux1_dev"], "")
-    workflow, model_file = comfy.select(GenerationRequest(prompt="x", model="my_sdxl_finetune.safetensors"))
-    assert (workflow.name, model_file) == ("sdxl", "my_sdxl_finetune.safetensors")
-    workflow, model_file = comfy.select(GenerationRequest(prompt="x", model="flux1_dev:flux1-dev-fp8.safetensors"))
-    assert (workflow.name, model_file) == ("flux1_dev", "flux1-dev-fp8.safetensors")
+    assert comfy.choose_model(GenerationRequest(prompt="x")) == ModelChoice("sdxl")
+    assert comfy.choose_model(GenerationRequest(prompt="x", model="flux1_dev")) == ModelChoice("flux1_dev")
+    choice = comfy.choose_model(GenerationRequest(prompt="x", model="my_sdxl_finetune.safetensors"))
+    assert choice == ModelChoice("sdxl", file="my_sdxl_finetune.safetensors")
+    choice = comfy.choose_model(GenerationRequest(prompt="x", model="flux1_dev:flux1-dev-fp8.safetensors"))
+    assert choice == ModelChoice("flux1_dev", file="flux1-dev-fp8.safetensors")
     with pytest.raises(PermanentProviderError, match="has no workflow 'nope'"):
-        comfy.select(GenerationRequest(prompt="x", extra={"workflow": "nope"}))
+        comfy.choose_model(GenerationRequest(prompt="x", extra={"workflow": "nope"}))
     assert comfy.models() == ["flux1_dev", "sd35_large", "sd35_large_turbo", "sdxl"]
 
 

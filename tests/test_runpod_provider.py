@@ -121,7 +121,7 @@ def test_success_sends_the_workflow_polls_and_returns_the_image(server):
     assert server.jobs[job_id].status == "COMPLETED"
     assert server.paths("/status/") == [f"/v2/ep100/status/{job_id}"] * 4  # queued, running x2, completed
     assert image.content == render(graph)
-    assert (image.seed, image.content_type, image.remote_server) == (77, "image/png", "ep100")
+    assert (image.seed, image.remote_server) == (77, "ep100")
     assert image.metadata["workflow"] == "sdxl" and image.metadata["worker_id"] == "abc123xyz"
     messages = [message for _, message in reporter.reports]
     assert messages[0].startswith("waiting for a RunPod worker")
@@ -246,7 +246,7 @@ def test_a_wrong_key_or_endpoint_is_permanent(server):
 
 def test_an_unreachable_api_is_transient():
     provider = RunPodProvider("runpod", api_key="k", endpoint_id="ep", base_url=f"http://127.0.0.1:{free_port()}/v2")
-    with pytest.raises(TransientProviderError, match=r"RunPod is unreachable \(connection failed\)"):
+    with pytest.raises(TransientProviderError, match=r"RunPod is unreachable \(connection refused\)"):
         provider.generate(GenerationRequest(prompt="x"), Recorder())
     assert provider.health().ok is False
 

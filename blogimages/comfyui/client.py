@@ -37,8 +37,9 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from ..contract import ProgressReporter
 from ..exceptions import GenerationCancelled, PermanentProviderError, ProviderError, TransientProviderError
-from ..providers.base import ProgressReporter
+from ..remote import clip, connection_reason, is_transient_status, retry_after
 
 logger = logging.getLogger("blogimages.comfyui")
 
@@ -97,12 +98,14 @@ class ComfyUIClient:
                 f"ComfyUI at {self.url} did not answer {method} {path} within {limits[1]:g} s."
             ) from exc
         except requests.RequestException as exc:
-            raise TransientProviderError(f"Cannot reach ComfyUI at {self.url}: {_reason(exc)}.") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            text = " ".join(response.text.split())[:200] if response.text else ""
+            raise TransientProviderError(f"Cannot reach ComfyUI at {self.url}: {connection_reason(exc)}.") from exc
+        if is_transient_status(response.status_code):
+            text = clip(response.text, 200) if response.text else ""
             raise TransientProviderError(
                 f"ComfyUI at {self.url} answered {response.status_code} {response.reason} to {method} {path}"
-                + (f": {text}" if text else "") + "."
+                + (f": {text}" if text else "")
+                + ".",
+                retry_after=retry_after(response.headers),
             )
         if response.status_code == 403:
             # ComfyUI sends 403 (empty) when an Origin header does not match its host.
@@ -162,9 +165,11 @@ class ComfyUIClient:
             )
         return str(body["prompt_id"])
 
-    def view(self, image: Mapping[str, str]) -> tuple[bytes, str]:
+    def view(self, image: Mapping[str, str]) -> bytes:
         params = {
-            "filename": image["filename"], "subfolder": image.get("subfolder", ""), "type": image.get("type", "output"),
+            "filename": image["filename"],
+            "subfolder": image.get("subfolder", ""),
+            "type": image.get("type", "output"),
         }
         response = self.request("GET", "/view", params=params)
         if response.status_code != 200 or not response.content:
@@ -172,7 +177,7 @@ class ComfyUIClient:
                 f"ComfyUI at {self.url} has no file {image['filename']!r} to send ({response.status_code} "
                 f"{response.reason}); was its output folder cleared?"
             )
-        return response.content, response.headers.get("Content-Type", "image/png").split(";")[0]
+        return response.content
 
     def stop(self, prompt_id: str) -> None:
         """Remove our prompt if it is pending, then interrupt it if it is running.
@@ -307,7 +312,11 @@ class _Socket:
                 # close_timeout: a server in a GC pause must not hold the job up at the end.
                 # max_queue=None: a spare socket keeps reading (ComfyUI must never wait on us).
                 connect(
-                    self.url, open_timeout=self.open_timeout, close_timeout=2, max_size=2**25, max_queue=None,
+                    self.url,
+                    open_timeout=self.open_timeout,
+                    close_timeout=2,
+                    max_size=2**25,
+                    max_queue=None,
                     compression=None,
                 )
             )
@@ -315,7 +324,9 @@ class _Socket:
         except (OSError, TimeoutError) as exc:
             self.conn = None
             if first:
-                raise TransientProviderError(f"Cannot open ComfyUI's websocket {self.url}: {_reason(exc)}.") from exc
+                raise TransientProviderError(
+                    f"Cannot open ComfyUI's websocket {self.url}: {connection_reason(exc)}."
+                ) from exc
         except InvalidHandshake as exc:
             # A proxy that does not pass websockets: carry on by polling /history.
             self.conn = None
@@ -509,9 +520,7 @@ class _Waiter:
             return None
         if entry is not None:
             return entry
-        message = (
-            f"ComfyUI at {self.client.url} no longer has prompt {self.prompt_id} in its queue or history"
-        )
+        message = f"ComfyUI at {self.client.url} no longer has prompt {self.prompt_id} in its queue or history"
         if self.socket.drops:
             # The socket dropped too: most likely the server restarted and forgot its queue.
             raise TransientProviderError(message + " (the server seems to have restarted).")
@@ -581,11 +590,6 @@ def _node_label(node_id: Any, graph: dict[str, Any], class_type: str | None = No
     return f"node {node_id} ({class_type})"
 
 
-def _clip(text: Any, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
 def describe_rejection(body: dict[str, Any], graph: dict[str, Any], server: str) -> str:
     """One sentence from a 400 answer to ``POST /prompt``, naming node, input and problem."""
     problems = []
@@ -593,8 +597,8 @@ def describe_rejection(body: dict[str, Any], graph: dict[str, Any], server: str)
         label = _node_label(node_id, graph, entry.get("class_type"))
         for error in entry.get("errors") or []:
             extra = error.get("extra_info") or {}
-            what = _clip(error.get("message") or error.get("type") or "invalid")
-            details = _clip(error.get("details") or "", 200)
+            what = clip(error.get("message") or error.get("type") or "invalid")
+            details = clip(error.get("details") or "", 200)
             input_name = extra.get("input_name")
             where = f"{label}, input {input_name}" if input_name else label
             problems.append(f"{where}: {what}" + (f" ({details})" if details and details != input_name else ""))
@@ -604,8 +608,8 @@ def describe_rejection(body: dict[str, Any], graph: dict[str, Any], server: str)
             more += f" and {len(problems) - 3} more"
         return f"ComfyUI at {server} rejected the workflow: {problems[0]}{more}."
     error = body.get("error") or {}
-    message = _clip(error.get("message") or "the prompt is invalid").rstrip(".")
-    details = _clip(error.get("details") or "", 200)
+    message = clip(error.get("message") or "the prompt is invalid").rstrip(".")
+    details = clip(error.get("details") or "", 200)
     hint = " Is the custom node installed on that server?" if "does not exist" in message else ""
     return f"ComfyUI at {server} rejected the workflow: {message}" + (f" ({details})" if details else "") + "." + hint
 
@@ -613,7 +617,7 @@ def describe_rejection(body: dict[str, Any], graph: dict[str, Any], server: str)
 def describe_execution_error(data: dict[str, Any], graph: dict[str, Any], server: str) -> str:
     """One sentence from an ``execution_error`` message: node type and the exception's message."""
     exception = (data.get("exception_type") or "Error").rsplit(".", 1)[-1]
-    message = _clip(data.get("exception_message") or "no message").rstrip(".")
+    message = clip(data.get("exception_message") or "no message").rstrip(".")
     label = _node_label(data.get("node_id"), graph, data.get("node_type"))
     return f"ComfyUI at {server} failed in {label}: {exception}: {message}."
 
@@ -624,17 +628,3 @@ def describe_interrupt(data: dict[str, Any], graph: dict[str, Any], server: str)
         f"ComfyUI at {server} stopped this image at {label} because someone interrupted it on the server; "
         "generate it again to retry."
     )
-
-
-def _reason(exc: BaseException) -> str:
-    """A short cause for connection errors (urllib3 nests them several levels deep)."""
-    seen = exc
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__
-    for candidate in (seen, exc):
-        text = str(candidate)
-        if "Connection refused" in text or isinstance(candidate, ConnectionRefusedError):
-            return "connection refused"
-        if "Name or service not known" in text or "nodename nor servname" in text:
-            return "unknown host name"
-    return _clip(exc.__class__.__name__ + (f": {exc}" if str(exc) else ""), 200)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..providers.base import Lora
+from ..contract import Lora
 
 #: Character LoRA strength for 1, 2, and 3 or more characters.
 CHARACTER_STRENGTHS = (0.85, 0.75, 0.65)

@@ -154,7 +154,10 @@ class ServerPool:
             until = time.time() + self.skip_for
             logger.warning(
                 "ComfyUI at %s failed %s times in a row (%s); skipping it for %.0f s",
-                url, failures, error, self.skip_for,
+                url,
+                failures,
+                error,
+                self.skip_for,
             )
         self._store(url, {"failures": failures, "until": until})
 

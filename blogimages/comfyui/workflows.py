@@ -35,8 +35,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from ..contract import GenerationRequest, snapped_size
 from ..exceptions import PermanentProviderError
-from ..providers.base import GenerationRequest
 from .loras import StackedLora, build_stack, insert_chain
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "workflows"
@@ -100,7 +100,7 @@ class Workflow:
             output_spec = output_spec.get("node")
         if not output_spec:
             raise ImproperlyConfigured(
-                f"{where}: name the node whose images are the result, e.g. \"output\": \"Save image\"."
+                f'{where}: name the node whose images are the result, e.g. "output": "Save image".'
             )
         lora = config.get("lora") or {}
         return cls(
@@ -126,7 +126,7 @@ class Workflow:
         if loras:
             if self.lora_model is None:
                 raise PermanentProviderError(
-                    f"Workflow {self.name!r} has no LoRA insertion point (\"lora\" in its mapping), "
+                    f'Workflow {self.name!r} has no LoRA insertion point ("lora" in its mapping), '
                     f"so the LoRAs {', '.join(lora.name for lora in loras)} cannot be applied."
                 )
             insert_chain(graph, list(loras), self.lora_model, self.lora_clip)
@@ -140,8 +140,10 @@ class Workflow:
         node = self.graph.get(node_id, {})
         title = (node.get("_meta") or {}).get("title")
         class_type = node.get("class_type", "?")
-        return f"node {node_id} \u201c{title}\u201d ({class_type})" if title and title != class_type else (
-            f"node {node_id} ({class_type})"
+        return (
+            f"node {node_id} \u201c{title}\u201d ({class_type})"
+            if title and title != class_type
+            else (f"node {node_id} ({class_type})")
         )
 
     # --- checking against a server --------------------------------------------------------------
@@ -228,7 +230,7 @@ def _load_graph(source: Any, where: str) -> dict[str, dict]:
         raise ImproperlyConfigured(f"{where}: 'graph' must be a ComfyUI API-format graph (a file path or a dict).")
     if "nodes" in graph and "links" in graph:
         raise ImproperlyConfigured(
-            f"{where}: the graph is in ComfyUI's UI format; export it with \"Save (API Format)\" instead."
+            f'{where}: the graph is in ComfyUI\'s UI format; export it with "Save (API Format)" instead.'
         )
     for node_id, node in graph.items():
         if not isinstance(node, dict) or "class_type" not in node:
@@ -296,7 +298,7 @@ def adapt(workflow: Workflow, request: GenerationRequest) -> tuple[GenerationReq
     LoRAs that have nowhere to go."""
     notes = []
     step = workflow.size_multiple
-    width, height = (max(step, int(side / step + 0.5) * step) for side in (request.width, request.height))
+    width, height = snapped_size(request, step)
     if (width, height) != (request.width, request.height):
         notes.append(
             f"Size {request.width}\u00d7{request.height} was rounded to {width}\u00d7{height}: "
@@ -309,7 +311,7 @@ def adapt(workflow: Workflow, request: GenerationRequest) -> tuple[GenerationReq
         notes.append(f"Not used by {workflow.label}: {', '.join(unused)}.")
     if build_stack(request.loras, request.extra.get("character_loras") or ()) and workflow.lora_model is None:
         raise PermanentProviderError(
-            f"Workflow {workflow.name!r} has no LoRA insertion point (\"lora\" in its mapping), so this "
+            f'Workflow {workflow.name!r} has no LoRA insertion point ("lora" in its mapping), so this '
             "request's LoRAs cannot be applied; pick another workflow or add one."
         )
     return replace(request, width=width, height=height), notes
@@ -328,8 +330,11 @@ def parameter_values(
         "filename_prefix": f"{filename_prefix}_{request.result_id}" if request.result_id else filename_prefix,
     }
     optional = {
-        "steps": request.steps, "guidance": request.guidance_scale, "sampler": request.sampler,
-        "scheduler": request.scheduler, "model": model_file,
+        "steps": request.steps,
+        "guidance": request.guidance_scale,
+        "sampler": request.sampler,
+        "scheduler": request.scheduler,
+        "model": model_file,
     }
     values.update({name: value for name, value in optional.items() if value not in (None, "")})
     for name, value in request.extra.items():

@@ -16,8 +16,14 @@ from ..conf import app_settings
 from .base import BaseProvider, GeneratedImage, GenerationRequest, Lora, ProgressReporter, ProviderHealth
 
 __all__ = [
-    "BaseProvider", "GeneratedImage", "GenerationRequest", "Lora", "ProgressReporter", "ProviderHealth",
-    "providers", "UnknownProvider",
+    "BaseProvider",
+    "GeneratedImage",
+    "GenerationRequest",
+    "Lora",
+    "ProgressReporter",
+    "ProviderHealth",
+    "providers",
+    "UnknownProvider",
 ]
 
 
@@ -55,9 +61,7 @@ class ProviderHandler:
         try:
             cls = import_string(backend)
         except ImportError as exc:
-            raise ImproperlyConfigured(
-                f"BLOGIMAGES_PROVIDERS[{alias!r}]: cannot import {backend!r} ({exc})."
-            ) from exc
+            raise ImproperlyConfigured(f"BLOGIMAGES_PROVIDERS[{alias!r}]: cannot import {backend!r} ({exc}).") from exc
         return cls(alias, **config.get("OPTIONS", {}))
 
     def clear(self) -> None:

@@ -19,26 +19,20 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from ..conf import app_settings
+from ..contract import ForwardingReporter, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
 from ..exceptions import GenerationCancelled, PermanentProviderError, ProviderUnavailable, TransientProviderError
-from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+from .base import BaseProvider
 
 
-class _Relay(ProgressReporter):
+class _Relay(ForwardingReporter):
     """Passes a chosen provider's reports through, naming it in progress messages."""
 
     def __init__(self, inner: ProgressReporter, alias: str):
-        super().__init__()
-        self.inner = inner
+        super().__init__(inner)
         self.alias = alias
 
     def progress(self, percent: float, message: str = "") -> None:
         self.inner.progress(percent, f"{self.alias}: {message}" if message else self.alias)
-
-    def cancelled(self) -> bool:
-        return self.inner.cancelled()
-
-    def remote_id(self, remote_id: str, server: str = "") -> None:
-        self.inner.remote_id(remote_id, server)
 
 
 class AutoProvider(BaseProvider):

@@ -20,7 +20,6 @@ Traps this module handles, all silent on the server side:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
@@ -33,8 +32,12 @@ from typing import Any
 
 import requests
 
+from ..comfyui.loras import LORA_EXTENSIONS, build_stack
+from ..contract import GeneratedImage, GenerationRequest, ModelChoice, ProgressReporter, ProviderHealth, snapped_size
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
-from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth, retry_after_seconds
+from ..remote import BlockingCall, clip, connection_reason, decode_base64_image, json_body, status_error
+from ..samplers import A1111_SAMPLERS, A1111_SCHEDULERS
+from .base import BaseProvider
 
 logger = logging.getLogger("blogimages.providers.automatic1111")
 
@@ -42,50 +45,9 @@ DEFAULT_URL = "http://127.0.0.1:7860"
 TASK_PREFIX = "task(blogimages-"
 SIZE_MULTIPLE = 8
 
-#: ComfyUI sampler names (what our settings and the legacy grammar use) -> A1111's names.
-SAMPLERS = {
-    "euler": "Euler",
-    "euler_ancestral": "Euler a",
-    "heun": "Heun",
-    "dpm_2": "DPM2",
-    "dpm_2_ancestral": "DPM2 a",
-    "lms": "LMS",
-    "dpm_fast": "DPM fast",
-    "dpm_adaptive": "DPM adaptive",
-    "dpmpp_2s_ancestral": "DPM++ 2S a",
-    "dpmpp_sde": "DPM++ SDE",
-    "dpmpp_sde_gpu": "DPM++ SDE",
-    "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_sde": "DPM++ 2M SDE",
-    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
-    "dpmpp_3m_sde": "DPM++ 3M SDE",
-    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE",
-    "ddim": "DDIM",
-    "plms": "PLMS",
-    "uni_pc": "UniPC",
-    "uni_pc_bh2": "UniPC",
-    "lcm": "LCM",
-    "restart": "Restart",
-}
-A1111_SAMPLERS = sorted(set(SAMPLERS.values()) | {"DPM++ 2M SDE Heun", "DDIM CFG++"})
-#: ComfyUI scheduler names -> A1111's labels (A1111 1.9+ accepts name or label; we send the label).
-SCHEDULERS = {
-    "automatic": "Automatic",
-    "normal": "Normal",
-    "karras": "Karras",
-    "exponential": "Exponential",
-    "polyexponential": "Polyexponential",
-    "sgm_uniform": "SGM Uniform",
-    "simple": "Simple",
-    "ddim_uniform": "DDIM",
-    "ddim": "DDIM",
-    "beta": "Beta",
-    "kl_optimal": "KL Optimal",
-    "uniform": "Uniform",
-    "align_your_steps": "Align Your Steps",
-}
-A1111_SCHEDULERS = sorted(set(SCHEDULERS.values()))
-LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+#: Every sampler label A1111 knows, its own extras included.
+SAMPLER_LABELS = sorted(set(A1111_SAMPLERS.values()) | {"DPM++ 2M SDE Heun", "DDIM CFG++"})
+SCHEDULER_LABELS = sorted(set(A1111_SCHEDULERS.values()))
 
 
 class Automatic1111Provider(BaseProvider):
@@ -132,13 +94,13 @@ class Automatic1111Provider(BaseProvider):
 
     # --- checking a request -----------------------------------------------------------------------
 
-    def prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
-        return self._resolve(request)
+    def choose_model(self, request: GenerationRequest) -> ModelChoice:
+        """A checkpoint name, as A1111 lists it (checked against the server in ``generate``)."""
+        return ModelChoice(request.model or self.options["model"])
 
-    def _resolve(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
-        """The request as it will be sent, and what was changed. Idempotent, and makes no HTTP call."""
+    def adjust(self, request: GenerationRequest, choice: ModelChoice) -> tuple[GenerationRequest, list[str]]:
         adjustments: list[str] = []
-        width, height = _snap(request.width), _snap(request.height)
+        width, height = snapped_size(request, SIZE_MULTIPLE)
         if (width, height) != (request.width, request.height):
             adjustments.append(
                 f"size {request.width}x{request.height} snapped to {width}x{height} "
@@ -157,12 +119,12 @@ class Automatic1111Provider(BaseProvider):
             ),
             sampler=sampler,
             scheduler=scheduler,
-            model=request.model or self.options["model"],
+            model=choice.name,
         )
         return prepared, adjustments
 
     def payload(self, request: GenerationRequest, task_id: str, checkpoint: str = "") -> dict[str, Any]:
-        """The txt2img body for a resolved request."""
+        """The txt2img body for a prepared request."""
         body: dict[str, Any] = {
             "prompt": _with_loras(request),
             "negative_prompt": request.negative_prompt,
@@ -230,53 +192,38 @@ class Automatic1111Provider(BaseProvider):
     # --- generating --------------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
-        request, _ = self._resolve(request)
+        request = self.prepared(request)
         url = self.base_url()
         checkpoint = self.checkpoint_title(request.model) if request.model else ""
         task_id = f"{TASK_PREFIX}{uuid.uuid4().hex[:16]})"
         body = self.payload(request, task_id, checkpoint)
         reporter.remote_id(task_id, url)
-
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
         timeout = float(self.options["timeout"])
-
-        def call() -> None:
-            try:
-                outcome["response"] = self._post("/sdapi/v1/txt2img", body, timeout=(10, timeout))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                outcome["error"] = exc
-            finally:
-                done.set()
-
-        # A daemon thread: if we stop waiting (a cancel the server cannot act on), the
-        # worker process must still be able to exit.
-        threading.Thread(target=call, name=f"a1111-{task_id}", daemon=True).start()
-        interrupted = self._wait(task_id, done, reporter)
+        call = BlockingCall(
+            lambda: self._post("/sdapi/v1/txt2img", body, timeout=(10, timeout)), name=f"a1111-{task_id}"
+        )
+        interrupted = self._wait(task_id, call, reporter)
         if interrupted or reporter.cancelled():
             raise GenerationCancelled("Cancelled while Automatic1111 was generating.")
-        if "error" in outcome:
-            exc = outcome["error"]
-            if isinstance(exc, requests.Timeout):
-                raise TransientProviderError(
-                    f"Automatic1111 at {url} did not answer within {timeout:.0f} s; it may still be busy with "
-                    "other images."
-                ) from exc
-            if isinstance(exc, requests.RequestException):
-                raise _unreachable(url, exc) from exc
-            raise exc
-        response = outcome["response"]
+        try:
+            response = call.result()
+        except requests.Timeout as exc:
+            raise TransientProviderError(
+                f"Automatic1111 at {url} did not answer within {timeout:.0f} s; it may still be busy with other images."
+            ) from exc
+        except requests.RequestException as exc:
+            raise _unreachable(url, exc) from exc
         _raise_for(response, url, sampler=request.sampler)
         return self._image(response, request, checkpoint, task_id, url)
 
-    def _wait(self, task_id: str, done: threading.Event, reporter: ProgressReporter) -> bool:
+    def _wait(self, task_id: str, call: BlockingCall, reporter: ProgressReporter) -> bool:
         """Report progress until the txt2img call returns; True if we interrupted our task."""
         interval = float(self.options["poll_interval"])
         interrupted = False
         shown = 0.0
         per_task = True  # until /internal/progress turns out to be missing
         with requests.Session() as session:
-            while not done.wait(interval):
+            while not call.wait(interval):
                 state = None
                 try:
                     if per_task:
@@ -355,17 +302,16 @@ class Automatic1111Provider(BaseProvider):
     def _image(
         self, response: requests.Response, request: GenerationRequest, checkpoint: str, task_id: str, url: str
     ) -> GeneratedImage:
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise TransientProviderError(f"Automatic1111 at {url} answered with something that is not JSON.") from exc
+        data = json_body(response)
+        if not isinstance(data, dict):
+            raise TransientProviderError(f"Automatic1111 at {url} answered with something that is not JSON.")
         images = data.get("images") or []
         if not images:
             raise PermanentProviderError(
                 f"Automatic1111 at {url} returned no image (a script or extension may have removed it)."
             )
         try:
-            content = base64.b64decode(_strip_data_url(images[0]), validate=True)
+            content = decode_base64_image(images[0])
         except (binascii.Error, ValueError, TypeError) as exc:
             raise PermanentProviderError(f"Automatic1111 at {url} returned an image that is not valid base64.") from exc
         try:
@@ -388,7 +334,6 @@ class Automatic1111Provider(BaseProvider):
         }
         return GeneratedImage(
             content=content,
-            content_type=_sniff(content),
             seed=int(seed) if seed is not None else request.seed,
             model=info.get("sd_model_name") or checkpoint or request.model,
             provider=self.alias,
@@ -404,7 +349,7 @@ class Automatic1111Provider(BaseProvider):
         try:
             response = self._get("/sdapi/v1/options", timeout=float(self.options["health_timeout"]))
         except requests.RequestException as exc:
-            return ProviderHealth(ok=False, detail=f"Automatic1111 at {url} is unreachable ({_reason(exc)})")
+            return ProviderHealth(ok=False, detail=f"Automatic1111 at {url} is unreachable ({connection_reason(exc)})")
         if response.status_code == 404:
             return ProviderHealth(ok=False, detail=f"{url} has no /sdapi/v1 API; start the web UI with --api")
         if response.status_code == 401:
@@ -446,32 +391,26 @@ def a1111_sampler(sampler: str, scheduler: str) -> tuple[str, str]:
     error here because A1111 would silently use "Automatic" instead.
     """
     sampler, scheduler = (sampler or "").strip(), (scheduler or "").strip()
-    by_lower = {name.lower(): name for name in A1111_SAMPLERS}
-    name = SAMPLERS.get(sampler.lower()) or by_lower.get(sampler.lower(), sampler)
-    if name and name not in A1111_SAMPLERS:
+    by_lower = {name.lower(): name for name in SAMPLER_LABELS}
+    name = A1111_SAMPLERS.get(sampler.lower()) or by_lower.get(sampler.lower(), sampler)
+    if name and name not in SAMPLER_LABELS:
         for label in ("Karras", "Exponential", "Polyexponential"):
             base = name[: -len(label)].strip()
-            if name.endswith(f" {label}") and base in A1111_SAMPLERS:
+            if name.endswith(f" {label}") and base in SAMPLER_LABELS:
                 name, scheduler = base, scheduler or label
     if scheduler:
-        labels = {label.lower(): label for label in A1111_SCHEDULERS}
-        label = SCHEDULERS.get(scheduler.lower()) or labels.get(scheduler.lower())
+        labels = {label.lower(): label for label in SCHEDULER_LABELS}
+        label = A1111_SCHEDULERS.get(scheduler.lower()) or labels.get(scheduler.lower())
         if label is None:
             raise PermanentProviderError(
-                f"Automatic1111 has no scheduler {scheduler!r}; use one of {', '.join(sorted(SCHEDULERS))}."
+                f"Automatic1111 has no scheduler {scheduler!r}; use one of {', '.join(sorted(A1111_SCHEDULERS))}."
             )
         scheduler = label
     return name, scheduler
 
 
-def _snap(value: int) -> int:
-    return max(SIZE_MULTIPLE, round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)
-
-
 def _with_loras(request: GenerationRequest) -> str:
     """A1111 applies LoRAs from ``<lora:name:strength>`` tags in the prompt, in the shared stacking order."""
-    from ..comfyui.loras import build_stack
-
     stack = build_stack(request.loras, request.extra.get("character_loras") or ())
     if not stack:
         return request.prompt
@@ -495,30 +434,10 @@ def _checkpoint_names(item: dict[str, Any]) -> set[str]:
     return names - {""}
 
 
-def _strip_data_url(value: str) -> str:
-    return value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
-
-
-def _sniff(content: bytes) -> str:
-    if content.startswith(b"\x89PNG"):
-        return "image/png"
-    if content.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
-        return "image/webp"
-    return "application/octet-stream"
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection refused or reset"
-    return exc.__class__.__name__
-
-
 def _unreachable(url: str, exc: Exception) -> TransientProviderError:
-    return TransientProviderError(f"Automatic1111 at {url} is unreachable ({_reason(exc)}); is the web UI running?")
+    return TransientProviderError(
+        f"Automatic1111 at {url} is unreachable ({connection_reason(exc)}); is the web UI running?"
+    )
 
 
 def _raise_for(response: requests.Response, url: str, *, sampler: str = "") -> None:
@@ -526,10 +445,7 @@ def _raise_for(response: requests.Response, url: str, *, sampler: str = "") -> N
     status = response.status_code
     if status < 400:
         return
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
+    body = json_body(response)
     detail = body.get("detail") if isinstance(body, dict) else None
     if status == 401:
         raise PermanentProviderError(
@@ -538,7 +454,7 @@ def _raise_for(response: requests.Response, url: str, *, sampler: str = "") -> N
         )
     if status == 404 and detail == "Sampler not found":
         raise PermanentProviderError(
-            f"Automatic1111 has no sampler {sampler!r}; use one of {', '.join(A1111_SAMPLERS)}."
+            f"Automatic1111 has no sampler {sampler!r}; use one of {', '.join(SAMPLER_LABELS)}."
         )
     if status == 404 and (not detail or detail == "Not Found"):
         raise PermanentProviderError(
@@ -551,9 +467,9 @@ def _raise_for(response: requests.Response, url: str, *, sampler: str = "") -> N
             problems.append(f"{'.'.join(loc) or 'body'}: {error.get('msg', 'invalid')}")
         raise PermanentProviderError(f"Automatic1111 rejected the request: {'; '.join(problems)}.")
     message = detail or (body.get("errors") if isinstance(body, dict) else "") or response.text[:300] or response.reason
-    if status == 429 or status >= 500:
-        raise TransientProviderError(
-            f"Automatic1111 had a server error ({status}): {str(message).strip()[:300]}",
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-        )
-    raise PermanentProviderError(f"Automatic1111 rejected the request ({status}): {str(message).strip()[:300]}")
+    message = clip(message)
+    raise status_error(
+        response,
+        transient=f"Automatic1111 had a server error ({status}): {message}",
+        permanent=f"Automatic1111 rejected the request ({status}): {message}",
+    )

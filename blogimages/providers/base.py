@@ -8,84 +8,35 @@ the job decides from the class. Providers know nothing of models or storage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
+# The contract types live below both this package and ``blogimages.comfyui``; they are
+# re-exported here, where providers and hosts have always imported them from.
+from ..contract import (
+    ForwardingReporter,
+    GeneratedImage,
+    GenerationRequest,
+    Lora,
+    ModelChoice,
+    PreparedRequest,
+    ProgressReporter,
+    ProviderHealth,
+    plain_request,
+)
 
-@dataclass(frozen=True)
-class Lora:
-    name: str
-    strength: float = 1.0
-    role: str = "style"  # "style", "character" or "cinematic": decides order and strength
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    prompt: str
-    negative_prompt: str = ""
-    width: int = 1024
-    height: int = 1024
-    steps: int | None = None
-    guidance_scale: float | None = None
-    sampler: str = ""
-    scheduler: str = ""
-    seed: int | None = None  # None: the provider picks one and reports it
-    model: str = ""
-    loras: tuple[Lora, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-    result_id: int | None = None  # for logs and remote ids only
-
-
-@dataclass
-class GeneratedImage:
-    content: bytes
-    content_type: str = "image/png"
-    seed: int | None = None
-    model: str = ""
-    provider: str = ""  # alias that served it; ``auto`` fills in the one it chose
-    remote_id: str = ""
-    remote_server: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ProviderHealth:
-    ok: bool
-    detail: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` header given in seconds, or None (HTTP dates are not honoured)."""
-    return float(value) if value and value.strip().isdigit() else None
-
-
-class ProgressReporter:
-    """Passed to :meth:`BaseProvider.generate`: report progress, learn about cancels."""
-
-    def __init__(
-        self,
-        on_progress: Callable[[int, str], None] | None = None,
-        is_cancelled: Callable[[], bool] | None = None,
-        on_remote_id: Callable[[str, str], None] | None = None,
-    ):
-        self._on_progress = on_progress
-        self._is_cancelled = is_cancelled
-        self._on_remote_id = on_remote_id
-
-    def progress(self, percent: float, message: str = "") -> None:
-        if self._on_progress:
-            self._on_progress(max(0, min(100, int(percent))), message[:200])
-
-    def cancelled(self) -> bool:
-        return bool(self._is_cancelled and self._is_cancelled())
-
-    def remote_id(self, remote_id: str, server: str = "") -> None:
-        """Record the provider's own id (and server) as soon as it is known, for cancel."""
-        if self._on_remote_id:
-            self._on_remote_id(remote_id, server)
+__all__ = [
+    "BaseProvider",
+    "ForwardingReporter",
+    "GeneratedImage",
+    "GenerationRequest",
+    "Lora",
+    "ModelChoice",
+    "PreparedRequest",
+    "ProgressReporter",
+    "ProviderHealth",
+]
 
 
 class BaseProvider:
@@ -111,17 +62,43 @@ class BaseProvider:
         self.alias = alias
         self.options = {**self.default_options, **options}
 
-    def prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
-        """Check and adjust a request before any money or GPU time is spent.
+    def choose_model(self, request: GenerationRequest) -> ModelChoice:
+        """Which model ``request.model`` means here: this provider's own, or (with a note)
+        its default when the name belongs to another provider. Raise PermanentProviderError
+        for a name that is this provider's kind but one it does not have."""
+        return ModelChoice(request.model)
 
-        Returns the request to send and a list of adjustments (e.g. a snapped size) to
-        record on the result. Raise PermanentProviderError for what cannot be sent.
-        It is called twice: when the editor makes the request (so errors show at once)
-        and again in the job, so it must be quick, idempotent and make no network calls.
+    def adjust(self, request: GenerationRequest, choice: ModelChoice) -> tuple[GenerationRequest, list[str]]:
+        """Check and adjust a request for ``choice``; returns it and what was changed.
+
+        Override this (not ``prepare``): raise PermanentProviderError for what cannot be sent.
         """
         return request, []
 
-    def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
+    def prepare(self, request: GenerationRequest) -> tuple[PreparedRequest, list[str]]:
+        """Check and adjust a request before any money or GPU time is spent.
+
+        Returns the request to send and a list of adjustments (e.g. a snapped size) to
+        record on the result. It is called when the editor makes the request (so errors
+        show at once) and in the job, so it must be quick and make no network calls. A
+        request this provider already prepared is returned as it is.
+        """
+        if isinstance(request, PreparedRequest) and request.provider == self.alias:
+            return request, []
+        request = plain_request(request)
+        choice = self.choose_model(request)
+        adjusted, adjustments = self.adjust(request, choice)
+        if choice.note:
+            adjustments.append(choice.note)
+        fields = {name: getattr(adjusted, name) for name in GenerationRequest.__dataclass_fields__}
+        prepared = PreparedRequest(**fields, provider=self.alias, choice=choice, adjustments=tuple(adjustments))
+        return prepared, adjustments
+
+    def prepared(self, request: GenerationRequest) -> PreparedRequest:
+        """``request`` as ``prepare()`` leaves it; a no-op for the job's already prepared request."""
+        return self.prepare(request)[0]
+
+    def generate(self, request: PreparedRequest, reporter: ProgressReporter) -> GeneratedImage:
         raise NotImplementedError
 
     def health(self) -> ProviderHealth:

@@ -73,6 +73,17 @@ _GPT_IMAGE = {
     "max_prompt": 32000,
     "response_format": None,
 }
+# Both DALL·E models: no GPT-only parameters, answers in base64 only when asked.
+_DALL_E = {
+    "retired": "2026-05-12",
+    "replacement": "gpt-image-2",
+    "auto_size": False,
+    "background": [],
+    "output_format": [],
+    "style": [],
+    "moderation": [],
+    "response_format": "b64_json",
+}
 _GPT2 = {**_GPT_IMAGE, "sizes": None, "size_rule": GPT2_SIZE_RULE}
 _GPT25 = {**_GPT2, "quality": [*GPT_QUALITY, "xhigh", "max"]}
 
@@ -92,27 +103,44 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
     "chatgpt-image-latest": {**_GPT_IMAGE, "label": "ChatGPT image (latest)"},
     # --- retired: kept so that old settings get a clear refusal, not a 404 from the API ---
     "gpt-image-1": {
-        **_GPT_IMAGE, "label": "GPT Image 1", "retired": "2026-10-23",
+        **_GPT_IMAGE,
+        "label": "GPT Image 1",
+        "retired": "2026-10-23",
         "replacement": "gpt-image-2.5-sunburst or gpt-image-2.5-flare",
     },
     "dall-e-3": {
-        "label": "DALL·E 3", "retired": "2026-05-12", "replacement": "gpt-image-2",
-        "sizes": ["1024x1024", "1792x1024", "1024x1792"], "auto_size": False, "n": [1, 1],
-        "quality": ["standard", "hd"], "background": [], "output_format": [], "style": ["vivid", "natural"],
-        "moderation": [], "max_prompt": 4000, "response_format": "b64_json",
+        **_DALL_E,
+        "label": "DALL·E 3",
+        "sizes": ["1024x1024", "1792x1024", "1024x1792"],
+        "n": [1, 1],
+        "quality": ["standard", "hd"],
+        "style": ["vivid", "natural"],
+        "max_prompt": 4000,
     },
     "dall-e-2": {
-        "label": "DALL·E 2", "retired": "2026-05-12", "replacement": "gpt-image-2",
-        "sizes": ["256x256", "512x512", "1024x1024"], "auto_size": False, "n": [1, 10],
-        "quality": ["standard"], "background": [], "output_format": [], "style": [],
-        "moderation": [], "max_prompt": 1000, "response_format": "b64_json",
+        **_DALL_E,
+        "label": "DALL·E 2",
+        "sizes": ["256x256", "512x512", "1024x1024"],
+        "n": [1, 10],
+        "quality": ["standard"],
+        "max_prompt": 1000,
     },
 }
 
 CHOICE_KEYS = ("quality", "background", "output_format", "style", "moderation")
 ENTRY_KEYS = {
-    "label", "retired", "replacement", "sizes", "size_rule", "auto_size", "n", *CHOICE_KEYS, "translate",
-    "max_prompt", "response_format", "base",
+    "label",
+    "retired",
+    "replacement",
+    "sizes",
+    "size_rule",
+    "auto_size",
+    "n",
+    *CHOICE_KEYS,
+    "translate",
+    "max_prompt",
+    "response_format",
+    "base",
 }
 SIZE_RULE_KEYS = {"multiple", "min_side", "max_side", "min_pixels", "max_pixels", "max_aspect"}
 
@@ -277,8 +305,16 @@ def _caps(model: str, entry: dict[str, Any], where: str) -> ModelCaps:
             raise bad(f"{key} must be a list of strings.")
         choices[key] = tuple(values)
     return ModelCaps(
-        model=model, label=entry.get("label") or model, retired=entry.get("retired") or None,
-        replacement=entry.get("replacement") or "", sizes=sizes, size_rule=dict(rule) if rule else None,
-        auto_size=bool(entry.get("auto_size")), n=(int(n[0]), int(n[1])), translate=entry.get("translate") or None,
-        max_prompt=entry.get("max_prompt"), response_format=entry.get("response_format") or None, **choices,
+        model=model,
+        label=entry.get("label") or model,
+        retired=entry.get("retired") or None,
+        replacement=entry.get("replacement") or "",
+        sizes=sizes,
+        size_rule=dict(rule) if rule else None,
+        auto_size=bool(entry.get("auto_size")),
+        n=(int(n[0]), int(n[1])),
+        translate=entry.get("translate") or None,
+        max_prompt=entry.get("max_prompt"),
+        response_format=entry.get("response_format") or None,
+        **choices,
     )

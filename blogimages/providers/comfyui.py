@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -28,15 +27,14 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..comfyui.client import ComfyUIClient
 from ..comfyui.servers import ServerPool
-from ..comfyui.workflows import Workflow, adapt, choose, graph_for, load_workflows
+from ..comfyui.workflows import Workflow
+from ..contract import ForwardingReporter, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
 from ..exceptions import ProviderError, TransientProviderError
-from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+from .workflow import WorkflowProvider
 
 logger = logging.getLogger("blogimages.comfyui")
 
 DEFAULT_URL = "http://127.0.0.1:8188"
-# Seeds stay below 2**53 so a graph opened in ComfyUI's web page (JavaScript numbers) keeps them exact.
-SEED_LIMIT = 2**53
 
 
 def configured_urls(value: Any) -> list[str]:
@@ -47,8 +45,9 @@ def configured_urls(value: Any) -> list[str]:
     return [str(item).strip().rstrip("/") for item in items if str(item).strip()]
 
 
-class ComfyUIProvider(BaseProvider):
+class ComfyUIProvider(WorkflowProvider):
     label = "ComfyUI"
+    kind = "ComfyUI"
     is_cloud = False
     default_options: ClassVar[dict[str, Any]] = {
         "urls": None,  # list or comma-separated string; None: COMFYUI_URLS, COMFYUI_API_URL, then the local default
@@ -76,12 +75,6 @@ class ComfyUIProvider(BaseProvider):
                 raise ImproperlyConfigured(f"{where}: {url!r} is not an http(s) URL of a ComfyUI server.")
         if not self.urls:
             raise ImproperlyConfigured(f"{where}: no ComfyUI server URL (set OPTIONS['urls'] or COMFYUI_URLS).")
-        self.workflows = load_workflows(self.options["workflows"], where=where)
-        if self.options["workflow"] not in self.workflows:
-            raise ImproperlyConfigured(
-                f"{where}: workflow {self.options['workflow']!r} is not defined; choose one of "
-                f"{', '.join(sorted(self.workflows))}."
-            )
         self.pool = ServerPool(
             self.urls,
             connect_timeout=float(self.options["connect_timeout"]),
@@ -94,28 +87,14 @@ class ComfyUIProvider(BaseProvider):
         self._checked: dict[tuple[str, str, bool], float] = {}
         self._object_info: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 
-    # --- choosing the workflow ----------------------------------------------------------------------
-
-    def select(self, request: GenerationRequest) -> tuple[Workflow, str]:
-        """The workflow for a request and the model file to put in it ("" keeps the template's)."""
-        return choose(self.workflows, request, self.options["workflow"], f"The ComfyUI provider {self.alias!r}")
-
-    def prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
-        workflow, _ = self.select(request)
-        return adapt(workflow, request)
-
     # --- generating ---------------------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
         started = time.monotonic()
         limit = float(self.options["timeout"])
-        workflow, model_file = self.select(request)
-        # ComfyUI answers an identical graph from its cache without running anything, so
-        # an unpinned seed must change every time.
-        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(SEED_LIMIT)
-        graph, stack = graph_for(
-            workflow, request, model_file=model_file, seed=seed, filename_prefix=self.options["filename_prefix"]
-        )
+        request = self.prepared(request)
+        workflow, graph, stack, seed = self.build_graph(request)
+        model_file = request.choice.file
         errors: list[str] = []
         for server in self.pool.ranked():
             client = self.pool.client(server.url)
@@ -126,10 +105,15 @@ class ComfyUIProvider(BaseProvider):
                 if remaining <= 0:
                     raise TransientProviderError(f"No ComfyUI server took the prompt within {limit:g} s.")
                 submission, output = client.run(
-                    graph, _Watch(reporter, submitted), output_node=workflow.output, timeout=remaining,
-                    poll_interval=float(self.options["poll_interval"]), queue_ahead=server.queue, limit=limit,
+                    graph,
+                    _Watch(reporter, submitted),
+                    output_node=workflow.output,
+                    timeout=remaining,
+                    poll_interval=float(self.options["poll_interval"]),
+                    queue_ahead=server.queue,
+                    limit=limit,
                 )
-                content, content_type = client.view(output.image)
+                content = client.view(output.image)
             except TransientProviderError as exc:
                 self.pool.record_failure(server.url, str(exc))
                 if submitted:
@@ -139,7 +123,6 @@ class ComfyUIProvider(BaseProvider):
             self.pool.used(server.url)
             return GeneratedImage(
                 content=content,
-                content_type=content_type,
                 seed=seed,
                 model=request.model or workflow.name,
                 provider=self.alias,
@@ -226,23 +209,14 @@ class ComfyUIProvider(BaseProvider):
             "skipped_for": round(self.pool.skipped_for(url)),
         }
 
-    def models(self) -> list[str]:
-        return list(self.workflows)
 
-
-class _Watch(ProgressReporter):
+class _Watch(ForwardingReporter):
     """Passes everything to the job's reporter and notes that the server accepted the prompt."""
 
     def __init__(self, inner: ProgressReporter, submitted: list[str]):
-        super().__init__()
-        self.inner, self.submitted = inner, submitted
-
-    def progress(self, percent: float, message: str = "") -> None:
-        self.inner.progress(percent, message)
-
-    def cancelled(self) -> bool:
-        return self.inner.cancelled()
+        super().__init__(inner)
+        self.submitted = submitted
 
     def remote_id(self, remote_id: str, server: str = "") -> None:
         self.submitted.append(remote_id)
-        self.inner.remote_id(remote_id, server)
+        super().remote_id(remote_id, server)

@@ -20,7 +20,6 @@ import inspect
 import io
 import logging
 import os
-import random
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -28,8 +27,21 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from ..comfyui.loras import build_stack
+from ..contract import (
+    GeneratedImage,
+    GenerationRequest,
+    ModelChoice,
+    PreparedRequest,
+    ProgressReporter,
+    ProviderHealth,
+    seed_for,
+    snapped_size,
+)
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
-from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+from ..remote import clip
+from ..samplers import comfyui_sampler
+from .base import BaseProvider
 
 logger = logging.getLogger("blogimages.providers.diffusers")
 
@@ -39,20 +51,17 @@ PACKAGES = ("torch", "diffusers")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 SIZE_MULTIPLE = 8
 
-#: ComfyUI sampler names (and A1111's) -> a diffusers scheduler class and its options.
+#: ComfyUI sampler names (A1111's labels are translated first) -> a diffusers scheduler class and its options.
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler": ("EulerDiscreteScheduler", {}),
     "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
-    "euler a": ("EulerAncestralDiscreteScheduler", {}),
     "heun": ("HeunDiscreteScheduler", {}),
     "dpm_2": ("KDPM2DiscreteScheduler", {}),
     "dpm_2_ancestral": ("KDPM2AncestralDiscreteScheduler", {}),
     "lms": ("LMSDiscreteScheduler", {}),
     "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
-    "dpm++ 2m": ("DPMSolverMultistepScheduler", {}),
     "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
     "dpmpp_2m_sde_gpu": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
-    "dpm++ 2m sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
     "dpmpp_sde": ("DPMSolverSDEScheduler", {}),
     "dpmpp_sde_gpu": ("DPMSolverSDEScheduler", {}),
     "ddim": ("DDIMScheduler", {}),
@@ -60,7 +69,6 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "pndm": ("PNDMScheduler", {}),
     "uni_pc": ("UniPCMultistepScheduler", {}),
     "uni_pc_bh2": ("UniPCMultistepScheduler", {"solver_type": "bh2"}),
-    "unipc": ("UniPCMultistepScheduler", {}),
     "deis": ("DEISMultistepScheduler", {}),
     "lcm": ("LCMScheduler", {}),
 }
@@ -108,30 +116,30 @@ class DiffusersProvider(BaseProvider):
 
     # --- the request ----------------------------------------------------------------------------------
 
-    def prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
-        adjustments = []
-        width, height = (
-            max(SIZE_MULTIPLE, round(side / SIZE_MULTIPLE) * SIZE_MULTIPLE) for side in (request.width, request.height)
+    def choose_model(self, request: GenerationRequest) -> ModelChoice:
+        """A pipeline (repo id or folder); a checkpoint file name is another provider's."""
+        model = request.model
+        if not model or is_pipeline_name(model):
+            return ModelChoice(model or self.options["model"])
+        # A checkpoint file meant for ComfyUI or A1111 (e.g. when ``auto`` falls back here):
+        # diffusers loads pipeline folders, so the configured one is used instead.
+        return ModelChoice(
+            self.options["model"],
+            note=f"model {model!r} is a checkpoint file name, not a diffusers pipeline; used {self.options['model']}",
         )
+
+    def adjust(self, request: GenerationRequest, choice: ModelChoice) -> tuple[GenerationRequest, list[str]]:
+        adjustments = []
+        width, height = snapped_size(request, SIZE_MULTIPLE)
         if (width, height) != (request.width, request.height):
             adjustments.append(
                 f"size {request.width}x{request.height} snapped to {width}x{height} "
                 f"(diffusers needs multiples of {SIZE_MULTIPLE})"
             )
         scheduler_spec(request.sampler, request.scheduler)  # refuses names it cannot honour
-        model = request.model
-        if model and not is_pipeline_name(model):
-            # A checkpoint file meant for ComfyUI or A1111 (e.g. when ``auto`` falls back here):
-            # diffusers loads pipeline folders, so the configured one is used instead.
-            adjustments.append(
-                f"model {model!r} is a checkpoint file name, not a diffusers pipeline; used {self.options['model']}"
-            )
-            model = ""
+        model = request.model if not choice.note else ""
         steps = request.steps or int(self.options["steps"])
         return replace(request, width=width, height=height, steps=steps, model=model), adjustments
-
-    def model_name(self, request: GenerationRequest | None = None) -> str:
-        return (request.model if request and request.model else "") or self.options["model"]
 
     def models(self) -> list[str]:
         return [self.options["model"]]
@@ -139,8 +147,8 @@ class DiffusersProvider(BaseProvider):
     # --- generating -------------------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
-        request, _ = self.prepare(request)
-        model = self.model_name(request)
+        request = self.prepared(request)
+        model = request.choice.name
         path = locate_model(model, self.options["cache_dir"])
         missing = missing_packages()
         if missing:
@@ -154,7 +162,7 @@ class DiffusersProvider(BaseProvider):
         device = self.device(torch)
         if device == "cpu" and not self.options["allow_cpu"]:
             raise PermanentProviderError("The diffusers provider has no GPU here and allow_cpu is off.")
-        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
+        seed = seed_for(request, 2**32)
         with _RUN_LOCK:
             pipe = self.pipeline(model, path, device, torch)
             try:
@@ -173,7 +181,6 @@ class DiffusersProvider(BaseProvider):
         image.save(buffer, format="PNG")
         return GeneratedImage(
             content=buffer.getvalue(),
-            content_type="image/png",
             seed=seed,
             model=model,
             provider=self.alias,
@@ -186,7 +193,7 @@ class DiffusersProvider(BaseProvider):
         )
 
     def _run(
-        self, pipe: Any, request: GenerationRequest, seed: int, reporter: ProgressReporter, torch: Any
+        self, pipe: Any, request: PreparedRequest, seed: int, reporter: ProgressReporter, torch: Any
     ) -> tuple[Any, str]:
         steps = int(request.steps or self.options["steps"])
         original_scheduler = pipe.scheduler
@@ -235,8 +242,6 @@ class DiffusersProvider(BaseProvider):
     # --- LoRAs -------------------------------------------------------------------------------------------
 
     def _loras(self, request: GenerationRequest) -> list[tuple[Path, float]]:
-        from ..comfyui.loras import build_stack
-
         stack = build_stack(request.loras, request.extra.get("character_loras") or ())
         found, missing = [], []
         for lora in stack:
@@ -305,7 +310,7 @@ class DiffusersProvider(BaseProvider):
                 else:
                     hint = f"fetch it again with: huggingface-cli download {model}"
                 raise PermanentProviderError(
-                    f"The local copy of {model} at {path} cannot be loaded ({_clip(exc)}); {hint}."
+                    f"The local copy of {model} at {path} cannot be loaded ({clip(exc)}); {hint}."
                 ) from exc
             if self.options["cpu_offload"] and device != "cpu":
                 pipe.enable_model_cpu_offload(device=device)
@@ -377,11 +382,11 @@ def scheduler_spec(sampler: str, scheduler: str) -> tuple[str, dict[str, Any]]:
         return "", {}
     if sampler_key.endswith("Scheduler"):  # a diffusers class name, used as given
         return sampler_key, dict(SCHEDULERS[scheduler_key])
-    spec = SAMPLERS.get(sampler_key.lower())
+    spec = SAMPLERS.get(comfyui_sampler(sampler_key))
     if spec is None:
         raise PermanentProviderError(
             f"diffusers has no sampler {sampler!r}; use one of "
-            f"{', '.join(sorted(k for k in SAMPLERS if ' ' not in k))} or a diffusers scheduler class name."
+            f"{', '.join(sorted(SAMPLERS))} or a diffusers scheduler class name."
         )
     return spec[0], {**spec[1], **SCHEDULERS[scheduler_key]}
 
@@ -457,8 +462,3 @@ def _is_oom(torch: Any, exc: BaseException) -> bool:
 def _free(torch: Any) -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _clip(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

@@ -7,9 +7,7 @@ so a 429 is not retried twice over and the editor sees one count of attempts.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import email.utils
 import math
 import os
 import threading
@@ -20,14 +18,15 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from ..contract import GeneratedImage, GenerationRequest, ModelChoice, PreparedRequest, ProgressReporter, ProviderHealth
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
-from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+from ..remote import BlockingCall, decode_base64_image, is_transient_status, retry_after
+from .base import BaseProvider
 from .capabilities import CHOICE_KEYS, DEFAULT_MODEL, ModelCaps, build_table, parse_size
 
 SAFETY_CODES = {"moderation_blocked", "content_policy_violation"}
 # A 429 that waiting cannot fix: the account is out of money, not over a rate.
 QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"}
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 NOT_CONFIGURED = (
     "OpenAI is not configured: set OPENAI_API_KEY (or the older OPENAI_AUTH_TOKEN) in the environment, "
     "or the provider's 'api_key' option."
@@ -103,9 +102,12 @@ class OpenAIImagesProvider(BaseProvider):
                 import openai
 
                 client = openai.OpenAI(
-                    api_key=key, base_url=base_url, organization=self.options["organization"],
+                    api_key=key,
+                    base_url=base_url,
+                    organization=self.options["organization"],
                     default_headers=self.options["default_headers"] or None,
-                    timeout=float(self.options["timeout"]), max_retries=0,
+                    timeout=float(self.options["timeout"]),
+                    max_retries=0,
                 )
                 self._clients[(key, base_url)] = client
             return client
@@ -115,9 +117,14 @@ class OpenAIImagesProvider(BaseProvider):
 
     # --- checking a request ---------------------------------------------------------------------
 
-    def prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
-        prepared, _, adjustments = self._resolve(request)
-        return prepared, adjustments
+    def choose_model(self, request: GenerationRequest) -> ModelChoice:
+        """The model id; a name that is neither in the table nor shaped like OpenAI's is
+        another provider's (a ComfyUI workflow or a checkpoint from a shared setting)."""
+        model = request.model or self.options["model"]
+        if model in self.table or model.lower().startswith(OPENAI_MODEL_PREFIXES):
+            return ModelChoice(model)
+        default = self.options["model"]
+        return ModelChoice(default, note=f"model {model!r} is not an OpenAI image model; used {default}")
 
     def _caps(self, model: str) -> ModelCaps:
         caps = self.table.get(model)
@@ -131,161 +138,81 @@ class OpenAIImagesProvider(BaseProvider):
             raise PermanentProviderError(f"OpenAI retired {caps.label} ({model}) on {caps.retired}{instead}.")
         return caps
 
-    def _resolve(self, request: GenerationRequest) -> tuple[GenerationRequest, dict[str, Any], list[str]]:
-        """(the request as it will be sent, the API's keyword arguments, adjustments made).
+    def adjust(self, request: GenerationRequest, choice: ModelChoice) -> tuple[GenerationRequest, list[str]]:
+        """Check the request against the model's capabilities, before anything is paid for.
 
-        Idempotent: resolving a resolved request changes nothing more, so ``generate``
-        can resolve again without trusting that ``prepare`` ran.
+        The prepared request holds every value the API is sent (see :meth:`api_arguments`).
         """
-        model = request.model or self.options["model"]
-        adjustments: list[str] = []
-        if model not in self.table and not model.lower().startswith(OPENAI_MODEL_PREFIXES):
-            # A setting shared by several providers names a ComfyUI workflow or a checkpoint
-            # ("sd35_large_turbo"): OpenAI cannot run it, so its own model is used, and said so.
-            adjustments.append(f"model {model!r} is not an OpenAI image model; used {self.options['model']}")
-            model = self.options["model"]
+        model = choice.name
         caps = self._caps(model)
         if caps.max_prompt and len(request.prompt) > caps.max_prompt:
             raise PermanentProviderError(
                 f"The prompt is {len(request.prompt)} characters; {model} takes at most {caps.max_prompt}."
             )
+        adjustments: list[str] = []
         extra = dict(request.extra)
-        values: dict[str, str] = {}
+        self._check_choices(caps, extra, adjustments)
+        _check_compression(extra)
+        _check_n(caps, extra.get("n", 1))
+        width, height = _sized(caps, request, extra, adjustments)
+        ignored = [
+            name
+            for name, value in (
+                ("negative prompt", request.negative_prompt),
+                ("steps", request.steps),
+                ("guidance", request.guidance_scale),
+                ("sampler", request.sampler),
+                ("scheduler", request.scheduler),
+                ("LoRAs", request.loras),
+                ("seed", request.seed is not None),
+            )
+            if value
+        ]
+        if ignored:
+            adjustments.append(f"OpenAI does not use {', '.join(ignored)}; they were not sent")
+        return replace(request, model=model, width=width, height=height, extra=extra), adjustments
+
+    def _check_choices(self, caps: ModelCaps, extra: dict[str, Any], adjustments: list[str]) -> None:
+        """Write each choice (quality, style, ...) into ``extra`` as sent: checked, translated or dropped."""
         for key in CHOICE_KEYS:
             raw = extra.get(key)
             if raw in (None, ""):
                 raw = self.options[key]
             if raw in (None, ""):
                 continue
-            value = str(raw).strip().lower()  # legacy settings say "HD" as often as "hd"
-            allowed = caps.allowed(key)
-            translation = (caps.translate or {}).get(key, {})
-            name = key.replace("_", " ")
-            if value not in allowed and value in translation:
-                new = translation[value]
-                if not new:
-                    adjustments.append(f"{name} {value!r} dropped: {model} takes no {name}; describe it in the prompt")
-                    extra.pop(key, None)
-                    continue
-                adjustments.append(f"{name} {value!r} is not one of {model}'s; sent {new!r}")
-                value = new
-            if value not in allowed:
-                if not allowed:
-                    raise PermanentProviderError(
-                        f"{model} takes no {name}, so {value!r} cannot be used; leave it empty."
-                    )
-                raise PermanentProviderError(
-                    f"{name.capitalize()} {value!r} is not available for {model}; choose one of {', '.join(allowed)}."
-                )
-            values[key] = extra[key] = value
-        if values.get("background") == "transparent" and values.get("output_format") == "jpeg":
+            value = _translated(caps, key, str(raw).strip().lower(), adjustments)  # legacy says "HD" as often
+            if value is None:
+                extra.pop(key, None)
+            else:
+                extra[key] = value
+        if extra.get("background") == "transparent" and extra.get("output_format") == "jpeg":
             raise PermanentProviderError("A transparent background needs output format png or webp, not jpeg.")
 
-        kwargs: dict[str, Any] = {"model": model, "prompt": request.prompt, **values}
-        compression = extra.get("output_compression")
-        if compression not in (None, ""):
-            if values.get("output_format") not in ("jpeg", "webp"):
-                raise PermanentProviderError(
-                    "Output compression only applies to jpeg or webp output; set output_format."
-                )
-            if not (isinstance(compression, int) and 0 <= compression <= 100):
-                raise PermanentProviderError(
-                    f"Output compression must be a whole number from 0 to 100, not {compression!r}."
-                )
-            kwargs["output_compression"] = compression
-
-        n = extra.get("n", 1)
-        if not isinstance(n, int) or not caps.n[0] <= n <= caps.n[1]:
-            raise PermanentProviderError(f"{model} makes {caps.n[0]} to {caps.n[1]} images per request, not {n!r}.")
-        if n != 1:
-            raise PermanentProviderError(
-                f"Each result holds one image, so n={n} cannot be used; request several results instead."
-            )
-        kwargs["n"] = 1
-        if caps.response_format:
-            kwargs["response_format"] = caps.response_format
-
-        width, height = request.width, request.height
-        size = extra.get("size")
-        if size == "auto":
-            if not caps.auto_size:
-                raise PermanentProviderError(f"{model} cannot choose its own size; give a width and height.")
-            kwargs["size"] = "auto"
-        else:
-            if size:
-                try:
-                    width, height = parse_size(size)
-                except ValueError as exc:
-                    raise PermanentProviderError(f"Size {exc}; write it like 1536x1024.") from None
-                extra.pop("size")
-            new_w, new_h, why = caps.snap_size(width, height)
-            if why:
-                adjustments.append(f"size {width}x{height} changed to {new_w}x{new_h}: {model} {why}")
-            width, height = new_w, new_h
-            kwargs["size"] = f"{width}x{height}"
-
-        ignored = [
-            name for name, value in (
-                ("negative prompt", request.negative_prompt), ("steps", request.steps),
-                ("guidance", request.guidance_scale), ("sampler", request.sampler),
-                ("scheduler", request.scheduler), ("LoRAs", request.loras), ("seed", request.seed is not None),
-            ) if value
-        ]
-        if ignored:
-            adjustments.append(f"OpenAI does not use {', '.join(ignored)}; they were not sent")
-        prepared = replace(request, model=model, width=width, height=height, extra=extra)
-        return prepared, kwargs, adjustments
+    def api_arguments(self, request: PreparedRequest) -> dict[str, Any]:
+        """The Images API's keyword arguments for a prepared request."""
+        extra = request.extra
+        kwargs: dict[str, Any] = {"model": request.model, "prompt": request.prompt, "n": 1}
+        kwargs.update({key: extra[key] for key in CHOICE_KEYS if extra.get(key) not in (None, "")})
+        if extra.get("output_compression") not in (None, ""):
+            kwargs["output_compression"] = extra["output_compression"]
+        response_format = self.table[request.model].response_format
+        if response_format:
+            kwargs["response_format"] = response_format
+        kwargs["size"] = "auto" if extra.get("size") == "auto" else f"{request.width}x{request.height}"
+        return kwargs
 
     # --- generating ---------------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
-        import openai
-
-        request, kwargs, _ = self._resolve(request)
+        request = self.prepared(request)
+        kwargs = self.api_arguments(request)
         client = self.client()
         if reporter.cancelled():
             raise GenerationCancelled("Cancelled before the request was sent to OpenAI.")
         reporter.progress(2, f"sent to OpenAI ({request.model})")
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
-
-        def call() -> None:
-            try:
-                raw = client.images.with_raw_response.generate(**kwargs)
-                outcome["request_id"] = raw.headers.get("x-request-id", "")
-                outcome["response"] = raw.parse()
-            except BaseException as exc:  # noqa: BLE001 - handed to the job's thread below
-                outcome["error"] = exc
-            finally:
-                done.set()
-
-        # The call blocks for up to a minute or more; run it aside so this thread keeps
-        # heartbeating and notices a cancel instead of looking stuck.
         started = time.monotonic()
-        threading.Thread(target=call, name=f"blogimages-openai-{request.result_id}", daemon=True).start()
-        while not done.wait(POLL_EVERY):
-            if reporter.cancelled():
-                raise GenerationCancelled("Cancelled while OpenAI was generating (OpenAI may still bill for it).")
-            elapsed = time.monotonic() - started
-            reporter.progress(5 + 85 * (1 - math.exp(-elapsed / 30)), f"OpenAI is drawing ({elapsed:.0f} s)")
+        request_id, response = self._call(client, kwargs, request, reporter)
         elapsed = time.monotonic() - started
-
-        error = outcome.get("error")
-        if isinstance(error, openai.APIStatusError):
-            raise self._status_error(error) from error
-        if isinstance(error, openai.APITimeoutError):
-            raise TransientProviderError(
-                f"OpenAI did not answer within {self.options['timeout']:g} seconds."
-            ) from error
-        if isinstance(error, openai.APIConnectionError):
-            where = self.base_url() or "api.openai.com"
-            raise TransientProviderError(f"Could not reach OpenAI at {where}: {error.__cause__ or error}.") from error
-        if isinstance(error, openai.OpenAIError):
-            raise TransientProviderError(f"OpenAI's answer could not be read ({error}).") from error
-        if error is not None:
-            raise error
-
-        response = outcome["response"]
         item = (response.data or [None])[0]
         if item is None or not item.b64_json:
             raise PermanentProviderError(
@@ -294,33 +221,61 @@ class OpenAIImagesProvider(BaseProvider):
                 + "."
             )
         try:
-            content = base64.b64decode(item.b64_json, validate=True)
+            content = decode_base64_image(item.b64_json)
         except (binascii.Error, ValueError) as exc:
             raise PermanentProviderError(f"OpenAI sent an image that is not valid base64 ({exc}).") from exc
-        output_format = response.output_format or kwargs.get("output_format") or "png"
         metadata = {
             "revised_prompt": item.revised_prompt,
             "usage": response.usage.model_dump(exclude_none=True) if response.usage else None,
             "size": response.size or kwargs["size"],
             "quality": response.quality or kwargs.get("quality"),
             "background": response.background or kwargs.get("background"),
-            "output_format": output_format,
-            "request_id": outcome.get("request_id") or None,
+            "output_format": response.output_format or kwargs.get("output_format") or "png",
+            "request_id": request_id or None,
             "seconds": round(elapsed, 2),
         }
         reporter.progress(100, "received from OpenAI")
         return GeneratedImage(
-            content=content, content_type=CONTENT_TYPES.get(output_format, "image/png"), seed=None,
-            model=request.model, provider=self.alias,
+            content=content,
+            seed=None,
+            model=request.model,
+            provider=self.alias,
             metadata={key: value for key, value in metadata.items() if value not in (None, "")},
         )
+
+    def _call(
+        self, client: Any, kwargs: dict[str, Any], request: PreparedRequest, reporter: ProgressReporter
+    ) -> tuple[str, Any]:
+        """OpenAI's request id and parsed answer, with progress and cancel checks while OpenAI works."""
+        import openai
+
+        # The call blocks for up to a minute or more; run it aside so this thread keeps
+        # heartbeating and notices a cancel instead of looking stuck.
+        started = time.monotonic()
+        call = BlockingCall(lambda: _send(client, kwargs), name=f"blogimages-openai-{request.result_id}")
+        while not call.wait(POLL_EVERY):
+            if reporter.cancelled():
+                raise GenerationCancelled("Cancelled while OpenAI was generating (OpenAI may still bill for it).")
+            elapsed = time.monotonic() - started
+            reporter.progress(5 + 85 * (1 - math.exp(-elapsed / 30)), f"OpenAI is drawing ({elapsed:.0f} s)")
+        try:
+            return call.result()
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from exc
+        except openai.APITimeoutError as exc:
+            raise TransientProviderError(f"OpenAI did not answer within {self.options['timeout']:g} seconds.") from exc
+        except openai.APIConnectionError as exc:
+            where = self.base_url() or "api.openai.com"
+            raise TransientProviderError(f"Could not reach OpenAI at {where}: {exc.__cause__ or exc}.") from exc
+        except openai.OpenAIError as exc:
+            raise TransientProviderError(f"OpenAI's answer could not be read ({exc}).") from exc
 
     def _status_error(self, exc) -> PermanentProviderError | TransientProviderError:
         body = exc.body if isinstance(exc.body, dict) else {}
         code = str(exc.code or body.get("code") or "")
         message = _clause(_api_message(exc))
         status = exc.status_code
-        retry_after = retry_after_seconds(exc.response.headers)
+        wait = retry_after(exc.response.headers)
         if code in SAFETY_CODES:
             return PermanentProviderError(
                 f"OpenAI's safety system blocked this request ({code}); reword the prompt, "
@@ -331,11 +286,10 @@ class OpenAIImagesProvider(BaseProvider):
                 f"OpenAI says the account has no quota left ({code}); add credit or raise the limit, then try again."
             )
         if status == 429:
-            return TransientProviderError(
-                f"OpenAI is rate limiting requests (429): {message}.", retry_after=retry_after
-            )
-        if status >= 500 or status in (408, 409):
-            return TransientProviderError(f"OpenAI had a server error ({status}): {message}.", retry_after=retry_after)
+            return TransientProviderError(f"OpenAI is rate limiting requests (429): {message}.", retry_after=wait)
+        # 409: OpenAI's own "try again" (a lock timeout), retried by its SDK too.
+        if is_transient_status(status) or status == 409:
+            return TransientProviderError(f"OpenAI had a server error ({status}): {message}.", retry_after=wait)
         if status == 401:
             return PermanentProviderError(f"OpenAI rejected the API key (401: {message}); check OPENAI_API_KEY.")
         if status == 403:
@@ -369,6 +323,72 @@ class OpenAIImagesProvider(BaseProvider):
         return ProviderHealth(ok=True, detail=f"reachable at {info['base_url']}", info=info)
 
 
+def _translated(caps: ModelCaps, key: str, value: str, adjustments: list[str]) -> str | None:
+    """``value`` as the model takes it (a legacy value translated, with a note); None when dropped."""
+    model, allowed, name = caps.model, caps.allowed(key), key.replace("_", " ")
+    translation = (caps.translate or {}).get(key, {})
+    if value not in allowed and value in translation:
+        new = translation[value]
+        if not new:
+            adjustments.append(f"{name} {value!r} dropped: {model} takes no {name}; describe it in the prompt")
+            return None
+        adjustments.append(f"{name} {value!r} is not one of {model}'s; sent {new!r}")
+        value = new
+    if value in allowed:
+        return value
+    if not allowed:
+        raise PermanentProviderError(f"{model} takes no {name}, so {value!r} cannot be used; leave it empty.")
+    raise PermanentProviderError(
+        f"{name.capitalize()} {value!r} is not available for {model}; choose one of {', '.join(allowed)}."
+    )
+
+
+def _check_compression(extra: dict[str, Any]) -> None:
+    compression = extra.get("output_compression")
+    if compression in (None, ""):
+        return
+    if extra.get("output_format") not in ("jpeg", "webp"):
+        raise PermanentProviderError("Output compression only applies to jpeg or webp output; set output_format.")
+    if not (isinstance(compression, int) and 0 <= compression <= 100):
+        raise PermanentProviderError(f"Output compression must be a whole number from 0 to 100, not {compression!r}.")
+
+
+def _check_n(caps: ModelCaps, n: Any) -> None:
+    if not isinstance(n, int) or not caps.n[0] <= n <= caps.n[1]:
+        raise PermanentProviderError(f"{caps.model} makes {caps.n[0]} to {caps.n[1]} images per request, not {n!r}.")
+    if n != 1:
+        raise PermanentProviderError(
+            f"Each result holds one image, so n={n} cannot be used; request several results instead."
+        )
+
+
+def _send(client: Any, kwargs: dict[str, Any]) -> tuple[str, Any]:
+    raw = client.images.with_raw_response.generate(**kwargs)
+    return raw.headers.get("x-request-id", ""), raw.parse()
+
+
+def _sized(
+    caps: ModelCaps, request: GenerationRequest, extra: dict[str, Any], adjustments: list[str]
+) -> tuple[int, int]:
+    """The width and height to send; ``extra["size"]`` ("WxH") is folded into them, "auto" kept."""
+    width, height = request.width, request.height
+    size = extra.get("size")
+    if size == "auto":
+        if not caps.auto_size:
+            raise PermanentProviderError(f"{caps.model} cannot choose its own size; give a width and height.")
+        return width, height
+    if size:
+        try:
+            width, height = parse_size(size)
+        except ValueError as exc:
+            raise PermanentProviderError(f"Size {exc}; write it like 1536x1024.") from None
+        extra.pop("size")
+    new_w, new_h, why = caps.snap_size(width, height)
+    if why:
+        adjustments.append(f"size {width}x{height} changed to {new_w}x{new_h}: {caps.model} {why}")
+    return new_w, new_h
+
+
 def _api_message(exc) -> str:
     """The server's own words: the body's message, not the client's "Error code: 429 - {...}" rendering."""
     body = exc.body if isinstance(exc.body, dict) else {}
@@ -379,21 +399,3 @@ def _clause(text: str) -> str:
     """An API message cut to size, without its closing full stop (ours ends the sentence)."""
     text = " ".join(text.split())[:300]
     return text.rstrip(".!") or "no message"
-
-
-def retry_after_seconds(headers) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date); None if absent."""
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            parsed = email.utils.parsedate_tz(value)
-            if parsed is None:
-                continue
-            seconds = email.utils.mktime_tz(parsed) - time.time()
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    return None

@@ -14,7 +14,9 @@ import time
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+from ..contract import GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth, seed_for
+from ..exceptions import GenerationCancelled
+from .base import BaseProvider
 
 # Placeholders are drawn small and scaled to the asked size: big enough to read,
 # cheap enough that a 50-section post generates in seconds.
@@ -29,19 +31,19 @@ class PlaceholderProvider(BaseProvider):
     }
 
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
-        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**32)
+        seed = seed_for(request, 2**32)
         steps = max(1, int(self.options["steps"]))
         for step in range(steps):
             if reporter.cancelled():
-                from ..exceptions import GenerationCancelled
-
                 raise GenerationCancelled("Cancelled while generating.")
             if self.options["delay"]:
                 time.sleep(float(self.options["delay"]) / steps)
             reporter.progress(100 * (step + 1) / (steps + 1), f"step {step + 1}/{steps}")
         content = render_placeholder(request, seed, provider=self.alias)
         return GeneratedImage(
-            content=content, content_type="image/png", seed=seed, model=request.model or "placeholder",
+            content=content,
+            seed=seed,
+            model=request.model or "placeholder",
             provider=self.alias,
         )
 

@@ -19,38 +19,41 @@ prefix.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
 import math
 import os
-import random
 import time
 from typing import Any
 
 import requests
 from django.core.exceptions import ImproperlyConfigured
 
-from ..comfyui.workflows import Workflow, adapt, choose, graph_for, load_workflows
+from ..contract import GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
-from .base import BaseProvider, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth, retry_after_seconds
+from ..remote import (
+    clip,
+    connection_reason,
+    decode_base64_image,
+    image_type,
+    is_transient_status,
+    json_body,
+    status_error,
+)
+from .workflow import WorkflowProvider
 
 logger = logging.getLogger("blogimages.providers.runpod")
 
 DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
-# ``request.extra`` keys that steer the provider rather than fill a workflow input (as for ComfyUI).
-STEERING = {"workflow", "character_loras", "unparsed"}
-# Below 2**53 so the graph survives a trip through JavaScript (RunPod's console, ComfyUI's page).
-SEED_LIMIT = 2**53
 # A network hiccup while polling must not abandon a job that is running and billing.
 POLL_ERRORS_TOLERATED = 5
-IMAGE_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"))
 
 
-class RunPodProvider(BaseProvider):
+class RunPodProvider(WorkflowProvider):
     label = "RunPod (ComfyUI worker)"
+    kind = "RunPod"
     is_cloud = True  # billed per second: joins ``auto`` only when ENABLE_CLOUD_APIS is on
     default_options = {
         "api_key": None,  # None: env RUNPOD_API_KEY
@@ -68,16 +71,6 @@ class RunPodProvider(BaseProvider):
         "health_timeout": 2.0,
         "download_timeout": 60.0,  # for workers that answer with an S3 URL instead of base64
     }
-
-    def __init__(self, alias: str, **options: Any):
-        super().__init__(alias, **options)
-        where = f"BLOGIMAGES_PROVIDERS[{alias!r}]"
-        self.workflows = load_workflows(self.options["workflows"], where=where)
-        if self.options["workflow"] not in self.workflows:
-            raise ImproperlyConfigured(
-                f"{where}: workflow {self.options['workflow']!r} is not defined; choose one of "
-                f"{', '.join(sorted(self.workflows))}."
-            )
 
     # --- configuration (read at call time, so environment changes apply) ---------------------------
 
@@ -123,33 +116,12 @@ class RunPodProvider(BaseProvider):
     def _headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
-    # --- the workflow -----------------------------------------------------------------------------------
-
-    def select(self, request: GenerationRequest) -> tuple[Workflow, str]:
-        """The workflow and model file, named as for the ComfyUI provider ("sdxl", a file, or "sdxl:file")."""
-        return choose(self.workflows, request, self.options["workflow"], f"The RunPod provider {self.alias!r}")
-
-    def prepare(self, request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
-        workflow, _ = self.select(request)
-        return adapt(workflow, request)
-
-    def _build_workflow(self, request: GenerationRequest, seed: int) -> tuple[Workflow, dict[str, dict]]:
-        workflow, model_file = self.select(request)
-        graph, _ = graph_for(
-            workflow, request, model_file=model_file, seed=seed, filename_prefix=self.options["filename_prefix"]
-        )
-        return workflow, graph
-
-    def models(self) -> list[str]:
-        return sorted(self.workflows)
-
     # --- generating -------------------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
         key, endpoint = self._configured()
-        request, _ = self.prepare(request)
-        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(SEED_LIMIT)
-        workflow, graph = self._build_workflow(request, seed)
+        request = self.prepared(request)
+        workflow, graph, _, seed = self.build_graph(request)
         timeout = float(self.options["request_timeout"])
         with requests.Session() as session:
             session.headers.update(self._headers(key))
@@ -169,7 +141,6 @@ class RunPodProvider(BaseProvider):
         content, filename = self._image(output, job_id)
         return GeneratedImage(
             content=content,
-            content_type=_sniff(content) or "image/png",
             seed=seed,
             model=request.model or workflow.name,
             provider=self.alias,
@@ -231,7 +202,7 @@ class RunPodProvider(BaseProvider):
             if response.status_code == 404:
                 # RunPod forgets results (30 minutes after /run) and jobs it lost; a new job may work.
                 raise TransientProviderError(f"RunPod no longer knows job {job_id} on endpoint {endpoint}.")
-            if response.status_code == 429 or response.status_code >= 500:
+            if is_transient_status(response.status_code):
                 errors += 1
                 if errors >= POLL_ERRORS_TOLERATED:
                     self._cancel(session, endpoint, job_id)
@@ -276,7 +247,7 @@ class RunPodProvider(BaseProvider):
         found = find_image(output)
         if found is None:
             if isinstance(output, dict) and output.get("error"):
-                raise PermanentProviderError(f"RunPod job {job_id} failed: {_clip(output['error'])}")
+                raise PermanentProviderError(f"RunPod job {job_id} failed: {clip(output['error'], 500)}")
             shape = sorted(output) if isinstance(output, dict) else type(output).__name__
             raise PermanentProviderError(f"RunPod job {job_id} finished, but its output holds no image ({shape}).")
         value, filename = found
@@ -286,17 +257,17 @@ class RunPodProvider(BaseProvider):
                 response.raise_for_status()
             except requests.RequestException as exc:
                 raise TransientProviderError(
-                    f"RunPod job {job_id} finished, but its image could not be downloaded ({_reason(exc)})."
+                    f"RunPod job {job_id} finished, but its image could not be downloaded ({connection_reason(exc)})."
                 ) from exc
             content = response.content
         else:
             try:
-                content = base64.b64decode(_strip_data_url(value), validate=True)
+                content = decode_base64_image(value)
             except (binascii.Error, ValueError) as exc:
                 raise PermanentProviderError(
                     f"RunPod job {job_id} returned an image that is not valid base64."
                 ) from exc
-        if not _sniff(content):
+        if not image_type(content):
             raise PermanentProviderError(f"RunPod job {job_id} returned data that is not a PNG, JPEG or WebP image.")
         return content, filename
 
@@ -312,7 +283,7 @@ class RunPodProvider(BaseProvider):
                 self._url(endpoint, "health"), headers=self._headers(key), timeout=float(self.options["health_timeout"])
             )
         except requests.RequestException as exc:
-            return ProviderHealth(ok=False, detail=f"RunPod is unreachable ({_reason(exc)})")
+            return ProviderHealth(ok=False, detail=f"RunPod is unreachable ({connection_reason(exc)})")
         if response.status_code == 401:
             return ProviderHealth(ok=False, detail="RunPod refused the API key (RUNPOD_API_KEY)")
         if response.status_code == 404:
@@ -377,19 +348,6 @@ def _looks_like_image(value: str) -> bool:
     return value.startswith(("iVBORw0KGgo", "/9j/", "UklGR", "R0lGOD"))
 
 
-def _strip_data_url(value: str) -> str:
-    return value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
-
-
-def _sniff(content: bytes) -> str:
-    for magic, content_type in IMAGE_MAGIC:
-        if content.startswith(magic):
-            return content_type
-    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
-        return "image/webp"
-    return ""
-
-
 def _progress(status: dict[str, Any], elapsed: float) -> tuple[float, str]:
     if status.get("status") == "IN_QUEUE":
         return 2, f"waiting for a RunPod worker ({elapsed:.0f} s)"
@@ -417,55 +375,35 @@ def _error_text(status: dict[str, Any]) -> str:
             error = parsed
     if isinstance(error, dict):
         error = error.get("error_message") or error.get("message") or error.get("error") or json.dumps(error)
-    return _clip(error or "the worker gave no reason")
-
-
-def _clip(text: Any, limit: int = 500) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    return clip(error or "the worker gave no reason", 500)
 
 
 def _json(response: requests.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError as exc:
-        raise TransientProviderError(
-            f"RunPod answered {response.status_code} with something that is not JSON."
-        ) from exc
+    data = json_body(response)
+    if data is None:
+        raise TransientProviderError(f"RunPod answered {response.status_code} with something that is not JSON.")
     return data if isinstance(data, dict) else {}
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection failed"
-    return exc.__class__.__name__
-
-
 def _unreachable(exc: Exception) -> TransientProviderError:
-    return TransientProviderError(f"RunPod is unreachable ({_reason(exc)}).")
+    return TransientProviderError(f"RunPod is unreachable ({connection_reason(exc)}).")
 
 
 def _raise_for(response: requests.Response, endpoint: str, doing: str) -> None:
     status = response.status_code
     if status < 400:
         return
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = json_body(response)
     detail = body.get("error") or body.get("message") if isinstance(body, dict) else None
-    detail = _clip(detail or response.text or response.reason, 300)
+    detail = clip(detail or response.text or response.reason, 300)
     if status == 401:
         raise PermanentProviderError("RunPod refused the API key; check RUNPOD_API_KEY (or the api_key option).")
     if status == 404:
         raise PermanentProviderError(
             f"RunPod has no endpoint {endpoint!r} (while {doing}); check the endpoint id ({detail})."
         )
-    if status == 429 or status >= 500:
-        raise TransientProviderError(
-            f"RunPod was busy or failing while {doing} ({status}): {detail}",
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-        )
-    raise PermanentProviderError(f"RunPod rejected the request while {doing} ({status}): {detail}")
+    raise status_error(
+        response,
+        transient=f"RunPod was busy or failing while {doing} ({status}): {detail}",
+        permanent=f"RunPod rejected the request while {doing} ({status}): {detail}",
+    )

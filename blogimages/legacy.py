@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .samplers import FROM_A1111
+
 __all__ = ["LegacyParse", "parse_legacy_text", "STRUCTURED_FIELDS", "ASPECT_SIZES", "A1111_SAMPLERS"]
 
 #: The ImageSetting fields the parser may fill.
@@ -47,26 +49,8 @@ ASPECT_SIZES: dict[tuple[int, int], tuple[int, int]] = {
 }
 ASPECT_WORDS: dict[str, tuple[int, int]] = {"square": (1, 1), "landscape": (3, 2), "portrait": (2, 3)}
 
-#: Automatic1111 sampler names (lower case) -> ComfyUI sampler names.
-A1111_SAMPLERS: dict[str, str] = {
-    "euler": "euler",
-    "euler a": "euler_ancestral",
-    "heun": "heun",
-    "lms": "lms",
-    "ddim": "ddim",
-    "ddpm": "ddpm",
-    "unipc": "uni_pc",
-    "lcm": "lcm",
-    "dpm2": "dpm_2",
-    "dpm2 a": "dpm_2_ancestral",
-    "dpm fast": "dpm_fast",
-    "dpm adaptive": "dpm_adaptive",
-    "dpm++ 2m": "dpmpp_2m",
-    "dpm++ sde": "dpmpp_sde",
-    "dpm++ 2m sde": "dpmpp_2m_sde",
-    "dpm++ 2s a": "dpmpp_2s_ancestral",
-    "dpm++ 3m sde": "dpmpp_3m_sde",
-}
+#: Automatic1111 sampler names (lower case) -> ComfyUI sampler names: the app's one table.
+A1111_SAMPLERS: dict[str, str] = FROM_A1111
 #: ComfyUI's own sampler names; they pass through unchanged.
 COMFYUI_SAMPLERS = frozenset({
     "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",

@@ -26,6 +26,7 @@ A1111_SAMPLERS = {
     "dpmpp_3m_sde": "DPM++ 3M SDE",
     "dpmpp_3m_sde_gpu": "DPM++ 3M SDE",
     "ddim": "DDIM",
+    "ddpm": "DDPM",
     "plms": "PLMS",
     "uni_pc": "UniPC",
     "uni_pc_bh2": "UniPC",
@@ -48,8 +49,8 @@ A1111_SCHEDULERS = {
     "uniform": "Uniform",
     "align_your_steps": "Align Your Steps",
 }
-# A1111 label (lower case) -> the first ComfyUI name listed for it (the non-"_gpu" one).
-_FROM_A1111 = {label.lower(): name for name, label in reversed(A1111_SAMPLERS.items())}
+#: A1111 label (lower case) -> the first ComfyUI name listed for it (the non-"_gpu" one).
+FROM_A1111 = {label.lower(): name for name, label in reversed(A1111_SAMPLERS.items())}
 
 
 def comfyui_sampler(name: str) -> str:
@@ -58,4 +59,4 @@ def comfyui_sampler(name: str) -> str:
     A name neither knows comes back lower-cased, for the caller to refuse or pass on.
     """
     key = (name or "").strip().lower()
-    return key if key in A1111_SAMPLERS else _FROM_A1111.get(key, key)
+    return key if key in A1111_SAMPLERS else FROM_A1111.get(key, key)

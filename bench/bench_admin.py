@@ -39,20 +39,30 @@ def build() -> Post:
     Section.objects.bulk_create(
         Section(post=post, position=i, heading=f"S{i}", body=f"A harbour at dawn, view {i}") for i in range(SECTIONS)
     )
+    reviews = {section.pk: services.review_for(section) for section in post.sections.all()}
     rows = [
         ImageGenerationResult(
-            section=section, post=post, prompt=section.body, final_prompt=section.body, provider="placeholder",
-            provider_used="placeholder", model="placeholder", params={"width": 1024, "height": 768}, seed=n,
-            status=ResultStatus.SUCCEEDED, progress=100, image=f"blogimages/images/b{section.pk}-{n}.png",
-            thumbnail=f"blogimages/thumbnails/b{section.pk}-{n}.webp", width=1024, height=768,
+            review=reviews[section.pk],
+            prompt=section.body,
+            final_prompt=section.body,
+            provider="placeholder",
+            provider_used="placeholder",
+            model="placeholder",
+            params={"width": 1024, "height": 768},
+            seed=n,
+            status=ResultStatus.SUCCEEDED,
+            progress=100,
+            image=f"blogimages/images/b{section.pk}-{n}.png",
+            thumbnail=f"blogimages/thumbnails/b{section.pk}-{n}.webp",
+            width=1024,
+            height=768,
         )
         for section in post.sections.all()
         for n in range(CANDIDATES)
     ]
     ImageGenerationResult.objects.bulk_create(rows)
-    for section in post.sections.all():
-        review = services.review_for(section)
-        results = list(ImageGenerationResult.objects.filter(section=section))
+    for review in reviews.values():
+        results = list(ImageGenerationResult.objects.filter(review=review).order_by("id"))
         ReviewEvent.objects.bulk_create(
             ReviewEvent(review=review, action=ReviewAction.GENERATED, result=r) for r in results
         )

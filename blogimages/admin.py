@@ -431,6 +431,10 @@ class PostImageSettingsAdmin(admin.ModelAdmin):
     list_filter = ["prompt_example", "post_type"]
     search_fields = ["prompt_example__name", "prompt_example__prompt", "=post_id"]
 
+    def get_queryset(self, request):
+        # One query per post type for the list's post titles, not one per row.
+        return super().get_queryset(request).prefetch_related("post")
+
 
 # --- results ----------------------------------------------------------------------------------
 
@@ -461,7 +465,7 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     ]
     list_display_links = ["id", "thumb"]
     list_filter = ["status", "source", "provider", "provider_used", "is_approved", "error_kind", "created_at"]
-    list_select_related = ["review"]
+    list_select_related = ["review", "review__post_type"]
     search_fields = ["=id", "prompt", "final_prompt", "model", "remote_id", "job_id", "error_message", "=group"]
     date_hierarchy = "created_at"
     fieldsets = RESULT_FIELDSETS
@@ -714,6 +718,10 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     ]
 
     search_fields = ["section_title", "comment", "prompt_override", "alt_text", "=post_id", "=section_key"]
+
+    def get_queryset(self, request):
+        # One query per post type for the list's post titles, not one per row.
+        return super().get_queryset(request).prefetch_related("post")
 
     def has_add_permission(self, request):
         return False  # a review row is made the first time a section gets an image

@@ -505,7 +505,7 @@ def generate_for_post(request: HttpRequest, pk: int) -> HttpResponse:
 
 @endpoint({"GET": (PERM_VIEW_RESULT,)})
 def result_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    result = ImageGenerationResult.objects.filter(pk=pk).first()
+    result = ImageGenerationResult.objects.select_related("review").filter(pk=pk).first()
     if result is None:
         raise ApiError(404, f"No result with id {pk}.")
     return _json(result_json(request, result))
@@ -531,7 +531,7 @@ def result_list(request: HttpRequest) -> HttpResponse:
     ``post``, ``section``, ``group`` and ``since`` (ISO 8601), paginated."""
     errors: dict[str, list[str]] = {}
     _unknown_fields(request.GET, RESULT_FILTERS, errors)
-    queryset = ImageGenerationResult.objects.all()
+    queryset = ImageGenerationResult.objects.select_related("review")
     params = request.GET
     if params.get("status"):
         wanted = [s.strip() for s in params["status"].split(",") if s.strip()]

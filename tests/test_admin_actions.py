@@ -62,7 +62,12 @@ def run_action(client, django_capture_on_commit_callbacks):
 def test_result_list_shows_thumbnail_status_progress_provider_and_section(client, admin_user, generated):
     _post, (first, _second) = generated
     queued = ImageGenerationResult.objects.create(
-        prompt="x", final_prompt="x", provider="auto", params={}, status=ResultStatus.RUNNING, progress=35,
+        prompt="x",
+        final_prompt="x",
+        provider="auto",
+        params={},
+        status=ResultStatus.RUNNING,
+        progress=35,
     )
     ImageGenerationResult.objects.filter(pk=first.pk).update(provider="auto", provider_used="placeholder")
     client.force_login(admin_user)
@@ -127,7 +132,7 @@ def test_approve_action_approves_one_image_per_section(
 def test_approve_action_skips_unfinished_images(client, admin_user, generated, run_action):
     _post, (first, _second) = generated
     queued = ImageGenerationResult.objects.create(
-        section=first.section, post_id=first.post_id, prompt="x", final_prompt="x", provider="placeholder", params={}
+        review=first.review, prompt="x", final_prompt="x", provider="placeholder", params={}
     )
     client.force_login(admin_user)
     messages = texts(run_action(RESULTS, "approve_images", [queued.pk]))
@@ -141,14 +146,14 @@ def test_reject_action_asks_for_a_comment_first(client, admin_user, generated, r
     step = run_action(RESULTS, "reject_images", [first.pk])
     html = step.content.decode()
     assert step.status_code == 200 and 'name="comment"' in html and 'value="reject_images"' in html
-    assert SectionReview.objects.get(section_id=first.section_id).status == ReviewStatus.APPROVED
+    assert SectionReview.objects.get(pk=first.review_id).status == ReviewStatus.APPROVED
 
     empty = run_action(RESULTS, "reject_images", [first.pk], apply="1", comment=" ")
     assert "the comment is required" in empty.content.decode()
 
     done = run_action(RESULTS, "reject_images", [first.pk], apply="1", comment="Wrong season")
     assert texts(done) == ["Rejected 1 image."]
-    review = SectionReview.objects.get(section_id=first.section_id)
+    review = SectionReview.objects.get(pk=first.review_id)
     assert review.status == ReviewStatus.REJECTED and review.comment == "Wrong season"
 
 
@@ -193,18 +198,23 @@ def test_upload_action_on_results(client, admin_user, generated, run_action):
     client.force_login(admin_user)
     step = run_action(RESULTS, "upload_replacements", [first.pk, second.pk]).content.decode()
     assert 'enctype="multipart/form-data"' in step
-    assert f'name="file-{first.section_id}"' in step and f'name="file-{second.section_id}"' in step
+    # One file input per section, named by the section's review.
+    assert f'name="file-{first.review_id}"' in step and f'name="file-{second.review_id}"' in step
     bad = io.BytesIO(b"GIF89a" + b"\x00" * 20)
     bad.name = "broken.gif"
     done = run_action(
-        RESULTS, "upload_replacements", [first.pk, second.pk], apply="1", approve_now="1",
-        **{f"file-{first.section_id}": png(), f"file-{second.section_id}": bad},
+        RESULTS,
+        "upload_replacements",
+        [first.pk, second.pk],
+        apply="1",
+        approve_now="1",
+        **{f"file-{first.review_id}": png(), f"file-{second.review_id}": bad},
     )
     messages = texts(done)
     assert messages[0] == "Uploaded 1 image."
     assert messages[1].startswith("Skipped 1 (“Section 2” (broken.gif): The file is not a complete, readable image")
     uploaded = ImageGenerationResult.objects.get(source="uploaded")
-    assert uploaded.section_id == first.section_id and uploaded.is_approved
+    assert uploaded.review_id == first.review_id and uploaded.is_approved
 
 
 def test_actions_follow_permissions(client, make_editor, generated, run_action):
@@ -244,14 +254,18 @@ def test_deleting_a_result_removes_its_files_but_not_while_approved(
 
 
 def test_review_list_and_change_page(client, admin_user, generated):
-    _post, (first, _second) = generated
+    post, (first, _second) = generated
     services.approve(first, user=admin_user, comment="Lovely")
-    review = SectionReview.objects.get(section_id=first.section_id)
+    review = SectionReview.objects.get(pk=first.review_id)
     client.force_login(admin_user)
     html = client.get(REVIEWS).content.decode()
     assert f'src="{first.thumbnail.url}"' in html and "Lovely" in html
-    assert f"/images/#bi-section-{first.section_id}" in html
-    assert f"/{review.pk}/change/" in client.get(REVIEWS, {"q": "view 1"}).content.decode()
+    section_row = post.sections.order_by("position").first()  # the first result is the first section's
+    assert f"/images/#bi-section-{section_row.pk}" in html
+    # Search by the section's title (kept on the review; the section's text lives in the host only).
+    found = client.get(REVIEWS, {"q": '"Section 1"'}).content.decode()
+    other = SectionReview.objects.exclude(pk=review.pk).get()
+    assert f"/{review.pk}/change/" in found and f"/{other.pk}/change/" not in found
     assert f"/{review.pk}/change/" not in client.get(REVIEWS, {"status__exact": "pending"}).content.decode()
 
     page = client.get(f"{REVIEWS}{review.pk}/change/").content.decode()
@@ -260,20 +274,27 @@ def test_review_list_and_change_page(client, admin_user, generated):
     assert 'name="alt_text"' in page and 'name="prompt_override"' in page and 'name="status"' not in page
     response = client.post(
         f"{REVIEWS}{review.pk}/change/",
-        {"prompt_example": "", "prompt_override": "A quiet harbour", "alt_text": "Boats at dawn",
-         "events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0"},
+        {
+            "prompt_example": "",
+            "prompt_override": "A quiet harbour",
+            "alt_text": "Boats at dawn",
+            "events-TOTAL_FORMS": "0",
+            "events-INITIAL_FORMS": "0",
+        },
     )
     assert response.status_code == 302
     review.refresh_from_db()
     assert (review.prompt_override, review.alt_text, review.status) == (
-        "A quiet harbour", "Boats at dawn", ReviewStatus.APPROVED
+        "A quiet harbour",
+        "Boats at dawn",
+        ReviewStatus.APPROVED,
     )
     assert client.get(f"{REVIEWS}{review.pk}/delete/").status_code == 403
 
 
 def test_review_actions(client, admin_user, generated, run_action, run_worker, rq_queue):
     _post, (first, second) = generated
-    reviews = list(SectionReview.objects.order_by("section_id").values_list("pk", flat=True))
+    reviews = [first.review_id, second.review_id]  # in section order
     client.force_login(admin_user)
     assert texts(run_action(REVIEWS, "approve_newest", reviews)) == ["Approved images for 2 sections."]
     messages = texts(run_action(REVIEWS, "approve_newest", reviews[:1]))
@@ -290,9 +311,7 @@ def test_review_actions(client, admin_user, generated, run_action, run_worker, r
 
     done = run_action(REVIEWS, "comment_on_sections", reviews[1:], apply="1", comment="Try again tomorrow")
     assert texts(done) == ["Commented on 1 section."]
-    done = run_action(
-        REVIEWS, "upload_replacements", reviews[:1], apply="1", **{f"file-{first.section_id}": png()}
-    )
+    done = run_action(REVIEWS, "upload_replacements", reviews[:1], apply="1", **{f"file-{first.review_id}": png()})
     assert texts(done) == ["Uploaded 1 image."]
     assert not ImageGenerationResult.objects.get(source="uploaded").is_approved  # approve_now was not ticked
 
@@ -310,12 +329,15 @@ def test_review_actions_follow_permissions(client, make_editor, generated):
 
 def test_setting_shows_legacy_text_read_only_beside_structured_fields(client, admin_user):
     setting = ImageSetting.objects.create(
-        name="Old look", steps=30, sampler="euler", legacy_text="Steps: 30, Sampler: Euler <b>bold</b>",
+        name="Old look",
+        steps=30,
+        sampler="euler",
+        legacy_text="Steps: 30, Sampler: Euler <b>bold</b>",
         legacy_warnings=["could not read 'bold'"],
     )
     client.force_login(admin_user)
     html = client.get(f"/admin/blogimages/imagesetting/{setting.pk}/change/").content.decode()
-    side = html[html.index('<div class="bi-side-by-side">'):]
+    side = html[html.index('<div class="bi-side-by-side">') :]
     assert side.index("Structured settings") < side.index("Legacy text (read-only)")
     assert '<pre class="bi-legacy-text">Steps: 30, Sampler: Euler &lt;b&gt;bold&lt;/b&gt;</pre>' in html
     assert "could not read &#x27;bold&#x27;" in html
@@ -349,8 +371,13 @@ def test_library_crud_through_admin(client, admin_user):
     client.force_login(admin_user)
     response = client.post(
         "/admin/blogimages/imagestyle/add/",
-        {"name": "Ink", "prompt_template": "{prompt}, ink drawing", "negative_prompt": "", "loras": "[]",
-         "description": ""},
+        {
+            "name": "Ink",
+            "prompt_template": "{prompt}, ink drawing",
+            "negative_prompt": "",
+            "loras": "[]",
+            "description": "",
+        },
     )
     assert response.status_code == 302
     bad = client.post(
@@ -362,8 +389,15 @@ def test_library_crud_through_admin(client, admin_user):
     style, fmt = ImageStyle.objects.get(name="Ink"), ImageFormat.objects.get(name="Wide")
     client.post(
         "/admin/blogimages/imagepromptexample/add/",
-        {"name": "Harbour", "prompt": "a harbour", "style": style.pk, "image_format": fmt.pk, "provider": "placeholder",
-         "model": "", "notes": ""},
+        {
+            "name": "Harbour",
+            "prompt": "a harbour",
+            "style": style.pk,
+            "image_format": fmt.pk,
+            "provider": "placeholder",
+            "model": "",
+            "notes": "",
+        },
     )
     example = ImagePromptExample.objects.get(name="Harbour")
     assert example.created_by == admin_user

@@ -59,8 +59,12 @@ def test_compare_two_providers_side_by_side(client, admin_user, library, generat
     assert 'value="placeholder"' in page and 'value="sketch"' in page
 
     response = generate(
-        prompt="A harbour at dawn", style=style.pk, image_format=fmt.pk, setting=setting.pk,
-        providers=["placeholder", "sketch"], seed="42",
+        prompt="A harbour at dawn",
+        style=style.pk,
+        image_format=fmt.pk,
+        setting=setting.pk,
+        providers=["placeholder", "sketch"],
+        seed="42",
     )
     assert response.status_code == 302
     group = parse_qs(urlparse(response["Location"]).query)["group"][0]
@@ -68,7 +72,7 @@ def test_compare_two_providers_side_by_side(client, admin_user, library, generat
     results = list(ImageGenerationResult.objects.order_by("id"))
     assert [r.provider for r in results] == ["placeholder", "sketch"]
     assert {str(r.group) for r in results} == {group}
-    assert all(r.section_id is None and r.requested_by == admin_user for r in results)
+    assert all(r.review_id is None and r.requested_by == admin_user for r in results)
     assert results[0].final_prompt == "A harbour at dawn, ink drawing"
     assert results[0].params["steps"] == 12 and results[0].params["width"] == 768 and results[0].seed == 42
 
@@ -101,13 +105,25 @@ def test_status_endpoint_sends_progress_and_finished_cards(client, admin_user, g
 def test_save_the_combination_as_a_prompt_example(client, admin_user, library):
     style, fmt, setting = library
     client.force_login(admin_user)
-    data = {"action": "save", "prompt": "Lanterns", "style": style.pk, "image_format": fmt.pk,
-            "setting": setting.pk, "providers": ["sketch"], "model": "", "example_name": "Lantern ink"}
+    data = {
+        "action": "save",
+        "prompt": "Lanterns",
+        "style": style.pk,
+        "image_format": fmt.pk,
+        "setting": setting.pk,
+        "providers": ["sketch"],
+        "model": "",
+        "example_name": "Lantern ink",
+    }
     response = client.post(URL, data)
     assert response.status_code == 302
     example = ImagePromptExample.objects.get(name="Lantern ink")
     assert (example.prompt, example.style, example.image_format, example.setting, example.provider) == (
-        "Lanterns", style, fmt, setting, "sketch"
+        "Lanterns",
+        style,
+        fmt,
+        setting,
+        "sketch",
     )
     assert example.created_by == admin_user
     assert response["Location"].endswith(f"?example={example.pk}")
@@ -126,8 +142,14 @@ def test_save_the_combination_as_a_prompt_example(client, admin_user, library):
 def test_save_with_advanced_values_warns_they_are_not_kept(client, admin_user):
     client.force_login(admin_user)
     response = client.post(
-        URL, {"action": "save", "prompt": "Kites", "providers": ["placeholder", "sketch"], "seed": "5",
-              "example_name": "Kites"},
+        URL,
+        {
+            "action": "save",
+            "prompt": "Kites",
+            "providers": ["placeholder", "sketch"],
+            "seed": "5",
+            "example_name": "Kites",
+        },
         follow=True,
     )
     messages = texts(response)
@@ -142,8 +164,15 @@ def test_save_with_advanced_values_warns_they_are_not_kept(client, admin_user):
 def test_use_these_settings_again_reproduces_the_request(client, admin_user, library, generate, run_worker):
     style, fmt, setting = library
     client.force_login(admin_user)
-    generate(prompt="Gulls", style=style.pk, image_format=fmt.pk, setting=setting.pk, providers=["sketch"],
-             steps="30", negative_prompt="text, watermark")
+    generate(
+        prompt="Gulls",
+        style=style.pk,
+        image_format=fmt.pk,
+        setting=setting.pk,
+        providers=["sketch"],
+        steps="30",
+        negative_prompt="text, watermark",
+    )
     run_worker()
     original = ImageGenerationResult.objects.get()
     assert original.status == ResultStatus.SUCCEEDED and original.seed is not None
@@ -205,8 +234,10 @@ def test_permissions(client, make_editor, generate):
     html = client.get(URL).content.decode()
     assert 'value="generate"' not in html and 'value="save"' not in html
     assert generate(prompt="x", providers=["sketch"]).status_code == 403
-    assert client.post(URL, {"action": "save", "prompt": "x", "providers": ["sketch"],
-                             "example_name": "n"}).status_code == 403
+    assert (
+        client.post(URL, {"action": "save", "prompt": "x", "providers": ["sketch"], "example_name": "n"}).status_code
+        == 403
+    )
     assert not ImageGenerationResult.objects.exists() and not ImagePromptExample.objects.exists()
 
     client.force_login(make_editor("maker", perms=["generate_images", "add_imagepromptexample"]))

@@ -34,23 +34,32 @@ def build(make_post, *, slug: str, sections: int, candidates: int, user=None):
     post = make_post(sections=sections, slug=slug, title=f"Post {slug}")
     rows = []
     for section in post.sections.all():
+        review = services.review_for(section)
         for index in range(candidates):
             running = index == candidates - 1 and candidates > 1
             rows.append(
                 ImageGenerationResult(
-                    section=section, post=post, prompt=section.body, final_prompt=section.body,
-                    provider="placeholder", provider_used="" if running else "placeholder", model="placeholder",
-                    params={"width": 1024, "height": 768}, seed=1000 + index, requested_by=user,
-                    status=ResultStatus.RUNNING if running else ResultStatus.SUCCEEDED, progress=50 if running else 100,
+                    review=review,
+                    prompt=section.body,
+                    final_prompt=section.body,
+                    provider="placeholder",
+                    provider_used="" if running else "placeholder",
+                    model="placeholder",
+                    params={"width": 1024, "height": 768},
+                    seed=1000 + index,
+                    requested_by=user,
+                    status=ResultStatus.RUNNING if running else ResultStatus.SUCCEEDED,
+                    progress=50 if running else 100,
                     image="" if running else f"blogimages/images/{slug}-{section.pk}-{index}.png",
                     thumbnail="" if running else f"blogimages/thumbnails/{slug}-{section.pk}-{index}.webp",
-                    width=None if running else 1024, height=None if running else 768,
+                    width=None if running else 1024,
+                    height=None if running else 768,
                 )
             )
     ImageGenerationResult.objects.bulk_create(rows)
     for section in post.sections.all():
         review = services.review_for(section)
-        results = list(ImageGenerationResult.objects.filter(section=section).order_by("id"))
+        results = list(ImageGenerationResult.objects.filter(review=review).order_by("id"))
         ReviewEvent.objects.bulk_create(
             [ReviewEvent(review=review, action=ReviewAction.GENERATED, result=r, user=user) for r in results]
         )
@@ -133,7 +142,11 @@ def test_change_lists_use_constant_queries(client, admin_user, make_post, url, d
                 name=f"setting {tag}{i}", steps=20, legacy_text="steps 20", legacy_warnings=["odd token"]
             )
             example = ImagePromptExample.objects.create(
-                name=f"example {tag}{i}", prompt="a boat", style=style, image_format=fmt, setting=setting,
+                name=f"example {tag}{i}",
+                prompt="a boat",
+                style=style,
+                image_format=fmt,
+                setting=setting,
                 created_by=admin_user,
             )
             post = build(make_post, slug=f"p-{tag}{i}", sections=1, candidates=2, user=admin_user)
@@ -161,4 +174,4 @@ def test_fifty_sections_of_six_stay_light(client, admin_user, make_post):
     assert "/blogimages/images/" not in "".join(images)  # never the full-size files
     assert len(queries) <= 12
     assert len(response.content) < 1_000_000  # about 2.5 KB per candidate, history included
-    assert SectionReview.objects.filter(post=post).count() == 50
+    assert SectionReview.objects.for_post(post).count() == 50

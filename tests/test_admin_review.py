@@ -93,7 +93,7 @@ def test_page_shows_text_prompt_candidates_decision_and_history(client, admin_us
     sections = list(post.sections.all())
     example = ImagePromptExample.objects.create(name="Seaside", prompt="An oil painting of the sea")
     PostImageSettings.objects.create(post=post, prompt_example=example)
-    review = SectionReview.objects.get(section=sections[1])
+    review = SectionReview.objects.for_post(post).get(section_key=str(sections[1].pk))
     review.prompt_override = "Gulls over a harbour wall"
     review.save()
     services.approve(first, user=admin_user)
@@ -138,12 +138,25 @@ def test_status_endpoint_reports_progress_and_sweeps_stuck_jobs(client, admin_us
     post = make_post(sections=2)
     sections = list(post.sections.all())
     running = ImageGenerationResult.objects.create(
-        section=sections[0], post=post, prompt="p", final_prompt="p", provider="placeholder", params={},
-        status=ResultStatus.RUNNING, progress=40, progress_message="step 2/4", heartbeat_at=timezone.now(),
+        review=services.review_for(sections[0]),
+        prompt="p",
+        final_prompt="p",
+        provider="placeholder",
+        params={},
+        status=ResultStatus.RUNNING,
+        progress=40,
+        progress_message="step 2/4",
+        heartbeat_at=timezone.now(),
     )
     stuck = ImageGenerationResult.objects.create(
-        section=sections[1], post=post, prompt="p", final_prompt="p", provider="placeholder", params={},
-        status=ResultStatus.RUNNING, progress=10, heartbeat_at=timezone.now() - timezone.timedelta(hours=1),
+        review=services.review_for(sections[1]),
+        prompt="p",
+        final_prompt="p",
+        provider="placeholder",
+        params={},
+        status=ResultStatus.RUNNING,
+        progress=10,
+        heartbeat_at=timezone.now() - timezone.timedelta(hours=1),
     )
     cache.clear()
     client.force_login(admin_user)
@@ -153,8 +166,13 @@ def test_status_endpoint_reports_progress_and_sweeps_stuck_jobs(client, admin_us
     by_id = {r["id"]: r for r in data["results"]}
     assert data["active"] is True
     assert by_id[running.pk] == {
-        "id": running.pk, "section": sections[0].pk, "status": "running", "status_label": "Running",
-        "active": True, "progress": 40, "message": "step 2/4",
+        "id": running.pk,
+        "section": str(sections[0].pk),
+        "status": "running",
+        "status_label": "Running",
+        "active": True,
+        "progress": 40,
+        "message": "step 2/4",
     }
     assert by_id[stuck.pk]["status"] == "queued"  # swept: its worker stopped reporting
     stuck.refresh_from_db()
@@ -164,7 +182,7 @@ def test_status_endpoint_reports_progress_and_sweeps_stuck_jobs(client, admin_us
 def test_section_fragment_renders_one_panel(client, admin_user, generated):
     post, (first, _second) = generated
     client.force_login(admin_user)
-    response = client.get(f"{review_url(post)}section/{first.section_id}/")
+    response = client.get(f"{review_url(post)}section/{first.review.section_key}/")
     html = response.content.decode()
     assert response.status_code == 200 and html.count('class="bi-panel ') == 1
     assert f'data-result="{first.pk}"' in html and "csrfmiddlewaretoken" in html
@@ -196,8 +214,8 @@ def test_generate_only_missing_and_for_one_section(client, admin_user, generated
     messages = texts(act(post, "generate-missing"))
     assert messages[0] == "Queued 1 image."
     assert "already has an approved image" in messages[1]
-    response = act(post, "generate-section", section=first.section_id, provider="placeholder")
-    assert response.redirect_chain[-1][0].endswith(f"#bi-section-{first.section_id}")
+    response = act(post, "generate-section", section=first.review.section_key, provider="placeholder")
+    assert response.redirect_chain[-1][0].endswith(f"#bi-section-{first.review.section_key}")
     assert texts(response) == ["Queued 1 image."]
     assert rq_queue.count == 2
 
@@ -213,17 +231,17 @@ def test_approve_then_reject_with_comment(client, admin_user, generated, act):
     assert texts(act(post, f"reject:{first.pk}", comment="  ")) == [
         "Say why the image is rejected; the comment is required."
     ]
-    assert SectionReview.objects.get(section_id=first.section_id).status == ReviewStatus.APPROVED
+    assert SectionReview.objects.get(pk=first.review_id).status == ReviewStatus.APPROVED
 
     messages = texts(act(post, f"reject:{first.pk}", comment="The horizon is crooked"))
     assert messages == [f"Rejected image #{first.pk}; “Section 1” has no approved image now."]
-    review = SectionReview.objects.get(section_id=first.section_id)
+    review = SectionReview.objects.get(pk=first.review_id)
     assert review.status == ReviewStatus.REJECTED and review.comment == "The horizon is crooked"
     event = review.events.last()
     assert (event.action, event.user, event.result_id) == (ReviewAction.REJECTED, admin_user, first.pk)
 
-    texts(act(post, "reject-section", section=second.section_id, comment="Not on brand"))
-    assert SectionReview.objects.get(section_id=second.section_id).status == ReviewStatus.REJECTED
+    texts(act(post, "reject-section", section=second.review.section_key, comment="Not on brand"))
+    assert SectionReview.objects.get(pk=second.review_id).status == ReviewStatus.REJECTED
 
 
 def test_approving_a_second_candidate_replaces_the_first(client, admin_user, generated, act, run_worker):
@@ -236,7 +254,7 @@ def test_approving_a_second_candidate_replaces_the_first(client, admin_user, gen
     assert newer.status == ResultStatus.SUCCEEDED
     act(post, f"approve:{newer.pk}")
     assert list(ImageGenerationResult.objects.filter(is_approved=True).values_list("pk", flat=True)) == [newer.pk]
-    assert SectionReview.objects.get(section_id=first.section_id).approved_result_id == newer.pk
+    assert SectionReview.objects.get(pk=first.review_id).approved_result_id == newer.pk
 
 
 def test_regenerate_new_seed_and_same_seed(client, admin_user, generated, act, rq_queue):
@@ -273,28 +291,27 @@ def test_cancel_then_requeue(client, admin_user, make_post, act, rq_queue):
 def test_comment_lands_in_history(client, admin_user, generated, act):
     post, (first, _second) = generated
     client.force_login(admin_user)
-    assert texts(act(post, "comment", section=first.section_id, comment="Try a wider shot")) == [
+    assert texts(act(post, "comment", section=first.review.section_key, comment="Try a wider shot")) == [
         "Comment added to “Section 1”."
     ]
     event = ReviewEvent.objects.get(action=ReviewAction.COMMENTED)
     assert event.comment == "Try a wider shot" and event.user == admin_user
-    assert texts(act(post, "comment", section=first.section_id, comment="")) == ["The comment is empty."]
+    assert texts(act(post, "comment", section=first.review.section_key, comment="")) == ["The comment is empty."]
 
 
 def test_upload_a_replacement_and_approve_it(client, admin_user, generated):
     post, (first, _second) = generated
     client.force_login(admin_user)
     response = client.post(
-        review_url(post), {"do": "upload", "section": first.section_id, "approve_now": "1", "file": png()},
+        review_url(post),
+        {"do": "upload", "section": first.review.section_key, "approve_now": "1", "file": png()},
         follow=True,
     )
     uploaded = ImageGenerationResult.objects.get(source="uploaded")
-    assert texts(response) == [
-        f"Uploaded replacement.png as image #{uploaded.pk} for “Section 1” and approved it."
-    ]
+    assert texts(response) == [f"Uploaded replacement.png as image #{uploaded.pk} for “Section 1” and approved it."]
     assert uploaded.is_approved and (uploaded.width, uploaded.height) == (300, 200)
     assert get_storage().exists(uploaded.image.name) and uploaded.thumbnail.name.endswith(".webp")
-    assert SectionReview.objects.get(section_id=first.section_id).approved_result_id == uploaded.pk
+    assert SectionReview.objects.get(pk=first.review_id).approved_result_id == uploaded.pk
 
 
 @pytest.mark.parametrize(
@@ -311,7 +328,9 @@ def test_a_bad_upload_is_refused_in_one_sentence_and_nothing_is_stored(client, a
     before_files, before_rows = stored_files(), ImageGenerationResult.objects.count()
     upload = io.BytesIO(payload)
     upload.name = "photo.png"
-    response = client.post(review_url(post), {"do": "upload", "section": first.section_id, "file": upload}, follow=True)
+    response = client.post(
+        review_url(post), {"do": "upload", "section": first.review.section_key, "file": upload}, follow=True
+    )
     (message,) = texts(response)
     assert message.startswith("The upload was refused: ") and reason in message
     assert stored_files() == before_files
@@ -321,7 +340,7 @@ def test_a_bad_upload_is_refused_in_one_sentence_and_nothing_is_stored(client, a
 def test_upload_without_a_file_says_so(client, admin_user, generated):
     post, (first, _second) = generated
     client.force_login(admin_user)
-    response = client.post(review_url(post), {"do": "upload", "section": first.section_id}, follow=True)
+    response = client.post(review_url(post), {"do": "upload", "section": first.review.section_key}, follow=True)
     assert texts(response) == ["Choose an image file to upload."]
 
 
@@ -330,7 +349,7 @@ def test_actions_on_another_posts_image_are_404(client, admin_user, generated, m
     other = make_post(sections=1, slug="other")
     client.force_login(admin_user)
     assert client.post(review_url(other), {"do": f"approve:{first.pk}"}).status_code == 404
-    assert client.post(review_url(other), {"do": "comment", "section": first.section_id}).status_code == 404
+    assert client.post(review_url(other), {"do": "comment", "section": first.review.section_key}).status_code == 404
     assert texts(client.post(review_url(other), {"do": "explode"}, follow=True)) == ["Unknown action “explode”."]
 
 
@@ -373,23 +392,32 @@ def test_each_action_needs_its_permission(client, make_editor, generated, act, o
     post, (first, _second) = generated
     others = [p for p in ALL_PERMS if p != perm]
     client.force_login(make_editor("limited", perms=others))
-    target = f"{op}:{first.pk}" if op in {"regenerate", "regenerate-same-seed", "cancel", "requeue", "approve",
-                                          "reject"} else op
+    target = (
+        f"{op}:{first.pk}"
+        if op in {"regenerate", "regenerate-same-seed", "cancel", "requeue", "approve", "reject"}
+        else op
+    )
     before = (ImageGenerationResult.objects.count(), ReviewEvent.objects.count())
-    response = act(post, target, section=first.section_id, comment="why", file=png())
+    response = act(post, target, section=first.review.section_key, comment="why", file=png())
     assert response.status_code == 403
     assert (ImageGenerationResult.objects.count(), ReviewEvent.objects.count()) == before
 
     client.force_login(make_editor("allowed", perms=[perm]))
-    assert act(post, target, section=first.section_id, comment="why", file=png()).redirect_chain
+    assert act(post, target, section=first.review.section_key, comment="why", file=png()).redirect_chain
 
 
 def test_buttons_follow_permissions(client, make_editor, generated):
     post, (first, _second) = generated
     client.force_login(make_editor("viewer"))
     html = client.get(review_url(post)).content.decode()
-    for value in ("generate-post", "generate-section", f"approve:{first.pk}", f"reject:{first.pk}",
-                  f"regenerate:{first.pk}", "value=\"upload\""):
+    for value in (
+        "generate-post",
+        "generate-section",
+        f"approve:{first.pk}",
+        f"reject:{first.pk}",
+        f"regenerate:{first.pk}",
+        'value="upload"',
+    ):
         assert value not in html
     assert 'value="comment"' in html  # anyone who may see the page may comment
 
@@ -403,7 +431,7 @@ def test_upload_and_approve_needs_both_permissions(client, make_editor, generate
     post, (first, _second) = generated
     client.force_login(make_editor("uploader", perms=["upload_images"]))
     response = client.post(
-        review_url(post), {"do": "upload", "section": first.section_id, "approve_now": "1", "file": png()}
+        review_url(post), {"do": "upload", "section": first.review.section_key, "approve_now": "1", "file": png()}
     )
     assert response.status_code == 403
     assert not ImageGenerationResult.objects.filter(source="uploaded").exists()
@@ -489,12 +517,14 @@ def test_a_job_redis_refused_can_be_retried_from_the_page(client, admin_user, ma
 
 def test_long_histories_show_the_newest_events(client, admin_user, generated):
     post, (first, _second) = generated
-    section = first.section
+    section = post.sections.order_by("position").first()  # the first result is this section's
     for n in range(25):
         services.add_comment(section, user=admin_user, text=f"note {n}")
     client.force_login(admin_user)
     html = client.get(review_url(post)).content.decode()
-    panel = html[html.index(f'id="bi-section-{section.pk}"'):html.index(f'id="bi-section-{_second.section_id}"')]
+    panel = html[
+        html.index(f'id="bi-section-{section.pk}"') : html.index(f'id="bi-section-{_second.review.section_key}"')
+    ]
     assert "History (26 events)" in panel  # 25 comments and the generation
     assert "note 24" in panel and "note 5" in panel and "note 4" not in panel
     assert "and 6 earlier events, on the section review page." in panel

@@ -90,9 +90,16 @@ def two_providers(settings):
 # --- authentication and permissions ---------------------------------------------------
 
 ENDPOINTS = [
-    ("POST", GENERATE), ("GET", RESULTS), ("GET", f"{RESULTS}/1"), ("GET", EXAMPLES), ("POST", EXAMPLES),
-    ("GET", f"{EXAMPLES}/1"), ("PATCH", f"{EXAMPLES}/1"), ("DELETE", f"{EXAMPLES}/1"),
-    ("POST", "/api/v1/posts/1/generate"), ("GET", "/api/v1/comfyui/status"),
+    ("POST", GENERATE),
+    ("GET", RESULTS),
+    ("GET", f"{RESULTS}/1"),
+    ("GET", EXAMPLES),
+    ("POST", EXAMPLES),
+    ("GET", f"{EXAMPLES}/1"),
+    ("PATCH", f"{EXAMPLES}/1"),
+    ("DELETE", f"{EXAMPLES}/1"),
+    ("POST", "/api/v1/posts/1/generate"),
+    ("GET", "/api/v1/comfyui/status"),
 ]
 
 
@@ -169,7 +176,8 @@ def test_generate_several_providers_and_follow_the_results(
     api, two_providers, run_worker, django_capture_on_commit_callbacks
 ):
     body = {
-        "prompt": "A lighthouse at dusk", "providers": ["placeholder", "placeholder2"],
+        "prompt": "A lighthouse at dusk",
+        "providers": ["placeholder", "placeholder2"],
         "settings": {"width": 512, "height": 384, "steps": 20, "seed": 7, "negative_prompt": "blurry"},
     }
     with django_capture_on_commit_callbacks(execute=True):
@@ -200,8 +208,9 @@ def test_generate_from_the_library(api, run_worker, django_capture_on_commit_cal
     style = ImageStyle.objects.create(name="Watercolour", prompt_template="{prompt}, watercolour")
     fmt = ImageFormat.objects.create(name="Hero", width=640, height=320)
     setting = ImageSetting.objects.create(name="Quick", steps=12)
-    example = ImagePromptExample.objects.create(name="Harbour", prompt="boats in a harbour", style=style,
-                                                image_format=fmt, setting=setting)
+    example = ImagePromptExample.objects.create(
+        name="Harbour", prompt="boats in a harbour", style=style, image_format=fmt, setting=setting
+    )
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(GENERATE, {"prompt_example": example.pk, "height": 448})
     assert response.status_code == 202, response.json()
@@ -214,14 +223,31 @@ def test_generate_from_the_library(api, run_worker, django_capture_on_commit_cal
 
 def test_invalid_input_names_each_field(api, make_post):
     section = make_post(sections=1).sections.get()
-    response = api.post(GENERATE, {
-        "prompt": 5, "width": "wide", "guidance_scale": True, "provider": "nope", "style": 999, "format": "hero",
-        "colour": "red", "settings": {"width": 512, "sharpness": 3}, "section": section.pk,
-    })
+    response = api.post(
+        GENERATE,
+        {
+            "prompt": 5,
+            "width": "wide",
+            "guidance_scale": True,
+            "provider": "nope",
+            "style": 999,
+            "format": "hero",
+            "colour": "red",
+            "settings": {"width": 512, "sharpness": 3},
+            "section": str(section.pk),
+        },
+    )
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert set(errors) == {
-        "prompt", "width", "guidance_scale", "provider", "style", "format", "colour", "settings.sharpness",
+        "prompt",
+        "width",
+        "guidance_scale",
+        "provider",
+        "style",
+        "format",
+        "colour",
+        "settings.sharpness",
     }
     assert "No provider 'nope'" in errors["provider"][0] and "No style with id 999." == errors["style"][0]
 
@@ -277,11 +303,11 @@ def count_queries(api, path, **params):
 
 def test_history_queries_do_not_grow_with_results(api, make_post):
     post = make_post(sections=1)
-    section = post.sections.get()
-    make_results(3, post=post, section=section, status=ResultStatus.SUCCEEDED, image="blogimages/a.png")
+    review = services.review_for(post.sections.get())
+    make_results(3, review=review, status=ResultStatus.SUCCEEDED, image="blogimages/a.png")
     few, data = count_queries(api, RESULTS)
     assert data["count"] == 3
-    make_results(40, post=post, section=section, status=ResultStatus.SUCCEEDED, image="blogimages/b.png")
+    make_results(40, review=review, status=ResultStatus.SUCCEEDED, image="blogimages/b.png")
     many, data = count_queries(api, RESULTS, page_size=200)
     assert data["count"] == 43 and len(data["results"]) == 43
     assert few == many
@@ -293,8 +319,8 @@ def test_history_filters_and_pages(api, make_post):
     group = uuid.uuid4()
     old = make_results(1, status=ResultStatus.FAILED, provider="placeholder2")[0]
     ImageGenerationResult.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
-    make_results(2, post=post, section=first, status=ResultStatus.SUCCEEDED, group=group)
-    make_results(3, post=post, section=second, status=ResultStatus.QUEUED)
+    make_results(2, review=services.review_for(first), status=ResultStatus.SUCCEEDED, group=group)
+    make_results(3, review=services.review_for(second), status=ResultStatus.QUEUED)
 
     def ids(**params):
         data = api.get(RESULTS, **params).json()
@@ -303,7 +329,9 @@ def test_history_filters_and_pages(api, make_post):
     assert ids() == 6
     assert ids(status="succeeded") == 2 and ids(status="succeeded,failed") == 3
     assert ids(provider="placeholder2") == 1
-    assert ids(post=post.pk) == 5 and ids(section=second.pk) == 3
+    # Posts and sections are named by their reference as text: the post's pk, the section's key.
+    assert ids(post=str(post.pk)) == 5 and ids(section=str(second.pk)) == 3
+    assert ids(post="999999") == 0 and ids(section="999999") == 0
     assert ids(group=str(group)) == 2
     assert ids(since=(timezone.now() - timedelta(days=1)).isoformat()) == 5
     assert ids(since=(timezone.now() - timedelta(days=4)).date().isoformat()) == 6
@@ -315,9 +343,11 @@ def test_history_filters_and_pages(api, make_post):
     seen = [r["id"] for r in page1["results"] + page2["results"]]
     assert len(set(seen)) == 6 and seen[-1] == old.pk  # newest first
 
+    # A post id is text now (any key type), so post="first" is a valid filter that matches nothing.
+    assert ids(post="first") == 0
     bad = api.get(RESULTS, status="done", post="first", since="yesterday", group="g", page="0", colour="red")
     assert bad.status_code == 400
-    assert set(bad.json()["errors"]) == {"status", "post", "since", "group", "page", "colour"}
+    assert set(bad.json()["errors"]) == {"status", "since", "group", "page", "colour"}
 
 
 def test_result_not_found(api):
@@ -331,8 +361,9 @@ def test_result_not_found(api):
 def test_prompt_example_crud(api, admin_user):
     style = ImageStyle.objects.create(name="Ink", prompt_template="{prompt}, ink")
     fmt = ImageFormat.objects.create(name="Square", width=512, height=512)
-    created = api.post(EXAMPLES, {"name": "Harbour", "prompt": "boats", "style": style.pk, "format": fmt.pk,
-                                  "provider": "placeholder"})
+    created = api.post(
+        EXAMPLES, {"name": "Harbour", "prompt": "boats", "style": style.pk, "format": fmt.pk, "provider": "placeholder"}
+    )
     assert created.status_code == 201, created.json()
     item = created.json()
     assert created["Location"] == item["url"]
@@ -343,7 +374,11 @@ def test_prompt_example_crud(api, admin_user):
 
     patched = api.call("PATCH", item["url"], {"notes": "for the coast series", "format": None}).json()
     assert (patched["notes"], patched["format"], patched["prompt"], patched["style"]) == (
-        "for the coast series", None, "boats", style.pk)
+        "for the coast series",
+        None,
+        "boats",
+        style.pk,
+    )
 
     put = api.call("PUT", item["url"], {"name": "Harbour at night"}).json()
     assert (put["name"], put["prompt"], put["style"], put["notes"]) == ("Harbour at night", "", None, "")
@@ -375,16 +410,17 @@ def test_generate_for_post(api, make_post, run_worker, django_capture_on_commit_
         response = api.post(path)
     assert response.status_code == 202, response.json()
     data = response.json()
-    assert data["post"] == post.pk
-    assert sorted(r["section"] for r in data["results"]) == [first.pk, second.pk]
-    assert [s["section"] for s in data["skipped"]] == [empty.pk] and "no text" in data["skipped"][0]["reason"]
+    # The post and sections are named as text: the post's pk, each section's key.
+    assert data["post"] == str(post.pk)
+    assert sorted(r["section"] for r in data["results"]) == sorted([str(first.pk), str(second.pk)])
+    assert [s["section"] for s in data["skipped"]] == [str(empty.pk)] and "no text" in data["skipped"][0]["reason"]
     assert run_worker() == 2
 
-    services.approve(ImageGenerationResult.objects.get(section=first))
+    services.approve(ImageGenerationResult.objects.get(review=services.find_review(first)))
     with django_capture_on_commit_callbacks(execute=True):
         again = api.post(path, {"only_missing": True, "provider": "placeholder"}).json()
-    assert [r["section"] for r in again["results"]] == [second.pk]
-    assert {s["section"]: s["reason"] for s in again["skipped"]}[first.pk] == "already has an approved image"
+    assert [r["section"] for r in again["results"]] == [str(second.pk)]
+    assert {s["section"]: s["reason"] for s in again["skipped"]}[str(first.pk)] == "already has an approved image"
 
     assert api.post("/api/v1/posts/999999/generate").status_code == 404
     bad = api.post(path, {"provider": "nope", "only_missing": "yes"})
@@ -422,17 +458,22 @@ def test_comfyui_status(api, settings, thread_server):
     server = thread_server(ThreadingHTTPServer(("127.0.0.1", 0), StatsHandler))
     settings.BLOGIMAGES_PROVIDERS = {
         **settings.BLOGIMAGES_PROVIDERS,
-        "gpu-up": {"BACKEND": "tests.test_api.ComfyLikeProvider",
-                   "OPTIONS": {"url": f"http://127.0.0.1:{server.server_address[1]}"}},
-        "gpu-down": {"BACKEND": "tests.test_api.ComfyLikeProvider",
-                     "OPTIONS": {"url": f"http://127.0.0.1:{closed_port()}"}},
+        "gpu-up": {
+            "BACKEND": "tests.test_api.ComfyLikeProvider",
+            "OPTIONS": {"url": f"http://127.0.0.1:{server.server_address[1]}"},
+        },
+        "gpu-down": {
+            "BACKEND": "tests.test_api.ComfyLikeProvider",
+            "OPTIONS": {"url": f"http://127.0.0.1:{closed_port()}"},
+        },
     }
     response = api.get("/api/v1/comfyui/status")
     assert response.status_code == 200
     statuses = response.json()["providers"]
     assert set(statuses) == {"gpu-up", "gpu-down"}  # the placeholder is no ComfyUI
     assert statuses["gpu-up"] == {
-        "ok": True, "detail": "reachable",
+        "ok": True,
+        "detail": "reachable",
         "info": {"system": {"comfyui_version": "0.3.40"}, "devices": [{"vram_free": 1, "vram_total": 2}]},
     }
     assert statuses["gpu-down"]["ok"] is False and "URLError" in statuses["gpu-down"]["detail"]
@@ -451,7 +492,8 @@ def test_token_client_over_http(live_server, settings, rq_queue, run_worker):
 
     def call(path, body=None):
         request = urllib.request.Request(
-            f"{live_server.url}{path}", data=json.dumps(body).encode() if body is not None else None,
+            f"{live_server.url}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )
         try:

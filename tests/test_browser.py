@@ -34,8 +34,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT = 30_000  # ms; generous for slow CI machines, never reached when things work
@@ -258,9 +262,9 @@ def test_editor_generates_reviews_uploads_and_publishes(
     page.locator(f"#bi-section-{sections[0].pk}").screenshot(path=str(ARTIFACTS / "review-panel.png"))
     page.screenshot(path=str(ARTIFACTS / "review-page.png"), full_page=True)
 
-    reviews = {r.section_id: r for r in SectionReview.objects.all()}
-    assert reviews[sections[0].pk].status == ReviewStatus.APPROVED
-    assert reviews[sections[2].pk].approved_result_id == uploaded.pk
+    reviews = {r.section_key: r for r in SectionReview.objects.for_post(post)}
+    assert reviews[str(sections[0].pk)].status == ReviewStatus.APPROVED
+    assert reviews[str(sections[2].pk)].approved_result_id == uploaded.pk
 
     # The public page shows the two approved images, and only those.
     public = context.new_page()
@@ -308,7 +312,7 @@ def test_playground_compares_providers_side_by_side(browser, live_server, live_w
     assert example.created_by == admin_user
 
     sketch = ImageGenerationResult.objects.get(provider="sketch")
-    page.click(f".bi-card[data-result=\"{sketch.pk}\"] >> text=Use these settings again")
+    page.click(f'.bi-card[data-result="{sketch.pk}"] >> text=Use these settings again')
     page.wait_for_url(f"**/playground/?from={sketch.pk}")
     assert page.input_value("#id_prompt") == "A harbour at dawn with fishing boats"
     assert page.input_value("#id_seed") == str(sketch.seed)
@@ -340,7 +344,8 @@ def test_editor_without_review_permission_cannot_approve(
     url = f"{live_server.url}/admin/blog/post/{post.pk}/images/"
     token = csrf_token(context)
     forged = page.request.post(
-        url, form={"csrfmiddlewaretoken": token, "do": f"approve:{result.pk}", "section": str(section.pk)},
+        url,
+        form={"csrfmiddlewaretoken": token, "do": f"approve:{result.pk}", "section": str(section.pk)},
         max_redirects=0,
     )
     assert forged.status == 403
@@ -348,7 +353,8 @@ def test_editor_without_review_permission_cannot_approve(
     assert not result.is_approved
     # The same request shape with an allowed action goes through, so the 403 was the permission.
     allowed = page.request.post(
-        url, form={"csrfmiddlewaretoken": token, "do": "comment", "section": str(section.pk), "comment": "ok"},
+        url,
+        form={"csrfmiddlewaretoken": token, "do": "comment", "section": str(section.pk), "comment": "ok"},
         max_redirects=0,
     )
     assert allowed.status == 302

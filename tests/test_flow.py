@@ -30,7 +30,8 @@ def test_generate_approve_and_render(client, make_post, run_worker, admin_user, 
     assert {r.status for r in ImageGenerationResult.objects.all()} == {ResultStatus.QUEUED}
 
     assert run_worker() == 4
-    results = {r.section_id: r for r in ImageGenerationResult.objects.all()}
+    results = {r.review.section_key: r for r in ImageGenerationResult.objects.select_related("review")}
+    assert set(results) == {str(section.pk) for section in sections}  # a row's key is its pk as text
     for result in results.values():
         assert result.status == ResultStatus.SUCCEEDED, result.error_message
         assert result.provider_used == "placeholder"
@@ -41,7 +42,7 @@ def test_generate_approve_and_render(client, make_post, run_worker, admin_user, 
 
     # Approve three sections; the fourth stays without an image.
     for section in sections[:3]:
-        services.approve(results[section.pk], user=admin_user)
+        services.approve(results[str(section.pk)], user=admin_user)
     assert SectionReview.objects.filter(status=ReviewStatus.APPROVED).count() == 3
 
     page = client.get(f"/blog/{post.slug}/")
@@ -50,11 +51,11 @@ def test_generate_approve_and_render(client, make_post, run_worker, admin_user, 
     images = re.findall(r"<img [^>]*>", html)
     assert len(images) == 3
     for section in sections[:3]:
-        result = results[section.pk]
+        result = results[str(section.pk)]
         tag = next(tag for tag in images if result.image.url in tag)
         assert 'width="1024"' in tag and 'height="1024"' in tag and 'loading="lazy"' in tag
         assert f'alt="{result.prompt}"' in tag
-    assert results[sections[3].pk].image.url not in html
+    assert results[str(sections[3].pk)].image.url not in html
 
 
 def test_history_records_each_action(make_post, run_worker, admin_user, django_capture_on_commit_callbacks):
@@ -70,7 +71,8 @@ def test_history_records_each_action(make_post, run_worker, admin_user, django_c
     run_worker()
     second.refresh_from_db()
     services.approve(second, user=admin_user)
-    actions = list(ReviewEvent.objects.filter(review__section=section).values_list("action", "comment"))
+    review = SectionReview.objects.for_post(post).get(section_key=str(section.pk))
+    actions = list(ReviewEvent.objects.filter(review=review).values_list("action", "comment"))
     assert actions == [
         (ReviewAction.GENERATED, ""),
         (ReviewAction.REJECTED, "Too dark"),

@@ -119,11 +119,11 @@ def test_generate_a_post_by_slug_then_by_id(make_post, rq_queue, run_worker, dja
     assert "Queued 3 image(s), skipped 0 section(s)." in out
     assert len(rq_queue) == 3
     assert run_worker() == 3
-    results = ImageGenerationResult.objects.filter(post=post)
+    results = ImageGenerationResult.objects.for_post(post)
     assert sorted(r.status for r in results) == [ResultStatus.SUCCEEDED] * 3
     with django_capture_on_commit_callbacks(execute=True):
         command("blogimages_generate", "--post", str(post.pk), "--provider", "placeholder")
-    assert ImageGenerationResult.objects.filter(post=post).count() == 6
+    assert ImageGenerationResult.objects.for_post(post).count() == 6
 
 
 @pytest.mark.django_db
@@ -134,7 +134,12 @@ def test_generate_a_section_with_a_prompt_example(make_post, rq_queue, run_worke
     with django_capture_on_commit_callbacks(execute=True):
         command("blogimages_generate", "--section", str(section.pk), "--prompt-example", "Kite")
     (result,) = ImageGenerationResult.objects.all()
-    assert (result.section_id, result.prompt_example_id, result.prompt) == (section.pk, example.pk, example.prompt)
+    assert (result.review.post_id, result.review.section_key, result.prompt_example_id, result.prompt) == (
+        str(post.pk),
+        str(section.pk),
+        example.pk,
+        example.prompt,
+    )
     assert run_worker() == 1
     result.refresh_from_db()
     assert result.status == ResultStatus.SUCCEEDED and result.image
@@ -252,8 +257,9 @@ def test_generate_wait_times_out_with_exit_1(make_post, rq_queue, django_capture
 
 
 @pytest.mark.django_db
-def test_status_reports_providers_queue_and_results(make_post, rq_queue, run_worker, settings,
-                                                    django_capture_on_commit_callbacks):
+def test_status_reports_providers_queue_and_results(
+    make_post, rq_queue, run_worker, settings, django_capture_on_commit_callbacks
+):
     settings.BLOGIMAGES_PROVIDERS = {"placeholder": PLACEHOLDER, "broken": provider(BrokenProvider)}
     make_post(sections=3)
     with django_capture_on_commit_callbacks(execute=True):
@@ -266,7 +272,11 @@ def test_status_reports_providers_queue_and_results(make_post, rq_queue, run_wor
     assert [(p["alias"], p["ok"]) for p in report["providers"]] == [("placeholder", True), ("broken", True)]
     assert report["queue"]["ok"] and report["queue"]["queued"] == 3 and report["queue"]["workers"] == 0
     assert report["results"]["by_status"] == {
-        "queued": 3, "running": 0, "succeeded": 0, "failed": 3, "cancelled": 0,
+        "queued": 3,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 3,
+        "cancelled": 0,
     }
     text = command("blogimages_status")
     assert "placeholder (default)" in text and "3 waiting" in text and "No worker is listening" in text
@@ -308,8 +318,9 @@ def test_status_with_an_unknown_queue_is_a_config_error(settings):
 
 
 @pytest.mark.django_db
-def test_requeue_after_the_queue_was_flushed(make_post, rq_queue, run_worker, placeholder_only,
-                                             django_capture_on_commit_callbacks):
+def test_requeue_after_the_queue_was_flushed(
+    make_post, rq_queue, run_worker, placeholder_only, django_capture_on_commit_callbacks
+):
     make_post(sections=2)
     with django_capture_on_commit_callbacks(execute=True):
         command("blogimages_generate", "--post", "demo-post")
@@ -330,8 +341,9 @@ def test_requeue_after_the_queue_was_flushed(make_post, rq_queue, run_worker, pl
 
 
 @pytest.mark.django_db
-def test_requeue_leaves_live_jobs_alone(make_post, rq_queue, run_worker, placeholder_only,
-                                        django_capture_on_commit_callbacks):
+def test_requeue_leaves_live_jobs_alone(
+    make_post, rq_queue, run_worker, placeholder_only, django_capture_on_commit_callbacks
+):
     make_post(sections=1)
     with django_capture_on_commit_callbacks(execute=True):
         command("blogimages_generate", "--post", "demo-post")
@@ -343,8 +355,9 @@ def test_requeue_leaves_live_jobs_alone(make_post, rq_queue, run_worker, placeho
 
 
 @pytest.mark.django_db
-def test_requeue_a_running_result_whose_worker_died(make_post, rq_queue, run_worker, placeholder_only, settings,
-                                                    django_capture_on_commit_callbacks):
+def test_requeue_a_running_result_whose_worker_died(
+    make_post, rq_queue, run_worker, placeholder_only, settings, django_capture_on_commit_callbacks
+):
     settings.BLOGIMAGES_STUCK_AFTER = 300
     make_post(sections=2)
     with django_capture_on_commit_callbacks(execute=True):
@@ -364,8 +377,9 @@ def test_requeue_a_running_result_whose_worker_died(make_post, rq_queue, run_wor
 
 
 @pytest.mark.django_db
-def test_requeue_a_started_job_whose_worker_is_gone(make_post, rq_queue, run_worker, placeholder_only,
-                                                   django_capture_on_commit_callbacks):
+def test_requeue_a_started_job_whose_worker_is_gone(
+    make_post, rq_queue, run_worker, placeholder_only, django_capture_on_commit_callbacks
+):
     make_post(sections=1)
     with django_capture_on_commit_callbacks(execute=True):
         command("blogimages_generate", "--post", "demo-post")
@@ -388,12 +402,14 @@ def test_requeue_a_started_job_whose_worker_is_gone(make_post, rq_queue, run_wor
 
 
 @pytest.mark.django_db
-def test_requeue_transient_failures_but_not_permanent_ones(make_post, rq_queue, run_worker, settings, tmp_path,
-                                                           django_capture_on_commit_callbacks):
+def test_requeue_transient_failures_but_not_permanent_ones(
+    make_post, rq_queue, run_worker, settings, tmp_path, django_capture_on_commit_callbacks
+):
     down = tmp_path / "server-down"
     down.touch()
     settings.BLOGIMAGES_PROVIDERS = {
-        "placeholder": PLACEHOLDER, "switch": provider(SwitchProvider, down_file=str(down)),
+        "placeholder": PLACEHOLDER,
+        "switch": provider(SwitchProvider, down_file=str(down)),
         "broken": provider(BrokenProvider),
     }
     settings.BLOGIMAGES_MAX_ATTEMPTS = 1
@@ -493,15 +509,17 @@ def _check_cleanup(make_post, run_worker, capture):
 
 
 @pytest.mark.django_db
-def test_cleanup_on_the_filesystem(make_post, rq_queue, run_worker, settings, placeholder_only,
-                                   django_capture_on_commit_callbacks):
+def test_cleanup_on_the_filesystem(
+    make_post, rq_queue, run_worker, settings, placeholder_only, django_capture_on_commit_callbacks
+):
     settings.BLOGIMAGES_KEY_PREFIX = f"cleanup-{uuid.uuid4().hex[:8]}"
     _check_cleanup(make_post, run_worker, django_capture_on_commit_callbacks)
 
 
 @pytest.mark.django_db
-def test_cleanup_on_s3(make_post, rq_queue, run_worker, settings, s3_storage, placeholder_only,
-                       django_capture_on_commit_callbacks):
+def test_cleanup_on_s3(
+    make_post, rq_queue, run_worker, settings, s3_storage, placeholder_only, django_capture_on_commit_callbacks
+):
     client, bucket = s3_storage
     settings.BLOGIMAGES_KEY_PREFIX = "blogimages"
     _check_cleanup(make_post, run_worker, django_capture_on_commit_callbacks)
@@ -640,8 +658,14 @@ def test_comfyui_stale_pidfile_is_not_mistaken_for_ours(comfy):
 def test_every_command_has_help_with_exit_statuses():
     from django.core.management import load_command_class
 
-    for name in ("blogimages_generate", "blogimages_status", "blogimages_requeue", "blogimages_cleanup",
-                 "blogimages_comfyui", "blogimages_migrate_settings"):
+    for name in (
+        "blogimages_generate",
+        "blogimages_status",
+        "blogimages_requeue",
+        "blogimages_cleanup",
+        "blogimages_comfyui",
+        "blogimages_migrate_settings",
+    ):
         cmd = load_command_class("blogimages", name)
         text = " ".join(cmd.create_parser("manage.py", name).format_help().split())
         assert "Exit status: 0" in text, name

@@ -41,9 +41,17 @@ def approved_result(section, user=None, width=1200, height=800, prompt="A lighth
     """A finished result with a stored image, approved through the service layer."""
     name = save_bytes(png(width, height), "image/png")
     result = ImageGenerationResult.objects.create(
-        section=section, post_id=section.post_id, prompt=prompt, final_prompt=prompt, provider="placeholder",
-        provider_used="placeholder", status=ResultStatus.SUCCEEDED, progress=100, image=name, width=width,
-        height=height, params={},
+        review=services.review_for(section),
+        prompt=prompt,
+        final_prompt=prompt,
+        provider="placeholder",
+        provider_used="placeholder",
+        status=ResultStatus.SUCCEEDED,
+        progress=100,
+        image=name,
+        width=width,
+        height=height,
+        params={},
     )
     services.approve(result, user=user)
     result.refresh_from_db()
@@ -76,10 +84,13 @@ def stored_renditions() -> list[str]:
 @pytest.fixture
 def media(settings, tmp_path):
     """A fresh, empty filesystem storage per test, so file counts mean something."""
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/media/"},
-    }}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/media/"},
+        },
+    }
     return tmp_path / "media"
 
 
@@ -91,7 +102,7 @@ def test_approved_image_gets_srcset_after_the_worker_makes_renditions(
     with django_capture_on_commit_callbacks(execute=True):
         services.generate_for_post(post, user=admin_user)
     assert run_worker() == 2
-    result = ImageGenerationResult.objects.get(section=first)
+    result = ImageGenerationResult.objects.get(review__section_key=str(first.pk))
     assert (result.width, result.height) == (1024, 1024)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -126,7 +137,9 @@ def test_alt_text_is_editable_and_escaped(client, media, make_post):
     approved_result(section, prompt="A storm over the harbour")
     assert attr(page_images(client, post)[0], "alt") == "A storm over the harbour"
 
-    SectionReview.objects.filter(section=section).update(alt_text='Waves "breaking" <over> the pier & wall')
+    SectionReview.objects.for_post(post).filter(section_key=str(section.pk)).update(
+        alt_text='Waves "breaking" <over> the pier & wall'
+    )
     (tag,) = page_images(client, post)
     assert 'alt="Waves &quot;breaking&quot; &lt;over&gt; the pier &amp; wall"' in tag
 
@@ -141,8 +154,9 @@ def test_uploaded_image_alt_is_not_its_file_name(client, media, make_post):
     assert attr(tag, "alt") == ""
 
 
-def test_section_without_approved_image_renders_nothing(client, media, make_post, run_worker,
-                                                         django_capture_on_commit_callbacks):
+def test_section_without_approved_image_renders_nothing(
+    client, media, make_post, run_worker, django_capture_on_commit_callbacks
+):
     post = make_post(sections=1)
     section = post.sections.get()
     with django_capture_on_commit_callbacks(execute=True):
@@ -208,9 +222,13 @@ class RacingStorage(FileSystemStorage):
 
 
 def test_concurrent_calls_record_one_set_and_leave_no_orphans(settings, tmp_path, make_post):
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "tests.test_rendering.RacingStorage", "OPTIONS": {"location": str(tmp_path / "race")},
-    }}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "tests.test_rendering.RacingStorage",
+            "OPTIONS": {"location": str(tmp_path / "race")},
+        },
+    }
     post = make_post(sections=1)
     result = approved_result(post.sections.get())
     RacingStorage.race_result_id = result.pk
@@ -249,21 +267,27 @@ def test_storage_outage_renders_nothing_and_logs(client, media, make_post, setti
     with socket.socket() as s:  # a port nothing listens on: every S3 call is refused
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": "nowhere", "endpoint_url": dead, "region_name": "us-east-1", "access_key": "x",
-            "secret_key": "x", "client_config": Config(retries={"max_attempts": 1}, connect_timeout=1),
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "nowhere",
+                "endpoint_url": dead,
+                "region_name": "us-east-1",
+                "access_key": "x",
+                "secret_key": "x",
+                "client_config": Config(retries={"max_attempts": 1}, connect_timeout=1),
+            },
         },
-    }}
+    }
     with caplog.at_level(logging.ERROR, logger="blogimages.rendering"):
         assert page_images(client, post) == []
     assert any("Could not check image" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("sections", [2, 50])
-def test_public_page_queries_do_not_grow_with_sections(client, media, make_post, sections,
-                                                       django_assert_num_queries):
+def test_public_page_queries_do_not_grow_with_sections(client, media, make_post, sections, django_assert_num_queries):
     post = make_post(sections=sections, slug=f"post-{sections}")
     for section in post.sections.all():
         approved_result(section, width=640, height=480)
@@ -282,12 +306,15 @@ def test_prefetch_helper_reports_why_a_section_has_no_image(media, make_post):
     broken = approved_result(second)
     ImageGenerationResult.objects.filter(pk=broken.pk).update(image="")
     images = approved_images_for_post(post)
-    assert list(images) == [first.pk] and images[first.pk].result_id == ok.pk
-    assert images.problems == {second.pk: f"result #{broken.pk} has no stored file"}
+    # Keyed by section key (text); a row's integer pk finds its entry too.
+    assert list(images) == [str(first.pk)] and images[first.pk].result_id == ok.pk
+    assert images[str(first.pk)] is images[first.pk] and second.pk not in images
+    assert images.problems == {str(second.pk): f"result #{broken.pk} has no stored file"}
 
 
-def test_s3_renditions_are_served_over_http(client, s3_storage, make_post, run_worker, admin_user,
-                                            django_capture_on_commit_callbacks):
+def test_s3_renditions_are_served_over_http(
+    client, s3_storage, make_post, run_worker, admin_user, django_capture_on_commit_callbacks
+):
     s3, bucket = s3_storage
     post = make_post(sections=1)
     section = post.sections.get()

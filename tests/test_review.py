@@ -13,6 +13,11 @@ from blogimages.exceptions import InvalidTransition
 from blogimages.models import ImageGenerationResult, ReviewAction, ReviewStatus, SectionReview
 
 
+def review_of(section) -> SectionReview:
+    """The review row of a host section row (it must exist)."""
+    return SectionReview.objects.for_post(section.post).get(section_key=str(section.pk))
+
+
 def make_candidates(section, count, run_worker, capture):
     with capture(execute=True):
         results = [services.generate_for_section(section)[0] for _ in range(count)]
@@ -52,7 +57,7 @@ def test_rejecting_needs_a_comment_and_approving_needs_an_image(make_post):
         services.reject(section, comment="  ")
     with pytest.raises(InvalidTransition, match="has no finished image to approve"):
         services.approve(queued)
-    assert SectionReview.objects.get(section=section).status == ReviewStatus.PENDING
+    assert review_of(section).status == ReviewStatus.PENDING
 
 
 @pytest.mark.django_db
@@ -60,7 +65,7 @@ def test_comments_append_to_the_history(make_post, admin_user):
     section = make_post(sections=1).sections.get()
     services.add_comment(section, user=admin_user, text="Try a wider shot")
     services.add_comment(section, user=admin_user, text="Better with people")
-    review = SectionReview.objects.get(section=section)
+    review = review_of(section)
     assert review.comment == "Better with people"
     assert list(review.events.values_list("action", "comment")) == [
         (ReviewAction.COMMENTED, "Try a wider shot"),
@@ -112,4 +117,4 @@ def test_two_editors_approving_at_once_leave_exactly_one_approved(make_post, run
     assert errors == []
     approved = list(ImageGenerationResult.objects.approved().values_list("pk", flat=True))
     assert len(approved) == 1
-    assert SectionReview.objects.get(section=section).approved_result_id == approved[0]
+    assert review_of(section).approved_result_id == approved[0]

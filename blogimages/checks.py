@@ -20,17 +20,33 @@ def check_settings(app_configs=None, **kwargs):
 
 
 def _check_host_models():
+    from .hosts import ModelSectionsAdapter, get_host
+
+    try:
+        adapter = get_host()
+    except ImproperlyConfigured as exc:
+        return [
+            checks.Error(
+                str(exc),
+                hint="Name a HostAdapter subclass, e.g. 'blogimages.hosts.ModelSectionsAdapter' (sections as rows) "
+                "or 'blogimages.contrib.wagtail.adapter.WagtailPageAdapter'.",
+                id="blogimages.E004",
+            )
+        ]
+    if not isinstance(adapter, ModelSectionsAdapter):
+        return []
     errors = []
     section_model = None
     for setting, example in (("POST_MODEL", "blog.Post"), ("SECTION_MODEL", "blog.Section")):
         value = getattr(app_settings, setting)
         try:
             model = apps.get_model(value)
-        except (LookupError, ValueError, TypeError):
+        except (LookupError, ValueError, TypeError, AttributeError):
             errors.append(
                 checks.Error(
                     f"BLOGIMAGES_{setting} = {value!r} does not name an installed model.",
-                    hint=f"Set BLOGIMAGES_{setting} = '{example}' (app_label.ModelName of your model).",
+                    hint=f"Set BLOGIMAGES_{setting} = '{example}' (app_label.ModelName of your model), "
+                    "or set BLOGIMAGES_HOST_ADAPTER to the adapter of your CMS.",
                     id="blogimages.E001",
                 )
             )
@@ -134,4 +150,57 @@ def _check_storage():
                 id="blogimages.E030",
             )
         ]
-    return []
+    return _check_storage_location()
+
+
+def _check_storage_location():
+    # With MEDIA_ROOT unset, FileSystemStorage writes into the working directory. When that
+    # directory is on sys.path (manage.py's folder always is), the worker's
+    # ``<KEY_PREFIX>/images/...`` folders become a namespace package that shadows an
+    # editable install of blogimages: "cannot import name ... from 'blogimages.images'".
+    import os
+    import sys
+
+    from django.core.files.storage import FileSystemStorage, storages
+
+    alias = app_settings.STORAGE
+    config = settings.STORAGES[alias]
+    try:
+        storage = storages.create_storage(config)
+    except (ImportError, ImproperlyConfigured, KeyError, TypeError):
+        return []  # an unusable backend fails loudly on first use; nothing to say about its folder
+    if not isinstance(storage, FileSystemStorage):
+        return []
+    setting = f"STORAGES[{alias!r}]['OPTIONS']['location']" if "location" in config.get("OPTIONS", {}) else "MEDIA_ROOT"
+    raw = os.fspath(storage.base_location)
+    location = os.path.realpath(storage.location)
+    cwd = os.path.realpath(os.getcwd())
+    on_path = {os.path.realpath(entry or cwd) for entry in sys.path if os.path.isdir(entry or cwd)}
+    hint = (
+        f"Set {setting} to an absolute folder outside your code and not on sys.path, "
+        'e.g. MEDIA_ROOT = BASE_DIR / "media", and serve it at MEDIA_URL.'
+    )
+    where = f"{setting} = {raw!r}: storage {alias!r} (BLOGIMAGES_STORAGE)"
+    if not raw or location == cwd:
+        problem = f"writes images into the current working directory ({cwd})"
+    elif location in on_path:
+        problem = f"writes images into {location}, a folder on sys.path"
+    elif not os.path.isabs(raw):
+        return [
+            checks.Warning(
+                f"{where} is a relative path, so each process (web server, worker) writes images "
+                f"relative to its own working directory (here {location}).",
+                hint=hint,
+                id="blogimages.W032",
+            )
+        ]
+    else:
+        return []
+    return [
+        checks.Error(
+            f"{where} {problem}; the {app_settings.KEY_PREFIX!r} folder it creates there shadows "
+            "Python packages of that name.",
+            hint=hint,
+            id="blogimages.E031",
+        )
+    ]

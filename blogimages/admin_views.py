@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, is_dataclass
 from importlib import import_module
@@ -609,10 +610,32 @@ def _parse_group(value: str | None) -> uuid.UUID | None:
         return None
 
 
-def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
-    if not model_admin.has_view_permission(request):
-        raise PermissionDenied
-    site = model_admin.admin_site.name
+def admin_tool_urls(site: str) -> dict[str, str]:
+    """Where the playground and status pages of Django admin site ``site`` live."""
+    return {
+        "playground": reverse(f"{site}:blogimages_playground"),
+        "playground_status": reverse(f"{site}:blogimages_playground_status"),
+        "playground_models": reverse(f"{site}:blogimages_playground_models"),
+        "status_page": reverse(f"{site}:blogimages_status"),
+        "status_comfyui": reverse(f"{site}:blogimages_status_comfyui"),
+        "results": reverse(f"{site}:blogimages_imagegenerationresult_changelist"),
+    }
+
+
+def playground_page(
+    request: HttpRequest,
+    *,
+    urls: dict[str, str],
+    example_url: Callable[[int], str],
+    template_name: str,
+    base_context: Callable[[], dict[str, Any]],
+) -> HttpResponse:
+    """The prompt playground for any admin (the caller checked the user may see it).
+
+    ``urls`` has the keys of :func:`admin_tool_urls`; ``example_url(pk)`` is where a saved
+    prompt example is edited; ``base_context()`` is the admin's own template context,
+    asked for only when the page is rendered.
+    """
     group = _parse_group(request.GET.get("group"))
     results = _group_results(group) if group else []
     can_generate = can(request.user, "generate")
@@ -634,10 +657,10 @@ def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
                     provider=data["providers"][0] if len(data["providers"]) == 1 else "",
                     model=data["model"], created_by=request.user,
                 )
-                change_url = reverse(f"{site}:blogimages_imagepromptexample_change", args=[example.pk])
                 messages.success(
                     request,
-                    format_html(_("Saved the prompt example <a href=\"{}\">{}</a>."), change_url, example.name),
+                    format_html(_("Saved the prompt example <a href=\"{}\">{}</a>."), example_url(example.pk),
+                                example.name),
                 )
                 if form.overrides():
                     messages.warning(
@@ -645,7 +668,7 @@ def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
                         _("A prompt example keeps the prompt, style, format, setting, provider and model; "
                           "the advanced values (seed, size, steps…) belong in an image setting."),
                     )
-                target = reverse(f"{site}:blogimages_playground") + f"?example={example.pk}"
+                target = urls["playground"] + f"?example={example.pk}"
                 if group:
                     target += f"&group={group}"
                 return HttpResponseRedirect(target)
@@ -675,9 +698,7 @@ def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
                         ngettext("Queued %(count)d image.", "Queued %(count)d images side by side.", len(created))
                         % {"count": len(created)},
                     )
-                return HttpResponseRedirect(
-                    reverse(f"{site}:blogimages_playground") + f"?group={created[0].group}"
-                )
+                return HttpResponseRedirect(urls["playground"] + f"?group={created[0].group}")
     else:
         initial: dict[str, Any] = {"providers": [app_settings.DEFAULT_PROVIDER]}
         source = None
@@ -707,39 +728,32 @@ def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
         .order_by("-latest")[:12]
     )
     context = {
-        **model_admin.admin_site.each_context(request),
+        **base_context(),
         "title": _("Prompt playground"),
-        "opts": model_admin.model._meta,
         "form": form,
         "group": group,
         "cards": playground_cards(results),
         "recent": recent,
         "can_generate": can_generate,
         "can_save": can_save,
-        "status_url": reverse(f"{site}:blogimages_playground_status") + (f"?group={group}" if group else ""),
-        "models_url": reverse(f"{site}:blogimages_playground_models"),
-        "playground_url": reverse(f"{site}:blogimages_playground"),
+        "status_url": urls["playground_status"] + (f"?group={group}" if group else ""),
+        "models_url": urls["playground_models"],
+        "playground_url": urls["playground"],
+        "status_page_url": urls["status_page"],
         "thumb_width": THUMB_WIDTH,
-        "results_url": reverse(f"{site}:blogimages_imagegenerationresult_changelist"),
+        "results_url": urls["results"],
         "has_active": any(r.is_active for r in results),
     }
-    request.current_app = site
-    return TemplateResponse(request, "blogimages/admin/playground.html", context)
+    return TemplateResponse(request, template_name, context)
 
 
-def playground_status_view(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:
-    if not model_admin.has_view_permission(request):
-        raise PermissionDenied
+def playground_status(request: HttpRequest, *, urls: dict[str, str]) -> JsonResponse:
+    """Progress of one playground comparison (``?group=``), each card's HTML included."""
     group = _parse_group(request.GET.get("group"))
     if group is None:
         return JsonResponse({"active": False, "results": []})
     maybe_sweep()
-    site = model_admin.admin_site.name
-    context = {
-        "thumb_width": THUMB_WIDTH,
-        "playground_url": reverse(f"{site}:blogimages_playground"),
-        "results_url": reverse(f"{site}:blogimages_imagegenerationresult_changelist"),
-    }
+    context = {"thumb_width": THUMB_WIDTH, "playground_url": urls["playground"], "results_url": urls["results"]}
     labels = dict(ResultStatus.choices)
     payload = []
     for card in playground_cards(_group_results(group)):
@@ -752,10 +766,8 @@ def playground_status_view(model_admin: ModelAdmin, request: HttpRequest) -> Jso
     return JsonResponse({"active": any(p["active"] for p in payload), "results": payload})
 
 
-def playground_models_view(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:
+def playground_models(request: HttpRequest) -> JsonResponse:
     """Model names for the chosen providers (asked when the editor ticks them, not on page load)."""
-    if not model_admin.has_view_permission(request):
-        raise PermissionDenied
     from .providers import providers
 
     found: dict[str, list[str]] = {}
@@ -768,6 +780,39 @@ def playground_models_view(model_admin: ModelAdmin, request: HttpRequest) -> Jso
         except Exception as exc:  # noqa: BLE001 - an unreachable server lists no models
             errors[alias] = f"{exc.__class__.__name__}: {exc}"
     return JsonResponse({"models": found, "errors": errors})
+
+
+def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    site = model_admin.admin_site.name
+
+    def base_context() -> dict[str, Any]:
+        context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta}
+        request.current_app = site
+        return context
+
+    return playground_page(
+        request,
+        urls=admin_tool_urls(site),
+        example_url=lambda pk: reverse(f"{site}:blogimages_imagepromptexample_change", args=[pk]),
+        template_name="blogimages/admin/playground.html",
+        base_context=base_context,
+    )
+
+
+def playground_status_view(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    if _parse_group(request.GET.get("group")) is None:
+        return JsonResponse({"active": False, "results": []})
+    return playground_status(request, urls=admin_tool_urls(model_admin.admin_site.name))
+
+
+def playground_models_view(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    return playground_models(request)
 
 
 # --- the status page -------------------------------------------------------------------------
@@ -945,18 +990,14 @@ def local_comfyui_state() -> dict[str, Any]:
     }
 
 
-def status_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
-    if not model_admin.has_view_permission(request):
-        raise PermissionDenied
-    site = model_admin.admin_site.name
+def status_context(request: HttpRequest, *, urls: dict[str, str]) -> dict[str, Any]:
+    """What the status page shows, for any admin (the caller checked the user may see it)."""
     counts = dict(
         ImageGenerationResult.objects.filter(status__in=[*ACTIVE_STATUSES, ResultStatus.FAILED])
         .values_list("status").annotate(n=Count("id")).values_list("status", "n")
     )
-    context = {
-        **model_admin.admin_site.each_context(request),
+    return {
         "title": _("Image generation status"),
-        "opts": model_admin.model._meta,
         "providers": provider_health(),
         "default_provider": app_settings.DEFAULT_PROVIDER,
         "openai": openai_status(),
@@ -965,21 +1006,19 @@ def status_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
         "comfyui_public_url": app_settings.COMFYUI_PUBLIC_URL,
         "local": local_comfyui_state(),
         "can_control": can(request.user, "generate"),
-        "control_url": reverse(f"{site}:blogimages_status_comfyui"),
+        "control_url": urls["status_comfyui"],
+        "playground_url": urls["playground"],
         "counts": counts,
-        "results_url": reverse(f"{site}:blogimages_imagegenerationresult_changelist"),
+        "results_url": urls["results"],
     }
-    request.current_app = site
-    return TemplateResponse(request, "blogimages/admin/status.html", context)
 
 
-def comfyui_control_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
-    """Start or stop the operator's local ComfyUI (needs the generate permission)."""
+def comfyui_control(request: HttpRequest, *, target: str) -> HttpResponse:
+    """Start or stop the operator's local ComfyUI (needs the generate permission), then back to ``target``."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    if not model_admin.has_view_permission(request) or not can(request.user, "generate"):
+    if not can(request.user, "generate"):
         raise PermissionDenied
-    target = reverse(f"{model_admin.admin_site.name}:blogimages_status")
     op = request.POST.get("op")
     if not app_settings.COMFYUI_START_COMMAND:
         messages.error(request, _("No start command is configured (BLOGIMAGES_COMFYUI_START_COMMAND)."))
@@ -1002,3 +1041,25 @@ def comfyui_control_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpR
         logger.exception("Local ComfyUI %s failed", op)
         messages.error(request, _("Could not %(op)s the local ComfyUI: %(exc)s") % {"op": op, "exc": exc})
     return HttpResponseRedirect(target)
+
+
+def status_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    site = model_admin.admin_site.name
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        **status_context(request, urls=admin_tool_urls(site)),
+    }
+    request.current_app = site
+    return TemplateResponse(request, "blogimages/admin/status.html", context)
+
+
+def comfyui_control_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """Start or stop the operator's local ComfyUI (needs the generate permission)."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    return comfyui_control(request, target=reverse(f"{model_admin.admin_site.name}:blogimages_status"))

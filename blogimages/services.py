@@ -390,18 +390,25 @@ def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = Fa
 
 
 def enqueue_on_commit(result: ImageGenerationResult) -> None:
-    transaction.on_commit(lambda: enqueue(result.pk))
+    """Enqueue the result's job once the transaction commits, and keep the outcome on the
+    instance (``queue_error``) so callers learn it without reading the row again."""
+    result.queue_error = None
+
+    def send() -> None:
+        result.queue_error = enqueue(result.pk)
+
+    transaction.on_commit(send)
 
 
-def enqueue(result_id: int) -> bool:
+def enqueue(result_id: int) -> str | None:
     """Put the job for a queued result on RQ. On a Redis error the row records why and
-    stays queued, so ``requeue`` can send it again; returns whether it was enqueued."""
+    stays queued, so ``requeue`` can send it again; returns that error, else ``None``."""
     import django_rq
     from redis.exceptions import RedisError
 
     result = ImageGenerationResult.objects.get(pk=result_id)
     if result.status != ResultStatus.QUEUED:
-        return False
+        return None
     job_id = result.next_job_id()
     try:
         # commit_mode="auto": we are already running after commit.
@@ -424,14 +431,14 @@ def enqueue(result_id: int) -> bool:
             error_message=message, error_kind=ErrorKind.TRANSIENT, updated_at=timezone.now()
         )
         logger.error("Enqueue failed for result #%s: %s", result.pk, exc)
-        return False
+        return message
     ImageGenerationResult.objects.filter(pk=result.pk).update(
         job_id=job_id,
         enqueue_count=result.enqueue_count + 1,
         error_message="",
         error_kind="",
     )
-    return True
+    return None
 
 
 def requeue(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult:
@@ -454,10 +461,9 @@ def requeue(result: ImageGenerationResult, *, user=None) -> ImageGenerationResul
 
 
 def queue_errors(results: Iterable[ImageGenerationResult]) -> list[str]:
-    """Enqueue errors recorded on just-created results (read after the commit)."""
-    ids = [r.pk for r in results]
-    rows = ImageGenerationResult.objects.filter(pk__in=ids, status=ResultStatus.QUEUED, error_kind=ErrorKind.TRANSIENT)
-    return sorted({row.error_message for row in rows if row.error_message})
+    """What Redis said when these results' jobs were enqueued (after the commit), if it
+    refused; nothing while the commit is still to come."""
+    return sorted({error for result in results if (error := getattr(result, "queue_error", None))})
 
 
 def raise_for_queue_errors(results: Iterable[ImageGenerationResult]) -> None:

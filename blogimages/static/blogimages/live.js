@@ -43,7 +43,10 @@
   }
 
   function getJSON(url) {
-    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (resp) {
+    // X-Requested-With: a host admin (Wagtail's) then answers a lost permission with 403,
+    // not with a redirect to its dashboard that would read as a broken JSON reply.
+    var headers = { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" };
+    return fetch(url, { credentials: "same-origin", headers: headers }).then(function (resp) {
       if (!resp.ok) throw new Error("HTTP " + resp.status);
       return resp.json();
     });
@@ -51,7 +54,7 @@
 
   function replaceSection(root, sectionId) {
     var url = root.dataset.sectionUrl.replace(/\/0\/$/, "/" + encodeURIComponent(sectionId) + "/");
-    return fetch(url, { credentials: "same-origin" })
+    return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "XMLHttpRequest" } })
       .then(function (resp) {
         if (!resp.ok) throw new Error("HTTP " + resp.status);
         return resp.text();

@@ -68,6 +68,7 @@ def run_generation(result_id: int) -> str:
     """Generate the image for one result. Safe to run twice: only one run can start it."""
     if not connection.in_atomic_block:  # inside a test transaction there is nothing to recycle
         close_old_connections()
+    _sweep_if_due()
     result = ImageGenerationResult.objects.filter(pk=result_id).first()
     if result is None:
         logger.warning("Result #%s no longer exists; nothing to do", result_id)
@@ -162,6 +163,23 @@ def _fail(result: ImageGenerationResult, message: str, kind: str) -> None:
         )
     except ConcurrentTransition:
         logger.info("Result #%s changed before it could be marked failed", result.pk)
+
+
+def _sweep_if_due() -> None:
+    from rq import get_current_job
+
+    from .services import sweep_stuck_if_due
+
+    job = get_current_job()
+    if job is None:
+        return
+    try:
+        swept = sweep_stuck_if_due(job.connection)
+    except Exception:  # noqa: BLE001 - a failed sweep must not cost this job its image
+        logger.exception("Sweeping stuck results failed")
+        return
+    if swept:
+        logger.warning("Re-queued stuck result(s) %s: their worker stopped reporting", swept)
 
 
 def sweep_stuck_results() -> list[int]:

@@ -665,6 +665,22 @@ def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str
         )
 
 
+#: Seconds between two sweeps for stuck results, whichever worker does it.
+SWEEP_EVERY = 30
+
+
+def sweep_stuck_if_due(redis) -> list[int]:
+    """Sweep for stuck results if no worker did in the last ``SWEEP_EVERY`` seconds.
+
+    Workers call this as they pick up a job, so recovery runs on the workers' schedule,
+    not as a side effect of an editor's page polling; ``SET NX EX`` on the queue's Redis
+    lets one worker a period win, however many there are.
+    """
+    if not redis.set("blogimages:sweep-stuck", 1, nx=True, ex=SWEEP_EVERY):
+        return []
+    return sweep_stuck()
+
+
 def sweep_stuck(now=None) -> list[int]:
     """Re-queue (or fail, past MAX_ATTEMPTS) running results whose worker stopped reporting.
 

@@ -239,3 +239,28 @@ def test_transitions_follow_the_table_and_lose_races_cleanly():
     with pytest.raises(ConcurrentTransition):
         stale.transition(ResultStatus.CANCELLED)  # a worker took it first
     assert run_generation(result.pk) == "skipped (running)"
+
+
+def test_a_worker_sweeps_stuck_results_as_it_picks_up_a_job_once_a_period(
+    rq_queue, run_worker, django_capture_on_commit_callbacks
+):
+    (stuck,) = generate()
+    old = timezone.now() - timezone.timedelta(seconds=app_settings.STUCK_AFTER + 5)
+    stuck.transition(ResultStatus.RUNNING, started_at=old, heartbeat_at=old, attempts=1)
+    rq_queue.connection.delete("blogimages:sweep-stuck")
+    with django_capture_on_commit_callbacks(execute=True):
+        (fresh,) = generate("a new one")
+    run_worker()  # picks up the new job: sweeps first, which re-queues the stuck one, then runs it
+    stuck.refresh_from_db()
+    fresh.refresh_from_db()
+    assert fresh.status == ResultStatus.SUCCEEDED
+    assert stuck.status == ResultStatus.SUCCEEDED and stuck.attempts == 2
+    ttl = rq_queue.connection.ttl("blogimages:sweep-stuck")
+    assert 0 < ttl <= services.SWEEP_EVERY  # the next worker within the period does not sweep again
+    again = generate("stuck again")[0]
+    again.transition(ResultStatus.RUNNING, started_at=old, heartbeat_at=old, attempts=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        generate("one more")
+    run_worker()
+    again.refresh_from_db()
+    assert again.status == ResultStatus.RUNNING  # left for the next period's sweep

@@ -1,0 +1,269 @@
+"""The prompt playground: try one prompt on several providers side by side."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Max, Min
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from .. import services
+from ..conf import app_settings
+from ..exceptions import BlogImagesError
+from ..forms import PlaygroundForm, initial_from_example, initial_from_result
+from ..models import (
+    ImageGenerationResult,
+    ImagePromptExample,
+    ResultSource,
+    ResultStatus,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+from .common import (
+    THUMB_WIDTH,
+    Candidate,
+    admin_tool_urls,
+    can,
+    file_url,
+    report_queue_errors,
+    thumb_height,
+)
+
+logger = logging.getLogger("blogimages.admin")
+
+# --- the prompt playground --------------------------------------------------------------------
+
+
+def playground_cards(results) -> list[Candidate]:
+    return [
+        Candidate(
+            result=r, thumb_url=file_url(r.thumbnail), image_url=file_url(r.image), thumb_height=thumb_height(r)
+        )
+        for r in results
+    ]
+
+
+def _group_results(group: uuid.UUID):
+    return list(
+        ImageGenerationResult.objects.filter(group=group)
+        .select_related("style", "image_format", "setting")
+        .order_by("id")
+    )
+
+
+def _parse_group(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def playground_page(
+    request: HttpRequest,
+    *,
+    urls: dict[str, str],
+    example_url: Callable[[int], str],
+    template_name: str,
+    base_context: Callable[[], dict[str, Any]],
+) -> HttpResponse:
+    """The prompt playground for any admin (the caller checked the user may see it).
+
+    ``urls`` has the keys of :func:`admin_tool_urls`; ``example_url(pk)`` is where a saved
+    prompt example is edited; ``base_context()`` is the admin's own template context,
+    asked for only when the page is rendered.
+    """
+    group = _parse_group(request.GET.get("group"))
+    results = _group_results(group) if group else []
+    can_generate = can(request.user, "generate")
+    can_save = request.user.has_perm("blogimages.add_imagepromptexample")
+
+    if request.method == "POST":
+        action = request.POST.get("action", "generate")
+        if (action == "generate" and not can_generate) or (action == "save" and not can_save):
+            raise PermissionDenied
+        form = PlaygroundForm(request.POST)
+        if action == "save":
+            form.fields["example_name"].required = True
+        if form.is_valid():
+            data = form.cleaned_data
+            if action == "save":
+                example = ImagePromptExample.objects.create(
+                    name=data["example_name"], prompt=data["prompt"], style=data["style"],
+                    image_format=data["image_format"], setting=data["setting"],
+                    provider=data["providers"][0] if len(data["providers"]) == 1 else "",
+                    model=data["model"], created_by=request.user,
+                )
+                messages.success(
+                    request,
+                    format_html(_("Saved the prompt example <a href=\"{}\">{}</a>."), example_url(example.pk),
+                                example.name),
+                )
+                if form.overrides():
+                    messages.warning(
+                        request,
+                        _("A prompt example keeps the prompt, style, format, setting, provider and model; "
+                          "the advanced values (seed, size, steps…) belong in an image setting."),
+                    )
+                target = urls["playground"] + f"?example={example.pk}"
+                if group:
+                    target += f"&group={group}"
+                return HttpResponseRedirect(target)
+            from ..services import GenerationSpec
+
+            try:
+                created = services.request_generation(
+                    GenerationSpec(
+                        prompt=data["prompt"], providers=data["providers"], style=data["style"],
+                        image_format=data["image_format"], setting=data["setting"], model=data["model"],
+                        overrides=form.overrides(),
+                    ),
+                    user=request.user,
+                )
+            except ValidationError as exc:
+                by_field = exc.error_dict if hasattr(exc, "error_dict") else {None: exc.error_list}
+                for name, errors in by_field.items():
+                    target_field = name if name in form.fields else None
+                    for error in errors:
+                        form.add_error(target_field, error)
+            except BlogImagesError as exc:
+                form.add_error(None, str(exc))
+            else:
+                if not report_queue_errors(request, created):
+                    messages.success(
+                        request,
+                        ngettext("Queued %(count)d image.", "Queued %(count)d images side by side.", len(created))
+                        % {"count": len(created)},
+                    )
+                return HttpResponseRedirect(urls["playground"] + f"?group={created[0].group}")
+    else:
+        initial: dict[str, Any] = {"providers": [app_settings.DEFAULT_PROVIDER]}
+        source = None
+        if request.GET.get("from"):
+            source = ImageGenerationResult.objects.select_related("style", "image_format", "setting").filter(
+                pk=request.GET["from"] if request.GET["from"].isdigit() else 0
+            ).first()
+            if source is None:
+                messages.error(request, _("There is no result #%(id)s to copy.") % {"id": request.GET["from"]})
+            else:
+                initial = initial_from_result(source)
+        elif request.GET.get("example"):
+            example = ImagePromptExample.objects.filter(
+                pk=request.GET["example"] if request.GET["example"].isdigit() else 0
+            ).first()
+            if example is not None:
+                initial = {k: v for k, v in initial_from_example(example).items() if v not in (None, "")}
+                initial.setdefault("providers", [app_settings.DEFAULT_PROVIDER])
+        elif results:
+            initial = initial_from_result(results[0], providers=list(dict.fromkeys(r.provider for r in results)))
+        form = PlaygroundForm(initial=initial)
+
+    recent = (
+        ImageGenerationResult.objects.filter(review__isnull=True, source=ResultSource.GENERATED)
+        .values("group")
+        .annotate(latest=Max("created_at"), count=Count("id"), prompt=Min("prompt"))
+        .order_by("-latest")[:12]
+    )
+    context = {
+        **base_context(),
+        "title": _("Prompt playground"),
+        "form": form,
+        "group": group,
+        "cards": playground_cards(results),
+        "recent": recent,
+        "can_generate": can_generate,
+        "can_save": can_save,
+        "status_url": urls["playground_status"] + (f"?group={group}" if group else ""),
+        "models_url": urls["playground_models"],
+        "playground_url": urls["playground"],
+        "status_page_url": urls["status_page"],
+        "thumb_width": THUMB_WIDTH,
+        "results_url": urls["results"],
+        "has_active": any(r.is_active for r in results),
+    }
+    return TemplateResponse(request, template_name, context)
+
+
+def playground_status(request: HttpRequest, *, urls: dict[str, str]) -> JsonResponse:
+    """Progress of one playground comparison (``?group=``), each card's HTML included."""
+    group = _parse_group(request.GET.get("group"))
+    if group is None:
+        return JsonResponse({"active": False, "results": []})
+    context = {"thumb_width": THUMB_WIDTH, "playground_url": urls["playground"], "results_url": urls["results"]}
+    labels = dict(ResultStatus.choices)
+    payload = []
+    for card in playground_cards(_group_results(group)):
+        r = card.result
+        payload.append({
+            "id": r.pk, "status": r.status, "status_label": str(labels.get(r.status, r.status)),
+            "active": card.is_active, "progress": r.progress, "message": r.progress_message,
+            "html": render_to_string("blogimages/admin/_playground_card.html", {**context, "card": card}, request),
+        })
+    return JsonResponse({"active": any(p["active"] for p in payload), "results": payload})
+
+
+def playground_models(request: HttpRequest) -> JsonResponse:
+    """Model names for the chosen providers (asked when the editor ticks them, not on page load)."""
+    from ..providers import providers
+
+    found: dict[str, list[str]] = {}
+    errors: dict[str, str] = {}
+    for alias in request.GET.getlist("provider"):
+        if alias not in providers:
+            continue
+        try:
+            found[alias] = list(providers[alias].models())[:200]
+        except Exception as exc:  # noqa: BLE001 - an unreachable server lists no models
+            errors[alias] = f"{exc.__class__.__name__}: {exc}"
+    return JsonResponse({"models": found, "errors": errors})
+
+
+def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    site = model_admin.admin_site.name
+
+    def base_context() -> dict[str, Any]:
+        context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta}
+        request.current_app = site
+        return context
+
+    return playground_page(
+        request,
+        urls=admin_tool_urls(site),
+        example_url=lambda pk: reverse(f"{site}:blogimages_imagepromptexample_change", args=[pk]),
+        template_name="blogimages/admin/playground.html",
+        base_context=base_context,
+    )
+
+
+def playground_status_view(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    if _parse_group(request.GET.get("group")) is None:
+        return JsonResponse({"active": False, "results": []})
+    return playground_status(request, urls=admin_tool_urls(model_admin.admin_site.name))
+
+
+def playground_models_view(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    return playground_models(request)

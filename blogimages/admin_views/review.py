@@ -1,0 +1,440 @@
+"""A post's image review page (one panel per section, live status, the actions), for any
+host: :class:`ReviewPage` is the host-neutral view; :class:`PostReview` wires it into a
+Django admin ModelAdmin (``PostImagesAdminMixin``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import messages
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from .. import services
+from ..conf import app_settings
+from ..exceptions import BlogImagesError, UploadRejected
+from ..hosts import Section, get_host
+from ..models import (
+    ACTIVE_STATUSES,
+    ImageGenerationResult,
+    ImagePromptExample,
+    PostImageSettings,
+    ResultStatus,
+    ReviewEvent,
+    ReviewStatus,
+    SectionReview,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+from .common import (
+    THUMB_WIDTH,
+    Candidate,
+    can,
+    card_words,
+    error_text,
+    file_url,
+    report_generation,
+    report_queue_errors,
+    section_label,
+    thumb_height,
+    user_perms,
+)
+
+logger = logging.getLogger("blogimages.admin")
+
+# Each review-page operation and the permission it needs (None: anyone who may see the page).
+OPERATIONS: dict[str, str | None] = {
+    "generate-post": "generate",
+    "generate-missing": "generate",
+    "generate-section": "generate",
+    "regenerate": "generate",
+    "regenerate-same-seed": "generate",
+    "cancel": "generate",
+    "requeue": "generate",
+    "approve": "review",
+    "reject": "review",
+    "reject-section": "review",
+    "upload": "upload",
+    "comment": None,
+}
+HISTORY_SHOWN = 20  # events per section on the review page; the section review page has all
+
+
+@dataclass
+class Panel:
+    #: The host's section now; ``None`` when it was removed from the post (``removed``).
+    section: Section | None
+    key: str
+    title: str
+    text: str
+    review: SectionReview
+    prompt: str
+    prompt_source: str
+    example: ImagePromptExample | None
+    candidates: list[Candidate] = field(default_factory=list)
+    events: list[ReviewEvent] = field(default_factory=list)
+    earlier_events: int = 0
+
+    @property
+    def removed(self) -> bool:
+        return self.section is None
+
+    @property
+    def has_active(self) -> bool:
+        return any(c.is_active for c in self.candidates)
+
+    @property
+    def approved(self) -> Candidate | None:
+        return next((c for c in self.candidates if c.result.is_approved), None)
+
+
+def load_panels(post, section_key: str | None = None) -> list[Panel]:
+    """Everything the review page shows, in a constant number of queries whatever the
+    number of sections (the host adapter's reading of the post comes on top).
+
+    Sections without a review row get an unsaved one: rendering never writes. Reviews of
+    sections that are no longer in the post come last, marked removed, with their images
+    and history.
+    """
+    sections = get_host().sections(post)
+    reviews_qs = SectionReview.objects.for_post(post).select_related("prompt_example", "reviewed_by", "post_type")
+    if section_key is not None:
+        sections = [s for s in sections if s.key == section_key]
+        reviews_qs = reviews_qs.filter(section_key=section_key)
+    reviews = {r.section_key: r for r in reviews_qs}
+    post_settings = PostImageSettings.objects.for_post(post).select_related("prompt_example").first()
+    post_example = post_settings.prompt_example if post_settings else None
+    by_review: dict[int, list[Candidate]] = {r.pk: [] for r in reviews.values()}
+    form_ids = {r.pk: f"bi-form-{r.section_key}" for r in reviews.values()}
+    results = (
+        ImageGenerationResult.objects.filter(review_id__in=list(by_review))
+        .select_related("requested_by")
+        .order_by("created_at", "id")
+    )
+    for result in results:
+        by_review[result.review_id].append(
+            Candidate(
+                result=result, thumb_url=file_url(result.thumbnail), image_url=file_url(result.image),
+                thumb_height=thumb_height(result), form_id=form_ids[result.review_id],
+            )
+        )
+    # The newest events of each section and how many there are, in one query: a long-lived
+    # post's history grows without bound, the page does not.
+    events: dict[int, list[ReviewEvent]] = {}
+    totals: dict[int, int] = {}
+    newest_first = [F("created_at").desc(), F("id").desc()]
+    ranked = (
+        ReviewEvent.objects.filter(review_id__in=[r.pk for r in reviews.values()])
+        .annotate(
+            rank=Window(RowNumber(), partition_by=[F("review_id")], order_by=newest_first),
+            total=Window(Count("id"), partition_by=[F("review_id")]),
+        )
+        .filter(rank__lte=HISTORY_SHOWN)
+        .select_related("user")
+        .order_by("review_id", *newest_first)
+    )
+    for event in ranked:
+        events.setdefault(event.review_id, []).append(event)
+        totals[event.review_id] = event.total
+
+    panels = []
+    present = {section.key for section in sections}
+    removed = [review for key, review in reviews.items() if key not in present]
+    for section in [*sections, *removed]:
+        if isinstance(section, SectionReview):
+            review, section, key = section, None, section.section_key
+        else:
+            key = section.key
+            review = reviews.get(key) or SectionReview(section_key=key, section_title=section.title)
+        example = review.prompt_example if review.prompt_example_id else post_example
+        if section is None:
+            prompt, source = "", ""
+        else:
+            prompt = services.section_prompt(section, review, example)
+            if review.prompt_override.strip():
+                source = _("the section's prompt override")
+            elif example is not None and example.prompt.strip():
+                source = _("prompt example “%(name)s”") % {"name": example.name}
+            else:
+                source = _("the section text")
+        history = events.get(review.pk, []) if review.pk else []
+        total = totals.get(review.pk, 0) if review.pk else 0
+        panels.append(
+            Panel(
+                section=section, key=key, title=section.title if section else review.section_title or key,
+                text=section.text if section else "", review=review, prompt=prompt, prompt_source=source,
+                example=example, candidates=by_review.get(review.pk, []) if review.pk else [],
+                events=history, earlier_events=max(0, total - len(history)),
+            )
+        )
+    return panels
+
+
+class ReviewPage:
+    """The review views of one post: the page, one section's panel, live status and the
+    actions. Subclasses say how a post is found and where the pages live
+    (:class:`PostReview` for a Django admin ModelAdmin; the Wagtail integration has its own).
+    """
+
+    template_name = "blogimages/admin/post_review.html"
+    panel_template_name = "blogimages/admin/_section_panel.html"
+
+    def get_post(self, request: HttpRequest, object_id: str):
+        raise NotImplementedError
+
+    def urls_for(self, post) -> dict[str, str]:
+        raise NotImplementedError
+
+    def page_context(self, request: HttpRequest, post) -> dict[str, Any]:
+        """What the page template needs besides the panels (the admin's own context)."""
+        return {}
+
+    def check_post_permission(self, request: HttpRequest, post) -> None:
+        if not services.can(request.user, "view", post):
+            raise PermissionDenied
+
+    def panel_context(self, request: HttpRequest, post) -> dict[str, Any]:
+        return {
+            "post": post,
+            "perms_bi": user_perms(request.user, post),
+            "urls": self.urls_for(post),
+            "thumb_width": THUMB_WIDTH,
+            "words": card_words(),
+        }
+
+    def review_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        post = self.get_post(request, object_id)
+        self.check_post_permission(request, post)
+        if request.method == "POST":
+            return self.act(request, post)
+        panels = load_panels(post)
+        current = [p for p in panels if not p.removed]
+        counts = {
+            "sections": len(current),
+            "removed": len(panels) - len(current),
+            "approved": sum(1 for p in current if p.review.status == ReviewStatus.APPROVED),
+            "rejected": sum(1 for p in current if p.review.status == ReviewStatus.REJECTED),
+            "active": sum(1 for p in panels for c in p.candidates if c.is_active),
+            "candidates": sum(len(p.candidates) for p in panels),
+        }
+        from ..providers import providers
+
+        host = get_host()
+        context = {
+            **self.page_context(request, post),
+            **self.panel_context(request, post),
+            "title": _("Images for “%(post)s”") % {"post": host.post_title(post)},
+            "subtitle": None,
+            "original": post,
+            "panels": panels,
+            "counts": counts,
+            "provider_aliases": providers.aliases,
+            "default_provider": app_settings.DEFAULT_PROVIDER,
+            "public_url": host.post_public_url(post),
+            "edit_url": host.post_admin_url(post),
+        }
+        return TemplateResponse(request, self.template_name, context)
+
+    def section_view(self, request: HttpRequest, object_id: str, section_key: str) -> HttpResponse:
+        """One section's panel, re-rendered by the page's script when a job finishes."""
+        post = self.get_post(request, object_id)
+        self.check_post_permission(request, post)
+        panels = load_panels(post, section_key=section_key)
+        if not panels:
+            raise Http404(_("This post has no such section."))
+        context = {**self.panel_context(request, post), "panel": panels[0]}
+        return HttpResponse(render_to_string(self.panel_template_name, context, request))
+
+    def status_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """Status and progress of every candidate of the post, polled about once a second."""
+        post = self.get_post(request, object_id)
+        self.check_post_permission(request, post)
+        rows = ImageGenerationResult.objects.for_post(post).values_list(
+            "pk", "review__section_key", "status", "progress", "progress_message"
+        )
+        labels = dict(ResultStatus.choices)
+        results = [
+            {
+                "id": pk, "section": key, "status": status, "status_label": str(labels.get(status, status)),
+                "active": status in ACTIVE_STATUSES, "progress": progress, "message": message,
+            }
+            for pk, key, status, progress, message in rows
+        ]
+        return JsonResponse({"active": any(r["active"] for r in results), "results": results})
+
+    # --- actions (POST) ---------------------------------------------------------------------
+
+    def act(self, request: HttpRequest, post) -> HttpResponse:
+        op, _sep, result_id = request.POST.get("do", "").partition(":")
+        if op not in OPERATIONS:
+            messages.error(request, _("Unknown action “%(op)s”.") % {"op": op})
+            return HttpResponseRedirect(request.path)
+        if not can(request.user, OPERATIONS[op], post):
+            raise PermissionDenied
+        target: Section | SectionReview | None = None
+        key = request.POST.get("section", "")
+        if key:
+            target = get_host().section(post, key) or SectionReview.objects.for_post(post).filter(
+                section_key=key
+            ).first()
+            if target is None:
+                raise Http404(_("This post has no such section."))
+        result = None
+        if result_id:
+            try:
+                result = (
+                    ImageGenerationResult.objects.for_post(post).select_related("review").get(pk=int(result_id))
+                )
+            except (ValueError, ImageGenerationResult.DoesNotExist):
+                raise Http404(_("This post has no such image.")) from None
+            target = get_host().section(post, result.review.section_key) or result.review
+        anchor = f"#bi-section-{_section_key(target)}" if target is not None else ""
+        try:
+            self.perform(request, op, post, target, result)
+        except UploadRejected as exc:
+            messages.error(request, _("The upload was refused: %(why)s") % {"why": str(exc)})
+        except (BlogImagesError, ValidationError) as exc:
+            messages.error(request, error_text(exc))
+        return HttpResponseRedirect(request.path + anchor)
+
+    def perform(self, request: HttpRequest, op: str, post, section, result) -> None:
+        user = request.user
+        comment = request.POST.get("comment", "").strip()
+        needs_section = {"generate-section", "reject-section", "upload", "comment"}
+        needs_result = {"regenerate", "regenerate-same-seed", "cancel", "requeue", "approve", "reject"}
+        if op in needs_section and section is None:
+            raise ValidationError(_("Say which section."))
+        if op in needs_result and result is None:
+            raise ValidationError(_("Say which image."))
+        if op in {"generate-section", "upload", "approve"} and isinstance(section, SectionReview):
+            raise ValidationError(
+                _("“%(section)s” was removed from the post; it keeps its history, but gets no new images.")
+                % {"section": section.section_title or section.section_key}
+            )
+        ref = _("image #%(id)s") % {"id": result.pk} if result else ""
+        title = section_label(section)
+
+        if op in {"generate-post", "generate-missing"}:
+            provider = request.POST.get("provider") or None
+            outcome = services.generate_for_post(
+                post, user=user, provider=provider, only_missing=op == "generate-missing"
+            )
+            report_generation(request, outcome.results, outcome.skipped, posts=1)
+        elif op == "generate-section":
+            provider = request.POST.get("provider") or None
+            results = services.generate_for_section(section, user=user, provider=provider)
+            report_generation(request, results, [], posts=0)
+        elif op in {"regenerate", "regenerate-same-seed"}:
+            new = services.regenerate(result, user=user, same_seed=op == "regenerate-same-seed")
+            if not report_queue_errors(request, [new]):
+                messages.success(
+                    request,
+                    _("Queued image #%(new)s for “%(section)s”, like %(old)s with %(seed)s.")
+                    % {
+                        "new": new.pk, "section": title, "old": ref,
+                        "seed": _("the same seed") if op == "regenerate-same-seed" else _("a new seed"),
+                    },
+                )
+        elif op == "cancel":
+            services.cancel(result, user=user)
+            messages.success(request, _("Cancelled %(ref)s.") % {"ref": ref})
+        elif op == "requeue":
+            services.requeue(result, user=user)
+            if not report_queue_errors(request, [result]):
+                messages.success(request, _("Sent %(ref)s to the queue again.") % {"ref": ref})
+        elif op == "approve":
+            services.approve(result, user=user, comment=comment)
+            messages.success(request, _("Approved %(ref)s for “%(section)s”.") % {"ref": ref, "section": title})
+        elif op == "reject":
+            review = services.reject(result=result, user=user, comment=comment)
+            if review.status == ReviewStatus.REJECTED:
+                msg = _("Rejected %(ref)s; “%(section)s” has no approved image now.")
+            else:
+                msg = _("Rejected %(ref)s for “%(section)s”.")
+            messages.success(request, msg % {"ref": ref, "section": title})
+        elif op == "reject-section":
+            services.reject(section, user=user, comment=comment)
+            messages.success(request, _("Rejected the images of “%(section)s”.") % {"section": title})
+        elif op == "upload":
+            upload = request.FILES.get("file")
+            if upload is None:
+                raise ValidationError(_("Choose an image file to upload."))
+            approve_now = bool(request.POST.get("approve_now"))
+            if approve_now and not can(user, "review", post):
+                raise PermissionDenied
+            new = services.upload(section, upload, user=user, approve_now=approve_now)
+            msg = _("Uploaded %(name)s as image #%(id)s for “%(section)s”%(approved)s.")
+            messages.success(
+                request,
+                msg % {
+                    "name": upload.name, "id": new.pk, "section": title,
+                    "approved": _(" and approved it") if approve_now else "",
+                },
+            )
+        elif op == "comment":
+            services.add_comment(section, user=user, text=comment)
+            messages.success(request, _("Comment added to “%(section)s”.") % {"section": title})
+
+
+def _section_key(target: Section | SectionReview) -> str:
+    return target.section_key if isinstance(target, SectionReview) else target.key
+
+
+class PostReview(ReviewPage):
+    """The review views for one host post ModelAdmin (``PostImagesAdminMixin``)."""
+
+    def __init__(self, model_admin: ModelAdmin):
+        self.model_admin = model_admin
+        self.opts = model_admin.model._meta
+
+    def url_name(self, suffix: str) -> str:
+        return f"{self.model_admin.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{suffix}"
+
+    def get_post(self, request: HttpRequest, object_id: str):
+        from django.contrib.admin.utils import unquote
+
+        post = self.model_admin.get_object(request, unquote(object_id))
+        if post is None:
+            raise Http404(_("No post with id “%(id)s”.") % {"id": object_id})
+        if not self.model_admin.has_view_or_change_permission(request, post):
+            raise PermissionDenied
+        return post
+
+    def urls_for(self, post) -> dict[str, str]:
+        args = [post.pk]
+        site = self.model_admin.admin_site.name
+        return {
+            "review": reverse(self.url_name("images"), args=args),
+            "status": reverse(self.url_name("images_status"), args=args),
+            "section": reverse(self.url_name("images_section"), args=[post.pk, "0"]),
+            "change": reverse(self.url_name("change"), args=args),
+            "reviews": reverse(f"{site}:blogimages_sectionreview_changelist"),
+            "results": reverse(f"{site}:blogimages_imagegenerationresult_changelist"),
+            "playground": reverse(f"{site}:blogimages_playground"),
+            "status_page": reverse(f"{site}:blogimages_status"),
+        }
+
+    def page_context(self, request: HttpRequest, post) -> dict[str, Any]:
+        request.current_app = self.model_admin.admin_site.name
+        return {
+            **self.model_admin.admin_site.each_context(request),
+            "opts": self.opts,
+            "has_view_permission": self.model_admin.has_view_permission(request),
+        }

@@ -515,10 +515,6 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
                 name="blogimages_playground_models",
             ),
             path("status/", wrap(self._view(admin_views.status_view)), name="blogimages_status"),
-            path(
-                "status/comfyui/", wrap(self._view(admin_views.comfyui_control_view)),
-                name="blogimages_status_comfyui",
-            ),
         ]
         return urls + super().get_urls()
 
@@ -625,15 +621,8 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Send failed or cancelled jobs to the queue again"), permissions=["generate"])
     def requeue_jobs(self, request, queryset):
-        def one(result):
-            if result.source == ResultSource.UPLOADED or result.status == ResultStatus.SUCCEEDED:
-                raise ValidationError(gettext("it already has its image"))
-            if result.status == ResultStatus.RUNNING:
-                raise ValidationError(gettext("it is running"))
-            return services.requeue(result, user=request.user)
-
         requeued = run_each(
-            self, request, queryset, one, done=("Re-queued %(count)d job.", "Re-queued %(count)d jobs."),
+            self, request, queryset, lambda result: services.requeue(result, user=request.user), done=("Re-queued %(count)d job.", "Re-queued %(count)d jobs."),
             label=section_of,
         )
         report_queue_errors(request, requeued)

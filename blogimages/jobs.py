@@ -79,9 +79,7 @@ def run_generation(result_id: int) -> str:
         return f"skipped ({result.status})"
     now = timezone.now()
     try:
-        result.transition(
-            ResultStatus.RUNNING, started_at=now, heartbeat_at=now, progress=0, attempts=F("attempts") + 1
-        )
+        result.move("start", started_at=now, heartbeat_at=now, progress=0, attempts=F("attempts") + 1)
     except ConcurrentTransition:
         return "skipped (taken by another worker)"
     result.refresh_from_db(fields=["attempts"])
@@ -158,9 +156,7 @@ def run_generation(result_id: int) -> str:
 
 def _fail(result: ImageGenerationResult, message: str, kind: str) -> None:
     try:
-        result.transition(
-            ResultStatus.FAILED, error_message=message[:2000], error_kind=kind, finished_at=timezone.now()
-        )
+        result.move("fail", error_message=message[:2000], error_kind=kind, finished_at=timezone.now())
     except ConcurrentTransition:
         logger.info("Result #%s changed before it could be marked failed", result.pk)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -223,19 +224,48 @@ class ResultStatus(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
-# Which status may follow which. running -> queued is a retry or a sweep of a
-# result whose worker died; failed/cancelled -> queued is an editor's re-queue.
+@dataclass(frozen=True)
+class Transition:
+    """A named move between result statuses, with the statuses it may start from."""
+
+    name: str
+    sources: frozenset[str]
+    target: str
+    #: What an editor reads when the move is refused.
+    refusal: str = ""
+
+
+#: Every move a result can make, by name. Each caller names the move it means, so one
+#: that is allowed for one actor (a sweep of a stale running result) is not accidentally
+#: allowed for another (an editor's re-queue).
+TRANSITIONS: dict[str, Transition] = {
+    t.name: t
+    for t in (
+        Transition("start", frozenset({ResultStatus.QUEUED}), ResultStatus.RUNNING),  # a worker takes it
+        Transition("succeed", frozenset({ResultStatus.RUNNING}), ResultStatus.SUCCEEDED),
+        Transition("fail", frozenset({ResultStatus.QUEUED, ResultStatus.RUNNING}), ResultStatus.FAILED),
+        Transition(
+            "cancel",
+            frozenset({ResultStatus.QUEUED, ResultStatus.RUNNING}),
+            ResultStatus.CANCELLED,
+            "only queued or running results can be cancelled",
+        ),
+        # An editor (or an operator) sends a failed or cancelled result again.
+        Transition(
+            "requeue",
+            frozenset({ResultStatus.FAILED, ResultStatus.CANCELLED}),
+            ResultStatus.QUEUED,
+            "only failed or cancelled results can be re-queued; a running one is re-queued by itself "
+            "if its worker stops reporting",
+        ),
+        # A running result whose worker stopped reporting goes back to the queue.
+        Transition("sweep", frozenset({ResultStatus.RUNNING}), ResultStatus.QUEUED),
+    )
+}
+
+#: Which status may follow which (derived from the named moves).
 RESULT_TRANSITIONS: dict[str, set[str]] = {
-    ResultStatus.QUEUED: {ResultStatus.RUNNING, ResultStatus.CANCELLED, ResultStatus.FAILED},
-    ResultStatus.RUNNING: {
-        ResultStatus.SUCCEEDED,
-        ResultStatus.FAILED,
-        ResultStatus.CANCELLED,
-        ResultStatus.QUEUED,
-    },
-    ResultStatus.FAILED: {ResultStatus.QUEUED},
-    ResultStatus.CANCELLED: {ResultStatus.QUEUED},
-    ResultStatus.SUCCEEDED: set(),
+    status: {t.target for t in TRANSITIONS.values() if status in t.sources} for status in ResultStatus.values
 }
 
 ACTIVE_STATUSES = (ResultStatus.QUEUED, ResultStatus.RUNNING)
@@ -378,17 +408,27 @@ class ImageGenerationResult(TimeStamped):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
-    def transition(self, to: str, **fields: Any) -> None:
-        """Move to ``to`` if the row is still in the status this instance holds.
+    def move(self, name: str, **fields: Any) -> None:
+        """Make the named move (:data:`TRANSITIONS`) if this result may, from the status this
+        instance holds; :class:`InvalidTransition` says why not."""
+        move = TRANSITIONS[name]
+        if self.status not in move.sources:
+            reason = move.refusal or f"it cannot become {ResultStatus(move.target).label.lower()}"
+            raise InvalidTransition(f"Result #{self.pk} is {self.get_status_display().lower()}; {reason}.")
+        self._update_status(move.target, fields)
 
-        A conditional UPDATE, so a double click and a worker cannot both win; the loser
-        gets :class:`ConcurrentTransition`.
-        """
-        current = self.status
-        if to not in RESULT_TRANSITIONS[current]:
+    def transition(self, to: str, **fields: Any) -> None:
+        """Move to ``to`` by any allowed move (tests and fixtures; code names its move with :meth:`move`)."""
+        if to not in RESULT_TRANSITIONS[self.status]:
             raise InvalidTransition(
                 f"A {self.get_status_display().lower()} result cannot become {ResultStatus(to).label.lower()}."
             )
+        self._update_status(to, fields)
+
+    def _update_status(self, to: str, fields: dict[str, Any]) -> None:
+        """A conditional UPDATE from the status this instance holds, so a double click and a
+        worker cannot both win; the loser gets :class:`ConcurrentTransition`."""
+        current = self.status
         fields["status"] = to
         fields["updated_at"] = timezone.now()
         updated = type(self).objects.filter(pk=self.pk, status=current).update(**fields)

@@ -28,6 +28,7 @@ from .hosts import Section, get_host, post_reference
 from .images import analyse, clean_upload
 from .models import (
     ACTIVE_STATUSES,
+    TRANSITIONS,
     ErrorKind,
     ImageFormat,
     ImageGenerationResult,
@@ -386,6 +387,36 @@ def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = Fa
     return new
 
 
+# --- what an editor may do with a candidate ------------------------------------------------------
+
+#: The actions on one candidate, as the review page's buttons and POST values name them.
+RESULT_ACTIONS = ("approve", "reject", "cancel", "requeue", "regenerate", "regenerate-same-seed")
+
+
+def result_actions(result: ImageGenerationResult, perms: dict[str, bool]) -> frozenset[str]:
+    """What a user with ``perms`` (``{"generate", "review", "upload": bool}`` for the post,
+    see :func:`can`) may do with ``result`` now. The state rules are the named moves'
+    (``TRANSITIONS``), so a button is shown exactly when the service would accept it."""
+    actions: set[str] = set()
+    if perms.get("review") and result.status == ResultStatus.SUCCEEDED and result.review_id:
+        actions.add("reject")
+        if not result.is_approved:
+            actions.add("approve")
+    if not perms.get("generate"):
+        return frozenset(actions)
+    if result.status in TRANSITIONS["cancel"].sources:
+        actions.add("cancel")
+    generated = result.source == ResultSource.GENERATED
+    stranded = result.status == ResultStatus.QUEUED and bool(result.error_message)  # Redis refused its job
+    if stranded or (generated and result.status in TRANSITIONS["requeue"].sources):
+        actions.add("requeue")
+    if generated and not result.is_active:
+        actions.add("regenerate")
+        if result.seed is not None:
+            actions.add("regenerate-same-seed")
+    return frozenset(actions)
+
+
 # --- the queue ----------------------------------------------------------------------------------
 
 
@@ -442,13 +473,15 @@ def enqueue(result_id: int) -> str | None:
 
 
 def requeue(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult:
-    """Send a failed, cancelled, or stuck queued result to the queue again."""
+    """Send a failed or cancelled result to the queue again, or a queued one whose job
+    never reached the queue (Redis was down). A running result is refused: if its worker
+    stops reporting, the workers' sweep re-queues it (``recover_lost`` for operators)."""
     if result.status == ResultStatus.QUEUED:
         enqueue_on_commit(result)
         return result
     with transaction.atomic():
-        result.transition(
-            ResultStatus.QUEUED,
+        result.move(
+            "requeue",
             progress=0,
             progress_message="",
             queued_at=timezone.now(),
@@ -456,6 +489,17 @@ def requeue(result: ImageGenerationResult, *, user=None) -> ImageGenerationResul
             error_kind="",
             finished_at=None,
         )
+        enqueue_on_commit(result)
+    return result
+
+
+def recover_lost(result: ImageGenerationResult) -> ImageGenerationResult:
+    """An operator's re-queue of a result whose job is lost (``blogimages_requeue``): a
+    running one is swept back to the queue, others re-queued as an editor would."""
+    if result.status != ResultStatus.RUNNING:
+        return requeue(result)
+    with transaction.atomic():
+        result.move("sweep", progress=0, queued_at=timezone.now(), progress_message="re-queued: its job was lost")
         enqueue_on_commit(result)
     return result
 
@@ -479,14 +523,9 @@ def cancel(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
-    if not result.is_active:
-        raise InvalidTransition(
-            f"Result #{result.pk} is {result.get_status_display().lower()}; "
-            "only queued or running results can be cancelled."
-        )
     was_running = result.status == ResultStatus.RUNNING
     with transaction.atomic():
-        result.transition(ResultStatus.CANCELLED, finished_at=timezone.now(), progress_message="cancelled")
+        result.move("cancel", finished_at=timezone.now(), progress_message="cancelled")
         if result.review_id:
             _log(result.review, ReviewAction.CANCELLED, user, result)
     if result.job_id and not was_running:
@@ -647,8 +686,8 @@ def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str
     """Store a finished image once and mark the result succeeded; no orphan if it lost a race."""
     info, thumbnail = analyse(data)
     with stored_image(data, info.content_type, thumbnail) as (name, thumb):
-        result.transition(
-            ResultStatus.SUCCEEDED,
+        result.move(
+            "succeed",
             image=name,
             thumbnail=thumb,
             width=info.width,
@@ -693,16 +732,16 @@ def sweep_stuck(now=None) -> list[int]:
     for result in ImageGenerationResult.objects.stale(cutoff):
         try:
             if result.attempts >= app_settings.MAX_ATTEMPTS:
-                result.transition(
-                    ResultStatus.FAILED,
+                result.move(
+                    "fail",
                     finished_at=now,
                     error_kind=ErrorKind.TRANSIENT,
                     error_message=f"The worker stopped responding after {result.attempts} attempts.",
                 )
             else:
                 with transaction.atomic():
-                    result.transition(
-                        ResultStatus.QUEUED,
+                    result.move(
+                        "sweep",
                         progress=0,
                         queued_at=now,
                         progress_message="re-queued: the worker stopped responding",

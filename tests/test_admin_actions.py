@@ -179,7 +179,11 @@ def test_cancel_and_requeue_actions(client, admin_user, generated, run_action, r
     assert queued.status == ResultStatus.CANCELLED
 
     messages = texts(run_action(RESULTS, "requeue_jobs", [queued.pk, first.pk]))
-    assert messages == ["Re-queued 1 job.", f"Skipped 1 (#{first.pk}: it already has its image)."]
+    assert messages == [
+        "Re-queued 1 job.",
+        f"Skipped 1 (#{first.pk}: Result #{first.pk} is succeeded; only failed or cancelled results can be re-queued; "
+        "a running one is re-queued by itself if its worker stops reporting.).",
+    ]
     queued.refresh_from_db()
     assert queued.status == ResultStatus.QUEUED
 

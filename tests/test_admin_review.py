@@ -529,3 +529,50 @@ def test_long_histories_show_the_newest_events(client, admin_user, generated):
     assert "History (26 events)" in panel  # 25 comments and the generation
     assert "note 24" in panel and "note 5" in panel and "note 4" not in panel
     assert "and 6 earlier events, on the section review page." in panel
+
+
+def test_a_running_result_is_not_requeued_from_any_entry_point(client, admin_user, make_post, act, rq_queue):
+    """The review page, the admin action and the service agree: an editor re-queues failed
+    or cancelled results; a running one goes back by itself if its worker stops."""
+    post = make_post(sections=1)
+    client.force_login(admin_user)
+    running = ImageGenerationResult.objects.create(
+        review=services.review_for(post.sections.get()), prompt="p", final_prompt="p", provider="placeholder",
+        params={}, status=ResultStatus.RUNNING, heartbeat_at=timezone.now(),
+    )
+    html = client.get(review_url(post)).content.decode()
+    card = html[html.index(f'data-result="{running.pk}"'):]
+    card = card[: card.index("</article>")]
+    assert f"cancel:{running.pk}" in card and f"requeue:{running.pk}" not in card
+    assert texts(act(post, f"requeue:{running.pk}")) == [
+        f"Result #{running.pk} is running; only failed or cancelled results can be re-queued; a running one is "
+        "re-queued by itself if its worker stops reporting."
+    ]
+    response = client.post(
+        "/admin/blogimages/imagegenerationresult/", {"action": "requeue_jobs", "_selected_action": [running.pk]},
+        follow=True,
+    )
+    assert any("only failed or cancelled results can be re-queued" in m for m in texts(response))
+    running.refresh_from_db()
+    assert running.status == ResultStatus.RUNNING and running.enqueue_count == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "source", "extra", "perms", "expected"),
+    [
+        ("succeeded", "generated", {"seed": 7}, {"review": True, "generate": True},
+         {"approve", "reject", "regenerate", "regenerate-same-seed"}),
+        ("succeeded", "uploaded", {}, {"review": True, "generate": True}, {"approve", "reject"}),
+        ("succeeded", "generated", {"seed": None}, {"generate": True}, {"regenerate"}),
+        ("running", "generated", {}, {"review": True, "generate": True}, {"cancel"}),
+        ("queued", "generated", {"error_message": "Redis down"}, {"generate": True}, {"cancel", "requeue"}),
+        ("failed", "generated", {"seed": 1}, {"generate": True}, {"requeue", "regenerate", "regenerate-same-seed"}),
+        ("failed", "generated", {}, {"review": True}, set()),
+    ],
+)
+def test_result_actions_follow_the_named_moves_and_permissions(make_post, status, source, extra, perms, expected):
+    post = make_post(sections=1)
+    result = ImageGenerationResult(
+        review=services.review_for(post.sections.get()), status=status, source=source, **extra
+    )
+    assert services.result_actions(result, perms) == expected

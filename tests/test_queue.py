@@ -250,7 +250,9 @@ def test_a_worker_sweeps_stuck_results_as_it_picks_up_a_job_once_a_period(
     rq_queue.connection.delete("blogimages:sweep-stuck")
     with django_capture_on_commit_callbacks(execute=True):
         (fresh,) = generate("a new one")
-    run_worker()  # picks up the new job: sweeps first, which re-queues the stuck one, then runs it
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker()  # picks up the new job: sweeps first, which re-queues the stuck one
+    run_worker()
     stuck.refresh_from_db()
     fresh.refresh_from_db()
     assert fresh.status == ResultStatus.SUCCEEDED

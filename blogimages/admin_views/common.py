@@ -89,6 +89,8 @@ class Candidate:
     thumb_height: int | None = None
     #: The section form the card's buttons submit (``form=`` attribute); blank in the playground.
     form_id: str = ""
+    #: What the viewing editor may do with it now (``services.result_actions``): its buttons.
+    actions: frozenset[str] = frozenset()
 
     @property
     def status_label(self) -> str:
@@ -220,6 +222,5 @@ def admin_tool_urls(site: str) -> dict[str, str]:
         "playground_status": reverse(f"{site}:blogimages_playground_status"),
         "playground_models": reverse(f"{site}:blogimages_playground_models"),
         "status_page": reverse(f"{site}:blogimages_status"),
-        "status_comfyui": reverse(f"{site}:blogimages_status_comfyui"),
         "results": reverse(f"{site}:blogimages_imagegenerationresult_changelist"),
     }

@@ -105,13 +105,17 @@ class Panel:
         return next((c for c in self.candidates if c.result.is_approved), None)
 
 
-def load_panels(post, section_key: str | None = None) -> list[Panel]:
+#: Actions that would give a removed section a new approved image or a new candidate.
+NO_NEW_IMAGES = frozenset({"approve", "requeue", "regenerate", "regenerate-same-seed"})
+
+
+def load_panels(post, section_key: str | None = None, perms: dict[str, bool] | None = None) -> list[Panel]:
     """Everything the review page shows, in a constant number of queries whatever the
     number of sections (the host adapter's reading of the post comes on top).
 
     Sections without a review row get an unsaved one: rendering never writes. Reviews of
     sections that are no longer in the post come last, marked removed, with their images
-    and history.
+    and history. With ``perms`` (:func:`user_perms`), each card knows its buttons.
     """
     sections = get_host().sections(post)
     reviews_qs = SectionReview.objects.for_post(post).select_related("prompt_example", "reviewed_by", "post_type")
@@ -176,6 +180,11 @@ def load_panels(post, section_key: str | None = None) -> list[Panel]:
                 source = _("the section text")
         history = events.get(review.pk, []) if review.pk else []
         total = totals.get(review.pk, 0) if review.pk else 0
+        if perms is not None:
+            for card in by_review.get(review.pk, []):
+                card.actions = services.result_actions(card.result, perms)
+                if section is None:  # removed from the post: it keeps its images, gets no new ones
+                    card.actions -= NO_NEW_IMAGES
         panels.append(
             Panel(
                 section=section, key=key, title=section.title if section else review.section_title or key,
@@ -210,10 +219,10 @@ class ReviewPage:
         if not services.can(request.user, "view", post):
             raise PermissionDenied
 
-    def panel_context(self, request: HttpRequest, post) -> dict[str, Any]:
+    def panel_context(self, request: HttpRequest, post, perms: dict[str, bool] | None = None) -> dict[str, Any]:
         return {
             "post": post,
-            "perms_bi": user_perms(request.user, post),
+            "perms_bi": perms if perms is not None else user_perms(request.user, post),
             "urls": self.urls_for(post),
             "thumb_width": THUMB_WIDTH,
             "words": card_words(),
@@ -224,7 +233,8 @@ class ReviewPage:
         self.check_post_permission(request, post)
         if request.method == "POST":
             return self.act(request, post)
-        panels = load_panels(post)
+        perms = user_perms(request.user, post)
+        panels = load_panels(post, perms=perms)
         current = [p for p in panels if not p.removed]
         counts = {
             "sections": len(current),
@@ -239,7 +249,7 @@ class ReviewPage:
         host = get_host()
         context = {
             **self.page_context(request, post),
-            **self.panel_context(request, post),
+            **self.panel_context(request, post, perms),
             "title": _("Images for “%(post)s”") % {"post": host.post_title(post)},
             "subtitle": None,
             "original": post,
@@ -256,10 +266,11 @@ class ReviewPage:
         """One section's panel, re-rendered by the page's script when a job finishes."""
         post = self.get_post(request, object_id)
         self.check_post_permission(request, post)
-        panels = load_panels(post, section_key=section_key)
+        perms = user_perms(request.user, post)
+        panels = load_panels(post, section_key=section_key, perms=perms)
         if not panels:
             raise Http404(_("This post has no such section."))
-        context = {**self.panel_context(request, post), "panel": panels[0]}
+        context = {**self.panel_context(request, post, perms), "panel": panels[0]}
         return HttpResponse(render_to_string(self.panel_template_name, context, request))
 
     def status_view(self, request: HttpRequest, object_id: str) -> JsonResponse:

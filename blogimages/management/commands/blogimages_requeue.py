@@ -85,7 +85,7 @@ class Command(BaseCommand):
             verb = "would re-queue" if dry_run else "re-queued"
             if not dry_run:
                 try:
-                    services.requeue(result)
+                    services.recover_lost(result)
                 except (InvalidTransition, ConcurrentTransition) as exc:
                     self.stdout.write(f"  #{result.pk}  changed meanwhile, left alone: {exc}")
                     continue

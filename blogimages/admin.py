@@ -622,8 +622,8 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     @admin.action(description=_("Send failed or cancelled jobs to the queue again"), permissions=["generate"])
     def requeue_jobs(self, request, queryset):
         requeued = run_each(
-            self, request, queryset, lambda result: services.requeue(result, user=request.user), done=("Re-queued %(count)d job.", "Re-queued %(count)d jobs."),
-            label=section_of,
+            self, request, queryset, lambda result: services.requeue(result, user=request.user),
+            done=("Re-queued %(count)d job.", "Re-queued %(count)d jobs."), label=section_of,
         )
         report_queue_errors(request, requeued)
 

@@ -45,7 +45,6 @@ from .models import (
     ImageSetting,
     ImageStyle,
     PostImageSettings,
-    ResultSource,
     ResultStatus,
     ReviewEvent,
     SectionReview,
@@ -108,6 +107,14 @@ def run_each(
             outcomes.append(fn(item))
         except (BlogImagesError, ValidationError, PermissionDenied) as exc:
             failures.append(f"{label(item)}: {error_text(exc)}")
+    report_outcomes(modeladmin, request, outcomes, failures, done=done)
+    return outcomes
+
+
+def report_outcomes(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, outcomes: list[Any], failures: list[str], *,
+    done: tuple[str, str],
+) -> None:
     if outcomes:
         modeladmin.message_user(request, ngettext(*done, len(outcomes)) % {"count": len(outcomes)}, messages.SUCCESS)
     if failures:
@@ -118,7 +125,6 @@ def run_each(
             % {"count": len(failures), "list": listed},
             messages.WARNING,
         )
-    return outcomes
 
 
 def action_step(
@@ -152,6 +158,21 @@ def comment_step(modeladmin, request, queryset, *, action, title, intro, button,
     else:
         form = CommentForm(required_message=required)
     return action_step(modeladmin, request, queryset, action=action, title=title, intro=intro, button=button, form=form)
+
+
+def comment_on(modeladmin, request, queryset, sections: list[Any], *, intro: str) -> Any:
+    """The "comment on the sections" action of the results and the reviews lists."""
+
+    def apply(text):
+        run_each(
+            modeladmin, request, sections, lambda s: services.add_comment(s, user=request.user, text=text),
+            done=("Commented on %(count)d section.", "Commented on %(count)d sections."), label=section_label,
+        )
+
+    return comment_step(
+        modeladmin, request, queryset, action="comment_on_sections", title=gettext("Comment"), intro=intro,
+        button=gettext("Add comment"), required=gettext("The comment is empty."), apply=apply,
+    )
 
 
 def upload_step(modeladmin, request, queryset, sections: list[Any], *, action: str) -> Any:
@@ -568,17 +589,10 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Approve the selected images"), permissions=["review"])
     def approve_images(self, request, queryset):
-        seen: set[int] = set()
-
-        def one(result):
-            if result.review_id in seen:
-                raise ValidationError(gettext("another selected image of the same section was approved"))
-            services.approve(result, user=request.user)
-            seen.add(result.review_id)
-
-        run_each(
-            self, request, queryset.order_by("-created_at"), one,
-            done=("Approved %(count)d image.", "Approved %(count)d images."), label=section_of,
+        approved, skipped = services.approve_batch(queryset, user=request.user)
+        report_outcomes(
+            self, request, approved, [f"{section_of(result)}: {why}" for result, why in skipped],
+            done=("Approved %(count)d image.", "Approved %(count)d images."),
         )
 
     @admin.action(description=_("Reject the selected images (with a comment)"), permissions=["review"])
@@ -629,19 +643,9 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Comment on the sections of the selected images"), permissions=["view"])
     def comment_on_sections(self, request, queryset):
-        sections = _distinct_sections(queryset)
-
-        def apply(text):
-            run_each(
-                self, request, sections, lambda s: services.add_comment(s, user=request.user, text=text),
-                done=("Commented on %(count)d section.", "Commented on %(count)d sections."),
-                label=section_label,
-            )
-
-        return comment_step(
-            self, request, queryset, action="comment_on_sections", title=gettext("Comment"),
+        return comment_on(
+            self, request, queryset, _distinct_sections(queryset),
             intro=gettext("The comment lands in the history of each selected image's section."),
-            button=gettext("Add comment"), required=gettext("The comment is empty."), apply=apply,
         )
 
     @admin.action(description=_("Upload replacements for the sections of the selected images"),
@@ -779,19 +783,8 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Approve the newest finished image of each section"), permissions=["review"])
     def approve_newest(self, request, queryset):
-        def one(review):
-            latest = (
-                review.results.filter(status=ResultStatus.SUCCEEDED)
-                .exclude(image="").order_by("-created_at", "-id").first()
-            )
-            if latest is None:
-                raise ValidationError(gettext("no finished image yet"))
-            if latest.is_approved:
-                raise ValidationError(gettext("its newest image is already approved"))
-            return services.approve(latest, user=request.user)
-
         run_each(
-            self, request, queryset, one,
+            self, request, queryset, lambda review: services.approve_newest(review, user=request.user),
             done=("Approved an image for %(count)d section.", "Approved images for %(count)d sections."),
             label=section_label,
         )
@@ -815,17 +808,8 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     @admin.action(description=_("Regenerate the newest image of each section (new seed)"),
                   permissions=["generate"])
     def regenerate_newest(self, request, queryset):
-        def one(review):
-            latest = (
-                review.results.filter(source=ResultSource.GENERATED)
-                .order_by("-created_at", "-id").first()
-            )
-            if latest is None:
-                raise ValidationError(gettext("nothing was generated for it yet"))
-            return services.regenerate(latest, user=request.user)
-
         created = run_each(
-            self, request, queryset, one,
+            self, request, queryset, lambda review: services.regenerate_newest(review, user=request.user),
             done=("Queued %(count)d new image.", "Queued %(count)d new images."),
             label=section_label,
         )
@@ -843,19 +827,9 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Comment on the selected sections"), permissions=["view"])
     def comment_on_sections(self, request, queryset):
-        sections = self._sections(queryset)
-
-        def apply(text):
-            run_each(
-                self, request, sections, lambda s: services.add_comment(s, user=request.user, text=text),
-                done=("Commented on %(count)d section.", "Commented on %(count)d sections."),
-                label=section_label,
-            )
-
-        return comment_step(
-            self, request, queryset, action="comment_on_sections", title=gettext("Comment"),
-            intro=gettext("The comment lands in each section's history."), button=gettext("Add comment"),
-            required=gettext("The comment is empty."), apply=apply,
+        return comment_on(
+            self, request, queryset, self._sections(queryset),
+            intro=gettext("The comment lands in each section's history."),
         )
 
     @admin.action(description=_("Upload a replacement image"), permissions=["upload"])

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .conf import app_settings
 from .exceptions import (
@@ -184,17 +185,25 @@ def prompt_example_for(review: SectionReview) -> ImagePromptExample | None:
     return settings_row.prompt_example if settings_row else None
 
 
-def section_prompt(
+def section_prompt_and_source(
     section: Section, review: SectionReview | None = None, example: ImagePromptExample | None = None
-) -> str:
-    """The prompt for a section: the override, else the example's prompt, else the section text."""
+) -> tuple[str, str]:
+    """The prompt for a section and where it comes from: the review's override, else the
+    prompt example's prompt, else the section text."""
     section = as_section(section)
     review = review or review_for(section)
     if review.prompt_override.strip():
-        return review.prompt_override.strip()
+        return review.prompt_override.strip(), _("the section's prompt override")
     if example is not None and example.prompt.strip():
-        return example.prompt.strip()
-    return section.text
+        return example.prompt.strip(), _("prompt example “%(name)s”") % {"name": example.name}
+    return section.text, _("the section text")
+
+
+def section_prompt(
+    section: Section, review: SectionReview | None = None, example: ImagePromptExample | None = None
+) -> str:
+    """The prompt for a section (see :func:`section_prompt_and_source`)."""
+    return section_prompt_and_source(section, review, example)[0]
 
 
 def _log(review: SectionReview, action: str, user=None, result=None, comment: str = "") -> ReviewEvent:
@@ -580,6 +589,53 @@ def approve(result: ImageGenerationResult, *, user=None, comment: str = "") -> S
         enqueue_renditions_on_commit(result.pk)
         _publish_on_commit("approved", review.pk, result.pk, replaced_id, user)
     return review
+
+
+def approve_batch(
+    results: Iterable[ImageGenerationResult], *, user=None
+) -> tuple[list[ImageGenerationResult], list[tuple[ImageGenerationResult, str]]]:
+    """Approve several results, newest first and at most one per section (the newest
+    selected one wins); returns ``(approved, [(result, why it was skipped)])``."""
+    approved: list[ImageGenerationResult] = []
+    skipped: list[tuple[ImageGenerationResult, str]] = []
+    sections: set[int] = set()
+    for result in sorted(results, key=lambda r: (r.created_at, r.pk), reverse=True):
+        if result.review_id in sections:
+            skipped.append((result, "another selected image of the same section was approved"))
+            continue
+        try:
+            approve(result, user=user)
+        except (BlogImagesError, ValidationError) as exc:
+            skipped.append((result, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)))
+            continue
+        approved.append(result)
+        sections.add(result.review_id)
+    return approved, skipped
+
+
+def approve_newest(review: SectionReview, *, user=None) -> SectionReview:
+    """Approve the section's newest finished image."""
+    latest = newest_result(review, status=ResultStatus.SUCCEEDED)
+    if latest is None:
+        raise InvalidTransition("no finished image yet")
+    if latest.pk == review.approved_result_id:
+        raise InvalidTransition("its newest image is already approved")
+    return approve(latest, user=user)
+
+
+def regenerate_newest(review: SectionReview, *, user=None) -> ImageGenerationResult:
+    """A new candidate like the section's newest generated one, with a new seed."""
+    latest = newest_result(review, source=ResultSource.GENERATED)
+    if latest is None:
+        raise InvalidTransition("nothing was generated for it yet")
+    return regenerate(latest, user=user)
+
+
+def newest_result(review: SectionReview, **filters: Any) -> ImageGenerationResult | None:
+    queryset = review.results.filter(**filters)
+    if filters.get("status") == ResultStatus.SUCCEEDED:
+        queryset = queryset.exclude(image="")
+    return queryset.order_by("-created_at", "-id").first()
 
 
 def _publish_on_commit(event: str, review_id: int, result_id: int, replaced_id: int | None, user) -> None:

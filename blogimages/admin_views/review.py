@@ -167,16 +167,7 @@ def load_panels(post, section_key: str | None = None, perms: dict[str, bool] | N
             key = section.key
             review = reviews.get(key) or SectionReview(section_key=key, section_title=section.title)
         example = review.prompt_example if review.prompt_example_id else post_example
-        if section is None:
-            prompt, source = "", ""
-        else:
-            prompt = services.section_prompt(section, review, example)
-            if review.prompt_override.strip():
-                source = _("the section's prompt override")
-            elif example is not None and example.prompt.strip():
-                source = _("prompt example “%(name)s”") % {"name": example.name}
-            else:
-                source = _("the section text")
+        prompt, source = services.section_prompt_and_source(section, review, example) if section else ("", "")
         history = events.get(review.pk, []) if review.pk else []
         total = totals.get(review.pk, 0) if review.pk else 0
         if perms is not None:

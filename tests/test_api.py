@@ -431,9 +431,11 @@ def test_generate_for_post(api, make_post, run_worker, django_capture_on_commit_
 
 
 class ComfyLikeProvider(BaseProvider):
-    """A provider labelled ComfyUI whose health check asks a server over HTTP."""
+    """A provider that says it runs ComfyUI workflows, whose health check asks a server over HTTP."""
 
-    label = "ComfyUI (test)"
+    label = "GPU box (test)"
+    kind = "comfyui"
+    runs_comfyui = True
     default_options = {"url": ""}
 
     def health(self) -> ProviderHealth:

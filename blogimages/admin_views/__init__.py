@@ -29,12 +29,31 @@ from .playground import (
     playground_view,
 )
 from .review import OPERATIONS, Panel, PostReview, ReviewPage, load_panels
-from .status import comfyui_control, comfyui_control_view, status_context, status_view
+from .status import status_context, status_view
 
 __all__ = [
-    "OPERATIONS", "PERMISSIONS", "Candidate", "Panel", "PostReview", "ReviewPage", "admin_tool_urls", "can",
-    "comfyui_control", "comfyui_control_view", "error_text", "load_panels", "playground_cards", "playground_models",
-    "playground_models_view", "playground_page", "playground_status", "playground_status_view", "playground_view",
-    "render_info", "report_generation", "report_queue_errors", "section_label", "status_context", "status_view",
+    "OPERATIONS",
+    "PERMISSIONS",
+    "Candidate",
+    "Panel",
+    "PostReview",
+    "ReviewPage",
+    "admin_tool_urls",
+    "can",
+    "error_text",
+    "load_panels",
+    "playground_cards",
+    "playground_models",
+    "playground_models_view",
+    "playground_page",
+    "playground_status",
+    "playground_status_view",
+    "playground_view",
+    "render_info",
+    "report_generation",
+    "report_queue_errors",
+    "section_label",
+    "status_context",
+    "status_view",
     "user_perms",
 ]

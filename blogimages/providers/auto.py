@@ -37,6 +37,7 @@ class _Relay(ForwardingReporter):
 
 class AutoProvider(BaseProvider):
     label = "Automatic (first available)"
+    kind = "auto"
     default_options = {
         "order": [],  # aliases to try, first first; empty: every other configured provider, in settings order
         "health_ttl": 10.0,  # seconds a health answer is trusted

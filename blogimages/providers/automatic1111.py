@@ -52,6 +52,7 @@ SCHEDULER_LABELS = sorted(set(A1111_SCHEDULERS.values()))
 
 class Automatic1111Provider(BaseProvider):
     label = "Automatic1111"
+    kind = "automatic1111"
     default_options = {
         # None: env AUTOMATIC1111_BASE_URL (the name Open WebUI uses), else http://127.0.0.1:7860.
         "base_url": None,

@@ -48,6 +48,12 @@ class BaseProvider:
 
     #: Shown to editors, e.g. "ComfyUI" or "OpenAI".
     label: ClassVar[str] = "provider"
+    #: What the backend is, one lowercase word ("comfyui", "openai", "auto", ...). The status
+    #: page, ``blogimages_status`` and the API ask this, never the class or the label.
+    kind: ClassVar[str] = "custom"
+    #: Runs ComfyUI workflows (on its own servers or a hosted worker), so
+    #: ``GET /api/v1/comfyui/status`` lists it.
+    runs_comfyui: ClassVar[bool] = False
     #: Paid cloud APIs join ``auto`` fallback only when ENABLE_CLOUD_APIS is true.
     is_cloud: ClassVar[bool] = False
     default_options: ClassVar[dict[str, Any]] = {}

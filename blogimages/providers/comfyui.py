@@ -47,7 +47,7 @@ def configured_urls(value: Any) -> list[str]:
 
 class ComfyUIProvider(WorkflowProvider):
     label = "ComfyUI"
-    kind = "ComfyUI"
+    kind = "comfyui"
     is_cloud = False
     default_options: ClassVar[dict[str, Any]] = {
         "urls": None,  # list or comma-separated string; None: COMFYUI_URLS, COMFYUI_API_URL, then the local default

@@ -92,6 +92,7 @@ _RUN_LOCK = threading.Lock()
 
 class DiffusersProvider(BaseProvider):
     label = "diffusers (in-process)"
+    kind = "diffusers"
     default_options = {
         "model": DEFAULT_MODEL,  # a Hugging Face repo id already in the local cache, or a local folder
         "device": "auto",  # "auto": cuda if available, else mps, else cpu; or "cuda", "cuda:1", "cpu", "mps"

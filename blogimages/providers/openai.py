@@ -40,6 +40,7 @@ OPENAI_MODEL_PREFIXES = ("gpt-", "dall-e", "chatgpt-")
 
 class OpenAIImagesProvider(BaseProvider):
     label = "OpenAI"
+    kind = "openai"
     is_cloud = True
     default_options = {
         # None: settings.OPENAI_API_KEY, env OPENAI_API_KEY, then env OPENAI_AUTH_TOKEN.

@@ -25,6 +25,7 @@ MAX_SIDE = 2048
 
 class PlaceholderProvider(BaseProvider):
     label = "Placeholder (offline)"
+    kind = "placeholder"
     default_options = {
         "delay": 0.0,  # seconds to sleep, spread over progress steps, to mimic a real server
         "steps": 4,  # progress reports per image

@@ -53,7 +53,7 @@ POLL_ERRORS_TOLERATED = 5
 
 class RunPodProvider(WorkflowProvider):
     label = "RunPod (ComfyUI worker)"
-    kind = "RunPod"
+    kind = "runpod"
     is_cloud = True  # billed per second: joins ``auto`` only when ENABLE_CLOUD_APIS is on
     default_options = {
         "api_key": None,  # None: env RUNPOD_API_KEY

@@ -22,8 +22,7 @@ SEED_LIMIT = 2**53
 class WorkflowProvider(BaseProvider):
     """Needs the options ``workflow`` (the default), ``workflows`` and ``filename_prefix``."""
 
-    #: Names the provider in errors: "The ComfyUI provider 'comfyui' has no workflow ...".
-    kind: ClassVar[str] = "workflow"
+    runs_comfyui: ClassVar[bool] = True
 
     def __init__(self, alias: str, **options: Any):
         super().__init__(alias, **options)
@@ -41,7 +40,7 @@ class WorkflowProvider(BaseProvider):
         Any name that is not a workflow is taken as a model file: ComfyUI loads what it is told.
         """
         workflow, model_file = choose(
-            self.workflows, request, self.options["workflow"], f"The {self.kind} provider {self.alias!r}"
+            self.workflows, request, self.options["workflow"], f"The {self.label} provider {self.alias!r}"
         )
         return ModelChoice(workflow.name, file=model_file)
 

@@ -49,7 +49,6 @@ def tool_urls() -> dict[str, str]:
         "playground_status": url("playground_status"),
         "playground_models": url("playground_models"),
         "status_page": url("status"),
-        "status_comfyui": url("status_comfyui"),
         # The result and section review links append "<pk>/change/" to these (as in Django admin).
         "results": url("results"),
         "reviews": url("reviews"),
@@ -167,11 +166,6 @@ def status(request: HttpRequest) -> HttpResponse:
     context = {**admin_views.status_context(request, urls=tool_urls())}
     context.update(chrome(str(context["title"]), [home_crumb()], icon="pick"))
     return TemplateResponse(request, TEMPLATES + "status.html", context)
-
-
-def status_comfyui(request: HttpRequest) -> HttpResponse:
-    require_tools(request)
-    return admin_views.comfyui_control(request, target=url("status"))
 
 
 # --- one generated image, and the links the shared templates make ------------------------------

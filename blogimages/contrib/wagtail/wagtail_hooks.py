@@ -44,7 +44,6 @@ def register_admin_urls():
         path("playground/status/", views.playground_status, name="playground_status"),
         path("playground/models/", views.playground_models, name="playground_models"),
         path("status/", views.status, name="status"),
-        path("status/comfyui/", views.status_comfyui, name="status_comfyui"),
         path("results/", views.results_index, name="results"),
         path("results/<int:pk>/change/", views.result, name="result"),
         path(

@@ -16,9 +16,9 @@ EXIT_NOT_RUNNING = 3
 class Command(BaseCommand):
     help = (
         "Start, stop or show the local ComfyUI started by BLOGIMAGES_COMFYUI_START_COMMAND (run in "
-        "BLOGIMAGES_COMFYUI_WORKDIR), the shell twin of the status page's start button. Its pidfile and log "
-        "live in <tempdir>/blogimages-comfyui-<uid>/. Exit status: 0 done (status: running), 1 it failed to "
-        "start or stop, 2 not configured or bad arguments, 3 (status only) not running."
+        "BLOGIMAGES_COMFYUI_WORKDIR); the status page shows its state, this command alone starts and stops it. "
+        "Its pidfile and log live in <tempdir>/blogimages-comfyui-<uid>/. Exit status: 0 done (status: "
+        "running), 1 it failed to start or stop, 2 not configured or bad arguments, 3 (status only) not running."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Count
-from django.utils import timezone
 
+from blogimages import status
 from blogimages.conf import app_settings
-from blogimages.models import ErrorKind, ImageGenerationResult, ResultStatus
-from blogimages.providers import providers
 
 
 class Command(BaseCommand):
@@ -27,7 +24,16 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=("text", "json"), default="text", help="Output format (default text).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = {"providers": self._providers(), "queue": self._queue(), "results": self._results()}
+        queue = status.queue_status(only_ours=True).ours
+        if queue is None:
+            raise CommandError(
+                f"BLOGIMAGES_QUEUE is {app_settings.QUEUE!r}, which RQ_QUEUES does not define.", returncode=2
+            )
+        report = {
+            "providers": [asdict(row) for row in status.provider_health()],
+            "queue": self._queue(queue),
+            "results": asdict(status.result_counts()),
+        }
         report["ok"] = all(p["ok"] for p in report["providers"]) and report["queue"]["ok"]
         if options["format"] == "json":
             self.stdout.write(json.dumps(report, default=str))
@@ -39,62 +45,18 @@ class Command(BaseCommand):
                 problems.append("the job queue")
             raise CommandError(f"Not healthy: {', '.join(problems)}.", returncode=1)
 
-    def _providers(self) -> list[dict[str, Any]]:
-        rows = []
-        for alias in providers.aliases:
-            row: dict[str, Any] = {"alias": alias, "label": "", "ok": False, "detail": "", "info": {}, "seconds": None}
-            started = time.monotonic()
-            try:
-                provider = providers[alias]
-                row["label"] = provider.label
-                health = provider.health()
-                row.update(ok=bool(health.ok), detail=health.detail, info=health.info)
-            except Exception as exc:  # noqa: BLE001 - one broken provider must not hide the others
-                row["detail"] = f"{exc.__class__.__name__}: {exc}"
-            row["seconds"] = round(time.monotonic() - started, 3)
-            row["default"] = alias == app_settings.DEFAULT_PROVIDER
-            rows.append(row)
-        return rows
-
-    def _queue(self) -> dict[str, Any]:
-        import django_rq
-        from redis.exceptions import RedisError
-        from rq import Worker
-        from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-
-        name = app_settings.QUEUE
-        info: dict[str, Any] = {"name": name, "ok": False}
-        try:
-            queue = django_rq.get_queue(name)
-        except KeyError:
-            raise CommandError(
-                f"BLOGIMAGES_QUEUE is {name!r}, which RQ_QUEUES does not define.", returncode=2
-            ) from None
-        try:
-            info.update(
-                queued=len(queue),
-                running=len(StartedJobRegistry(queue=queue)),
-                failed=len(FailedJobRegistry(queue=queue)),
-                deferred=len(DeferredJobRegistry(queue=queue)),
-                scheduled=len(ScheduledJobRegistry(queue=queue)),
-                workers=Worker.count(queue=queue),
-                ok=True,
-            )
-        except (RedisError, OSError) as exc:
-            info["error"] = f"Cannot reach Redis: {exc.__class__.__name__}: {exc}"
-        return info
-
-    def _results(self) -> dict[str, Any]:
-        counts = dict.fromkeys(ResultStatus.values, 0)
-        for row in ImageGenerationResult.objects.values("status").annotate(n=Count("pk")).order_by():
-            counts[row["status"]] = row["n"]
-        cutoff = timezone.now() - timezone.timedelta(seconds=app_settings.STUCK_AFTER)
+    def _queue(self, queue: status.QueueStatus) -> dict[str, Any]:
+        if not queue.ok:
+            return {"name": queue.name, "ok": False, "error": f"Cannot reach Redis: {queue.error}"}
         return {
-            "by_status": counts,
-            "stuck": ImageGenerationResult.objects.stale(cutoff).count(),
-            "failed_transient": ImageGenerationResult.objects.filter(
-                status=ResultStatus.FAILED, error_kind=ErrorKind.TRANSIENT
-            ).count(),
+            "name": queue.name,
+            "ok": True,
+            "queued": queue.jobs,
+            "running": queue.started,
+            "failed": queue.failed,
+            "deferred": queue.deferred,
+            "scheduled": queue.scheduled,
+            "workers": len(queue.workers),
         }
 
     def _print(self, report: dict[str, Any]) -> None:
@@ -103,7 +65,8 @@ class Command(BaseCommand):
         for p in report["providers"]:
             mark = style.SUCCESS("ok  ") if p["ok"] else style.ERROR("DOWN")
             default = " (default)" if p["default"] else ""
-            write(f"  {mark}  {p['alias']}{default}  {p['label']}: {p['detail']}  [{p['seconds']:.2f} s]")
+            took = f"{p['seconds']:.2f} s" if p["seconds"] is not None else "not checked"
+            write(f"  {mark}  {p['alias']}{default}  {p['label']}: {p['detail']}  [{took}]")
         if not report["providers"]:
             write(style.WARNING("  none configured (BLOGIMAGES_PROVIDERS is empty)"))
         q = report["queue"]

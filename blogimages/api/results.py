@@ -1,0 +1,145 @@
+"""Generated images as JSON: one result, the filtered and paginated history."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, time
+from typing import Any
+
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from ..models import ImageGenerationResult, ResultStatus
+from ..renditions import rendition_urls
+from ..storage import get_storage
+from .framework import PERM_VIEW_RESULT, ApiError, Errors, absolute, endpoint, json_response, paginate, unknown_fields
+
+logger = logging.getLogger("blogimages.api")
+
+RESULT_FILTERS = {"status", "provider", "post", "section", "group", "since", "page", "page_size"}
+
+
+def result_url(request: HttpRequest, pk: int) -> str:
+    return request.build_absolute_uri(reverse("blogimages:api-result", args=[pk]))
+
+
+def _file_url(request: HttpRequest, fieldfile) -> str | None:
+    if not fieldfile:
+        return None
+    try:
+        # get_storage(), not fieldfile.url: the field's storage was resolved when models loaded.
+        return absolute(request, get_storage().url(fieldfile.name))
+    except Exception:  # noqa: BLE001 - a storage hiccup costs a URL, not the answer
+        logger.exception("No URL for %s", fieldfile.name)
+        return None
+
+
+def result_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str, Any]:
+    """Everything a client needs about one result; reads no related rows."""
+    renditions = {}
+    if result.renditions:
+        renditions = {str(width): absolute(request, url) for width, url in rendition_urls(result)}
+    return {
+        "id": result.pk,
+        "url": result_url(request, result.pk),
+        "group": result.group,
+        "status": result.status,
+        "progress": result.progress,
+        "progress_message": result.progress_message,
+        "error": result.error_message or None,
+        "error_kind": result.error_kind or None,
+        "image_url": _file_url(request, result.image),
+        "thumbnail_url": _file_url(request, result.thumbnail),
+        "renditions": renditions,
+        "width": result.width,
+        "height": result.height,
+        "seed": result.seed,
+        "provider": result.provider,
+        "provider_used": result.provider_used or None,
+        "model": result.model,
+        "prompt": result.prompt,
+        "final_prompt": result.final_prompt,
+        "negative_prompt": result.negative_prompt,
+        "params": result.params,
+        "source": result.source,
+        "post": result.review.post_id if result.review_id else None,
+        "section": result.review.section_key if result.review_id else None,
+        "prompt_example": result.prompt_example_id,
+        "is_approved": result.is_approved,
+        "created_at": result.created_at,
+        "queued_at": result.queued_at,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+    }
+
+
+def queued_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str, Any]:
+    """The short form the generate endpoints answer with: where to poll."""
+    return {
+        "id": result.pk,
+        "status": result.status,
+        "url": result_url(request, result.pk),
+        "provider": result.provider,
+        "section": result.review.section_key if result.review_id else None,
+    }
+
+
+@endpoint({"GET": (PERM_VIEW_RESULT,)})
+def result_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    result = ImageGenerationResult.objects.select_related("review").filter(pk=pk).first()
+    if result is None:
+        raise ApiError(404, f"No result with id {pk}.")
+    return json_response(result_json(request, result))
+
+
+def _parse_since(raw: str):
+    value = parse_datetime(raw)
+    if value is None:
+        day = parse_date(raw)
+        if day is not None:
+            value = datetime.combine(day, time.min)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    return value
+
+
+@endpoint({"GET": (PERM_VIEW_RESULT,)})
+def result_list(request: HttpRequest) -> HttpResponse:
+    """Results, newest first, filtered by ``status`` (comma-separated), ``provider``,
+    ``post``, ``section``, ``group`` and ``since`` (ISO 8601), paginated."""
+    errors: Errors = {}
+    unknown_fields(request.GET, RESULT_FILTERS, errors)
+    queryset = ImageGenerationResult.objects.select_related("review")
+    params = request.GET
+    if params.get("status"):
+        wanted = [s.strip() for s in params["status"].split(",") if s.strip()]
+        bad = [s for s in wanted if s not in ResultStatus.values]
+        if bad:
+            errors["status"] = [f"Unknown status {', '.join(map(repr, bad))}; use {', '.join(ResultStatus.values)}."]
+        queryset = queryset.filter(status__in=wanted)
+    if params.get("provider"):
+        alias = params["provider"]
+        queryset = queryset.filter(Q(provider=alias) | Q(provider_used=alias))
+    if params.get("post"):
+        queryset = queryset.filter(review__post_id=params["post"])
+    if params.get("section"):
+        queryset = queryset.filter(review__section_key=params["section"])
+    if params.get("group"):
+        try:
+            queryset = queryset.filter(group=uuid.UUID(params["group"]))
+        except ValueError:
+            errors["group"] = [f"group must be a UUID, not {params['group']!r}."]
+    if params.get("since"):
+        since = _parse_since(params["since"])
+        if since is None:
+            errors["since"] = [
+                f"since must be an ISO 8601 date or time such as 2025-01-31T12:00:00Z, not {params['since']!r}."
+            ]
+        else:
+            queryset = queryset.filter(created_at__gte=since)
+    items, meta = paginate(request, queryset, errors)
+    return json_response({**meta, "results": [result_json(request, r) for r in items]})

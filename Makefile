@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-wagtail test test-postgres test-django61 python313 bench lint check clean
+.PHONY: install demo demo-wagtail demo-djangocms test test-postgres test-django61 python313 bench lint check clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ demo: install
 demo-wagtail: install
 	$(PY) project/demo_wagtail.py
 
+# The same, as a django CMS 5.1 site with djangocms-stories (its own database and Redis in var/djangocms/).
+demo-djangocms: install
+	$(PY) project/demo_djangocms.py
+
+# The django CMS integration's tests run in a second invocation with their own settings
+# (django CMS's middleware would change the other tests' pages and query counts).
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --ds=tests.settings_djangocms tests/contrib/djangocms $(PYTEST_ARGS)
 
 # The same suite on the current Django release (6.1, which needs Python 3.12+), in its own
 # virtualenv; PYTHON313 is any Python 3.12 or 3.13 (pyenv's by default).
@@ -37,6 +44,7 @@ $(VENV61)/.installed: requirements.txt pyproject.toml
 
 test-django61: $(VENV61)/.installed
 	$(VENV61)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV61)/bin/python -m pytest --ds=tests.settings_djangocms tests/contrib/djangocms $(PYTEST_ARGS)
 
 $(VENV61)/.installed: | python313
 
@@ -46,6 +54,8 @@ python313:
 # The same suite on PostgreSQL (127.0.0.1:5432, database `test`, trust auth by default).
 test-postgres: install
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
+		$(PY) -m pytest --ds=tests.settings_djangocms tests/contrib/djangocms $(PYTEST_ARGS)
 
 bench: install
 	@for script in bench/bench_*.py; do $(PY) $$script || exit 1; done

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from blogimages.conf import AppSettings
+from blogimages.contrib.djangocms.conf import DjangoCMSSettings
 from blogimages.contrib.wagtail.conf import WagtailSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +18,7 @@ def _settings(cls) -> list[str]:
 
 
 def test_every_setting_is_in_the_readme():
-    names = _settings(AppSettings) + _settings(WagtailSettings)
+    names = _settings(AppSettings) + _settings(WagtailSettings) + _settings(DjangoCMSSettings)
     assert len(names) > 13
     missing = [name for name in names if name not in README]
     assert missing == []

@@ -457,12 +457,27 @@ class PostImageSettingsAdmin(admin.ModelAdmin):
         return super().get_queryset(request).prefetch_related("post")
 
 
+class ApprovedFilter(admin.SimpleListFilter):
+    """Approved or not: whether a section review names the result as its approved image."""
+
+    title = _("approved")
+    parameter_name = "approved"
+
+    def lookups(self, request, model_admin):
+        return [("1", _("Yes")), ("0", _("No"))]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("0", "1"):
+            return queryset.filter(approved_for__isnull=self.value() == "0")
+        return queryset
+
+
 # --- results ----------------------------------------------------------------------------------
 
 
 RESULT_FIELDSETS = [
     (_("Image"), {"fields": [
-        "preview", "status", "progress", "progress_message", "is_approved", "source", "review",
+        "preview", "status", "progress", "progress_message", "approved", "source", "review",
         "image", "thumbnail", ("width", "height"), "file_size", "content_type", "checksum", "renditions",
     ]}),
     (_("What was asked for"), {"fields": [
@@ -485,8 +500,8 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         "created_at",
     ]
     list_display_links = ["id", "thumb"]
-    list_filter = ["status", "source", "provider", "provider_used", "is_approved", "error_kind", "created_at"]
-    list_select_related = ["review", "review__post_type"]
+    list_filter = ["status", "source", "provider", "provider_used", ApprovedFilter, "error_kind", "created_at"]
+    list_select_related = ["review", "review__post_type", "approved_for"]
     search_fields = ["=id", "prompt", "final_prompt", "model", "remote_id", "job_id", "error_message", "=group"]
     date_hierarchy = "created_at"
     fieldsets = RESULT_FIELDSETS
@@ -497,7 +512,7 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     ]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["preview"] + [f.name for f in self.model._meta.fields if f.name != "id"]
+        return ["preview", "approved"] + [f.name for f in self.model._meta.fields if f.name != "id"]
 
     def has_add_permission(self, request):
         # Results are made by generation and uploads, never typed in.
@@ -569,6 +584,10 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
             return format_html('<span class="bi-error" title="{}">{}</span>', obj.error_message,
                                Truncator(obj.error_message).chars(60))
         return format_html('<progress max="100" value="{}"></progress> {}%', obj.progress, obj.progress)
+
+    @admin.display(description=_("approved"), boolean=True)
+    def approved(self, obj: ImageGenerationResult) -> bool:
+        return obj.is_approved
 
     @admin.display(description=_("provider"), ordering="provider")
     def provider_label(self, obj: ImageGenerationResult) -> str:

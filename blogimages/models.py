@@ -297,7 +297,7 @@ class ImageGenerationResultQuerySet(models.QuerySet):
         return self.filter(status=ResultStatus.RUNNING, heartbeat_at__lt=older_than)
 
     def approved(self):
-        return self.filter(is_approved=True)
+        return self.filter(approved_for__isnull=False)
 
 
 class ImageGenerationResult(TimeStamped):
@@ -374,7 +374,6 @@ class ImageGenerationResult(TimeStamped):
         editable=False,
         help_text=_("Resized copies for srcset: {width: storage name}."),
     )
-    is_approved = models.BooleanField(_("approved"), default=False, editable=False)
 
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
 
@@ -391,9 +390,6 @@ class ImageGenerationResult(TimeStamped):
         constraints = [
             # The database, not the admin, holds "one approved image per section":
             # two editors approving at once cannot both win.
-            models.UniqueConstraint(
-                fields=["review"], condition=Q(is_approved=True), name="blogimages_one_approved_per_section"
-            ),
             models.CheckConstraint(condition=Q(progress__lte=100), name="blogimages_progress_at_most_100"),
         ]
         indexes = [
@@ -403,6 +399,18 @@ class ImageGenerationResult(TimeStamped):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.provider_used or self.provider} ({self.get_status_display()})"
+
+    @property
+    def is_approved(self) -> bool:
+        """Whether this is its section's approved image. Approval is stored once, as
+        ``SectionReview.approved_result`` (a one-to-one field: the database holds "one
+        approved image per section"); lists load it with ``select_related("approved_for")``."""
+        if self.review_id is None:
+            return False
+        try:
+            return self.approved_for is not None
+        except SectionReview.DoesNotExist:
+            return False
 
     @property
     def is_active(self) -> bool:

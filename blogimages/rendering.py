@@ -131,7 +131,7 @@ def _build(candidates: list[_Candidate]) -> None:
         result = review.approved_result
         if result is None:
             candidate.problem = "the section has no approved image"
-        elif not result.is_approved or result.status != ResultStatus.SUCCEEDED:
+        elif result.status != ResultStatus.SUCCEEDED:
             candidate.problem = f"result #{result.pk} is {result.status}, not an approved finished image"
         elif not result.image:
             logger.warning("Approved result #%s of section %s has no file", result.pk, review.section_key)

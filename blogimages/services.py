@@ -570,11 +570,6 @@ def approve(result: ImageGenerationResult, *, user=None, comment: str = "") -> S
         # unique constraint on results is the backstop where locks are not available.
         review = SectionReview.objects.select_for_update().get(pk=result.review_id)
         replaced_id = review.approved_result_id if review.approved_result_id != result.pk else None
-        ImageGenerationResult.objects.filter(review_id=review.pk, is_approved=True).exclude(pk=result.pk).update(
-            is_approved=False
-        )
-        ImageGenerationResult.objects.filter(pk=result.pk).update(is_approved=True)
-        result.is_approved = True
         review.status = ReviewStatus.APPROVED
         review.approved_result = result
         review.reviewed_by = user if user and user.is_authenticated else None
@@ -582,6 +577,8 @@ def approve(result: ImageGenerationResult, *, user=None, comment: str = "") -> S
         if comment:
             review.comment = comment
         review.save(update_fields=["status", "approved_result", "reviewed_by", "reviewed_at", "comment", "updated_at"])
+        # The caller's instance now knows it is approved, without another query.
+        ImageGenerationResult.approved_for.related.set_cached_value(result, review)
         _log(review, ReviewAction.APPROVED, user, result, comment)
         # Public rendering: queue the srcset renditions after commit (blogimages.renditions).
         from .renditions import enqueue_on_commit as enqueue_renditions_on_commit
@@ -675,7 +672,6 @@ def reject(
         unapproved_id = review.approved_result_id
         unapprove = unapproved_id is not None and (result is None or unapproved_id == result.pk)
         if result is None or review.approved_result_id == result.pk:
-            ImageGenerationResult.objects.filter(review_id=review.pk, is_approved=True).update(is_approved=False)
             review.approved_result = None
             review.status = ReviewStatus.REJECTED
         review.reviewed_by = user if user and user.is_authenticated else None

@@ -89,7 +89,7 @@ def test_result_list_search_and_filters(client, admin_user, generated):
     assert f"/{second.pk}/change/" in html and f"/{first.pk}/change/" not in html
     html = client.get(RESULTS, {"q": "melted"}).content.decode()
     assert f"/{second.pk}/change/" in html and f"/{first.pk}/change/" not in html
-    assert client.get(RESULTS, {"provider__exact": "placeholder", "is_approved__exact": "0"}).status_code == 200
+    assert client.get(RESULTS, {"provider__exact": "placeholder", "approved": "0"}).status_code == 200
 
 
 def test_result_change_page_is_a_read_only_snapshot(client, admin_user, generated):
@@ -126,7 +126,7 @@ def test_approve_action_approves_one_image_per_section(
     messages = texts(run_action(RESULTS, "approve_images", [first.pk, newer.pk]))
     assert messages[0] == "Approved 1 image."
     assert messages[1] == f"Skipped 1 (#{first.pk}: another selected image of the same section was approved)."
-    assert list(ImageGenerationResult.objects.filter(is_approved=True).values_list("pk", flat=True)) == [newer.pk]
+    assert list(ImageGenerationResult.objects.approved().values_list("pk", flat=True)) == [newer.pk]
 
 
 def test_approve_action_skips_unfinished_images(client, admin_user, generated, run_action):

@@ -254,7 +254,7 @@ def test_approving_a_second_candidate_replaces_the_first(client, admin_user, gen
     newer = ImageGenerationResult.objects.latest("id")
     assert newer.status == ResultStatus.SUCCEEDED
     act(post, f"approve:{newer.pk}")
-    assert list(ImageGenerationResult.objects.filter(is_approved=True).values_list("pk", flat=True)) == [newer.pk]
+    assert list(ImageGenerationResult.objects.approved().values_list("pk", flat=True)) == [newer.pk]
     assert SectionReview.objects.get(pk=first.review_id).approved_result_id == newer.pk
 
 

@@ -505,7 +505,7 @@ def _check_cleanup(make_post, run_worker, capture):
     storage.delete(approved.image.name)
     out = command("blogimages_cleanup", "--delete", "--min-age", "0")
     assert f"result #{approved.pk} is an approved image and its file" in out
-    assert ImageGenerationResult.objects.filter(pk=approved.pk, is_approved=True).exists()
+    assert ImageGenerationResult.objects.approved().filter(pk=approved.pk).exists()
 
 
 @pytest.mark.django_db

@@ -78,14 +78,17 @@ def test_comments_append_to_the_history(make_post, admin_user):
 
 
 @pytest.mark.django_db
-def test_the_database_refuses_two_approved_images_for_one_section(
+def test_the_database_refuses_one_image_approved_for_two_sections(
     make_post, run_worker, django_capture_on_commit_callbacks
 ):
-    section = make_post(sections=1).sections.get()
-    first, second = make_candidates(section, 2, run_worker, django_capture_on_commit_callbacks)
+    # A section has one approved_result field, so it cannot hold two; the one-to-one field
+    # keeps a result from being the approved image of two sections.
+    first_section, second_section = make_post(sections=2).sections.all()
+    (first,) = make_candidates(first_section, 1, run_worker, django_capture_on_commit_callbacks)
     services.approve(first)
+    other = services.review_for(second_section)
     with pytest.raises(IntegrityError), transaction.atomic():
-        ImageGenerationResult.objects.filter(pk=second.pk).update(is_approved=True)
+        SectionReview.objects.filter(pk=other.pk).update(status="approved", approved_result=first)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -126,7 +126,7 @@ def test_editor_generates_approves_chooses_and_publishes_in_wagtail(
         page.wait_for_selector(".messages .success")
         assert "Approved image #" in page.locator(".messages").inner_text()
     assert page.locator(".bi-panel--approved").count() == 2
-    approved = ImageGenerationResult.objects.filter(is_approved=True)
+    approved = ImageGenerationResult.objects.approved()
     assert approved.count() == 2
     page.locator(".bi-panel").first.screenshot(path=str(ARTIFACTS / "wagtail-review-panel.png"))
 

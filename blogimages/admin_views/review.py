@@ -128,7 +128,7 @@ def load_panels(post, section_key: str | None = None, perms: dict[str, bool] | N
     form_ids = {r.pk: f"bi-form-{r.section_key}" for r in reviews.values()}
     results = (
         ImageGenerationResult.objects.filter(review_id__in=list(by_review))
-        .select_related("requested_by")
+        .select_related("requested_by", "approved_for")
         .order_by("created_at", "id")
     )
     for result in results:

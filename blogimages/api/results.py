@@ -90,7 +90,7 @@ def queued_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str
 
 @endpoint({"GET": (PERM_VIEW_RESULT,)})
 def result_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    result = ImageGenerationResult.objects.select_related("review").filter(pk=pk).first()
+    result = ImageGenerationResult.objects.select_related("review", "approved_for").filter(pk=pk).first()
     if result is None:
         raise ApiError(404, f"No result with id {pk}.")
     return json_response(result_json(request, result))
@@ -113,7 +113,7 @@ def result_list(request: HttpRequest) -> HttpResponse:
     ``post``, ``section``, ``group`` and ``since`` (ISO 8601), paginated."""
     errors: Errors = {}
     unknown_fields(request.GET, RESULT_FILTERS, errors)
-    queryset = ImageGenerationResult.objects.select_related("review")
+    queryset = ImageGenerationResult.objects.select_related("review", "approved_for")
     params = request.GET
     if params.get("status"):
         wanted = [s.strip() for s in params["status"].split(",") if s.strip()]

@@ -48,7 +48,7 @@ class PublishedImageQuerySet(models.QuerySet):
 
     def approved(self):
         """Links whose result is its section's approved image now."""
-        return self.filter(result__is_approved=True)
+        return self.filter(result__approved_for__isnull=False)
 
 
 class PublishedImage(models.Model):

@@ -164,7 +164,7 @@ class Command(BaseCommand):
                 return bool(name) and name not in listed and not storage.exists(name)
 
             if result.image and gone(result.image.name):
-                if result.is_approved or result.pk in approved_ids:
+                if result.pk in approved_ids:
                     needs_editor.append(result)
                 else:
                     broken.append(result)
@@ -179,7 +179,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             # Re-check under the transaction: an editor may have approved it meanwhile.
             current = ImageGenerationResult.objects.select_for_update().filter(pk=result.pk).first()
-            if current is None or current.is_approved or SectionReview.objects.filter(approved_result=current).exists():
+            if current is None or SectionReview.objects.filter(approved_result=current).exists():
                 return True
             current.delete()
         # Its thumbnail and renditions would otherwise become orphans of their own.

@@ -103,7 +103,6 @@ def test_review_page_queries_for_an_editor(client, make_editor, two_posts, djang
 
 
 def test_status_endpoint_and_section_fragment_queries(client, admin_user, two_posts, django_assert_num_queries):
-    from django.core.cache import cache
 
     small, large = two_posts
     client.force_login(admin_user)

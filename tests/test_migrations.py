@@ -22,6 +22,7 @@ from blogimages.models import ImageGenerationResult, PostImageSettings, ReviewEv
 from blogimages.rendering import approved_images_for_post
 from project.blog.models import Post, Section
 
+
 def _previous_modules() -> dict:
     # blogimages' own contrib apps (blogimages_wagtail, ...) build on today's migrations;
     # while the previous ones are loaded, they count as apps without migrations.

@@ -45,7 +45,7 @@ BATCH_JOBS = 40
 SERVERS = 4
 WORKERS = 4
 
-SETTINGS = '''\
+SETTINGS = """\
 import json, os
 from project.settings import *  # noqa
 BLOGIMAGES_PROVIDERS = {**BLOGIMAGES_PROVIDERS, **json.loads(os.environ["BENCH_COMFYUI_PROVIDERS"])}
@@ -57,7 +57,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"].update(transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;")
 # Long-lived workers keep their database connection, as a production deployment would.
 DATABASES["default"]["CONN_MAX_AGE"] = 600
-'''
+"""
 
 
 def main() -> int:
@@ -80,20 +80,26 @@ def main() -> int:
         batch_urls = [start_fake(BATCH_SECONDS, fakes) for _ in range(SERVERS)]
         options = {"poll_interval": 1.0}  # the default workflow: SD3.5 Large Turbo, 4 steps
         providers = {
-            "comfyui_e2e": {"BACKEND": "blogimages.providers.comfyui.ComfyUIProvider",
-                            "OPTIONS": {**options, "urls": [e2e_url]}},
-            "comfyui_batch": {"BACKEND": "blogimages.providers.comfyui.ComfyUIProvider",
-                              "OPTIONS": {**options, "urls": batch_urls}},
+            "comfyui_e2e": {
+                "BACKEND": "blogimages.providers.comfyui.ComfyUIProvider",
+                "OPTIONS": {**options, "urls": [e2e_url]},
+            },
+            "comfyui_batch": {
+                "BACKEND": "blogimages.providers.comfyui.ComfyUIProvider",
+                "OPTIONS": {**options, "urls": batch_urls},
+            },
         }
         (var_dir / "bench_comfyui_settings.py").write_text(SETTINGS)
-        os.environ.update({
-            "BLOGIMAGES_VAR_DIR": str(var_dir),
-            "DJANGO_SETTINGS_MODULE": "bench_comfyui_settings",
-            "DJANGO_DEBUG": "0",
-            "BENCH_COMFYUI_PROVIDERS": json.dumps(providers),
-            "BENCH_COMFYUI_SIZE": str(args.size),
-            "PYTHONPATH": os.pathsep.join([str(var_dir), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        })
+        os.environ.update(
+            {
+                "BLOGIMAGES_VAR_DIR": str(var_dir),
+                "DJANGO_SETTINGS_MODULE": "bench_comfyui_settings",
+                "DJANGO_DEBUG": "0",
+                "BENCH_COMFYUI_PROVIDERS": json.dumps(providers),
+                "BENCH_COMFYUI_SIZE": str(args.size),
+                "PYTHONPATH": os.pathsep.join([str(var_dir), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            }
+        )
         os.environ.setdefault("DATABASE_URL", f"sqlite:///{var_dir / 'db.sqlite3'}")
         sys.path.insert(0, str(var_dir))
         from project.embedded_redis import ensure_redis_url
@@ -109,23 +115,48 @@ def main() -> int:
         workers = start_workers(args.worker_class)
 
         e2e = measure_e2e(e2e_url, args.runs)
-        print(json.dumps({
-            "metric": "comfyui_e2e_ratio", "value": round(statistics.median(r["ratio"] for r in e2e), 4),
-            "goal": 1.05, "server_seconds": E2E_SECONDS,
-            "runs": [{k: round(v, 4) for k, v in r.items()} for r in e2e],
-            "image_size": args.size, "worker_class": args.worker_class, "database": db_label(),
-            "unit": "enqueue-to-stored / server time", **machine(),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "metric": "comfyui_e2e_ratio",
+                    "value": round(statistics.median(r["ratio"] for r in e2e), 4),
+                    "goal": 1.05,
+                    "server_seconds": E2E_SECONDS,
+                    "runs": [{k: round(v, 4) for k, v in r.items()} for r in e2e],
+                    "image_size": args.size,
+                    "worker_class": args.worker_class,
+                    "database": db_label(),
+                    "unit": "enqueue-to-stored / server time",
+                    **machine(),
+                }
+            ),
+            flush=True,
+        )
 
         makespan, from_request, per_server = measure_batch()
         ideal = BATCH_JOBS * BATCH_SECONDS / SERVERS
-        print(json.dumps({
-            "metric": "batch_makespan_ratio", "value": round(makespan / ideal, 4), "goal": 1.15,
-            "makespan_seconds": round(makespan, 4), "ideal_seconds": ideal, "jobs": BATCH_JOBS,
-            "from_request_seconds": round(from_request, 4),
-            "servers": SERVERS, "workers": WORKERS, "server_seconds": BATCH_SECONDS, "jobs_per_server": per_server,
-            "image_size": args.size, "worker_class": args.worker_class, "database": db_label(), **machine(),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "metric": "batch_makespan_ratio",
+                    "value": round(makespan / ideal, 4),
+                    "goal": 1.15,
+                    "makespan_seconds": round(makespan, 4),
+                    "ideal_seconds": ideal,
+                    "jobs": BATCH_JOBS,
+                    "from_request_seconds": round(from_request, 4),
+                    "servers": SERVERS,
+                    "workers": WORKERS,
+                    "server_seconds": BATCH_SECONDS,
+                    "jobs_per_server": per_server,
+                    "image_size": args.size,
+                    "worker_class": args.worker_class,
+                    "database": db_label(),
+                    **machine(),
+                }
+            ),
+            flush=True,
+        )
         return 0
     finally:
         for child in workers + fakes:
@@ -142,7 +173,9 @@ def main() -> int:
 def start_fake(run_time: float, children: list[subprocess.Popen]) -> str:
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.servers.comfyui", "--port", "0", "--run-time", str(run_time)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     children.append(child)
     line = child.stdout.readline()
@@ -184,7 +217,9 @@ def start_workers(worker_class: str) -> list[subprocess.Popen]:
     procs = [
         subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "rqworker", app_settings.QUEUE, "--worker-class", worker_class],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(WORKERS)
     ]
@@ -254,10 +289,14 @@ def measure_e2e(url: str, runs: int) -> list[dict[str, float]]:
             continue  # warm-up: a worker's first job opens connections and reads /object_info
         total = row.finished_at.timestamp() - enqueued_at(row)
         own = server_seconds(url, row.remote_id)
-        results.append({
-            "enqueue_to_stored_s": total, "server_s": own, "ratio": total / own,
-            "request_to_stored_s": row.finished_at.timestamp() - requested,
-        })
+        results.append(
+            {
+                "enqueue_to_stored_s": total,
+                "server_s": own,
+                "ratio": total / own,
+                "request_to_stored_s": row.finished_at.timestamp() - requested,
+            }
+        )
     return results
 
 

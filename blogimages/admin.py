@@ -83,7 +83,10 @@ def thumbnail_tag(result: ImageGenerationResult | None, width: int = 80) -> str:
     height = round(width * result.height / result.width) if result.width and result.height else ""
     return format_html(
         '<img src="{}" width="{}" height="{}" loading="lazy" alt="{}" class="bi-list-thumb">',
-        url, width, height, gettext("Image #%(id)s") % {"id": result.pk},
+        url,
+        width,
+        height,
+        gettext("Image #%(id)s") % {"id": result.pk},
     )
 
 
@@ -112,7 +115,11 @@ def run_each(
 
 
 def report_outcomes(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, outcomes: list[Any], failures: list[str], *,
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    outcomes: list[Any],
+    failures: list[str],
+    *,
     done: tuple[str, str],
 ) -> None:
     if outcomes:
@@ -128,8 +135,16 @@ def report_outcomes(
 
 
 def action_step(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset, *, action: str, title: str, intro: str,
-    button: str, form=None, upload_rows=None,
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset,
+    *,
+    action: str,
+    title: str,
+    intro: str,
+    button: str,
+    form=None,
+    upload_rows=None,
 ) -> TemplateResponse:
     """The extra page of an action that needs a comment or files (like delete's confirmation)."""
     context = {
@@ -165,13 +180,24 @@ def comment_on(modeladmin, request, queryset, sections: list[Any], *, intro: str
 
     def apply(text):
         run_each(
-            modeladmin, request, sections, lambda s: services.add_comment(s, user=request.user, text=text),
-            done=("Commented on %(count)d section.", "Commented on %(count)d sections."), label=section_label,
+            modeladmin,
+            request,
+            sections,
+            lambda s: services.add_comment(s, user=request.user, text=text),
+            done=("Commented on %(count)d section.", "Commented on %(count)d sections."),
+            label=section_label,
         )
 
     return comment_step(
-        modeladmin, request, queryset, action="comment_on_sections", title=gettext("Comment"), intro=intro,
-        button=gettext("Add comment"), required=gettext("The comment is empty."), apply=apply,
+        modeladmin,
+        request,
+        queryset,
+        action="comment_on_sections",
+        title=gettext("Comment"),
+        intro=intro,
+        button=gettext("Add comment"),
+        required=gettext("The comment is empty."),
+        apply=apply,
     )
 
 
@@ -185,7 +211,9 @@ def upload_step(modeladmin, request, queryset, sections: list[Any], *, action: s
             modeladmin.message_user(request, gettext("Choose at least one file to upload."), messages.ERROR)
         else:
             run_each(
-                modeladmin, request, chosen,
+                modeladmin,
+                request,
+                chosen,
                 lambda pair: services.upload(pair[0], pair[1], user=request.user, approve_now=approve_now),
                 done=("Uploaded %(count)d image.", "Uploaded %(count)d images."),
                 label=lambda pair: f"“{section_label(pair[0])}” ({pair[1].name})",
@@ -193,10 +221,17 @@ def upload_step(modeladmin, request, queryset, sections: list[Any], *, action: s
             return None
     rows = [{"section": s, "title": section_label(s), "name": f"file-{s.pk}"} for s in sections]
     return action_step(
-        modeladmin, request, queryset, action=action, title=gettext("Upload replacement images"),
-        intro=gettext("Each file is checked (real image content, size, pixels) before anything is stored, "
-                      "then becomes a candidate of its section."),
-        button=gettext("Upload"), upload_rows=rows,
+        modeladmin,
+        request,
+        queryset,
+        action=action,
+        title=gettext("Upload replacement images"),
+        intro=gettext(
+            "Each file is checked (real image content, size, pixels) before anything is stored, "
+            "then becomes a candidate of its section."
+        ),
+        button=gettext("Upload"),
+        upload_rows=rows,
     )
 
 
@@ -257,7 +292,8 @@ class PostImagesAdminMixin:
     @admin.display(description=_("Images"))
     def blogimages_review_link(self, obj) -> str:
         return format_html(
-            '<a href="{}" class="bi-review-link">{}</a>', self.blogimages_review.urls_for(obj)["review"],
+            '<a href="{}" class="bi-review-link">{}</a>',
+            self.blogimages_review.urls_for(obj)["review"],
             gettext("Review images"),
         )
 
@@ -272,7 +308,8 @@ class PostImagesAdminMixin:
         urls = [
             path("<path:object_id>/images/status/", wrap(review.status_view), name=f"{prefix}_images_status"),
             path(
-                "<path:object_id>/images/section/<str:section_key>/", wrap(review.section_view),
+                "<path:object_id>/images/section/<str:section_key>/",
+                wrap(review.section_view),
                 name=f"{prefix}_images_section",
             ),
             path("<path:object_id>/images/", wrap(review.review_view), name=f"{prefix}_images"),
@@ -375,17 +412,32 @@ class ImageSettingAdmin(admin.ModelAdmin):
     readonly_fields = ["legacy_text_display", "legacy_parsed_at", "legacy_warnings_display"]
     fieldsets = [
         (None, {"fields": ["name", "provider", "model"]}),
-        (_("Structured settings"), {
-            "fields": [("width", "height"), "steps", "guidance_scale", ("sampler", "scheduler"), "seed",
-                       "negative_prompt", "extra_settings"],
-            "classes": ["bi-structured"],
-        }),
-        (_("Legacy text (read-only)"), {
-            "fields": ["legacy_text_display", "legacy_parsed_at", "legacy_warnings_display"],
-            "classes": ["bi-legacy"],
-            "description": _("The older system's text, kept verbatim; blogimages_migrate_settings fills the "
-                             "structured fields from it."),
-        }),
+        (
+            _("Structured settings"),
+            {
+                "fields": [
+                    ("width", "height"),
+                    "steps",
+                    "guidance_scale",
+                    ("sampler", "scheduler"),
+                    "seed",
+                    "negative_prompt",
+                    "extra_settings",
+                ],
+                "classes": ["bi-structured"],
+            },
+        ),
+        (
+            _("Legacy text (read-only)"),
+            {
+                "fields": ["legacy_text_display", "legacy_parsed_at", "legacy_warnings_display"],
+                "classes": ["bi-legacy"],
+                "description": _(
+                    "The older system's text, kept verbatim; blogimages_migrate_settings fills the "
+                    "structured fields from it."
+                ),
+            },
+        ),
     ]
 
     @admin.display(description=_("size"))
@@ -476,18 +528,69 @@ class ApprovedFilter(admin.SimpleListFilter):
 
 
 RESULT_FIELDSETS = [
-    (_("Image"), {"fields": [
-        "preview", "status", "progress", "progress_message", "approved", "source", "review",
-        "image", "thumbnail", ("width", "height"), "file_size", "content_type", "checksum", "renditions",
-    ]}),
-    (_("What was asked for"), {"fields": [
-        "prompt", "final_prompt", "negative_prompt", "provider", "provider_used", "model", "seed", "seed_pinned",
-        "params", "prompt_example", "style", "image_format", "setting", "group", "requested_by",
-    ]}),
-    (_("Job"), {"fields": [
-        "error_message", "error_kind", "attempts", "job_id", "remote_id", "remote_server", "provider_meta",
-        "queued_at", "started_at", "finished_at", "heartbeat_at", "created_at", "updated_at",
-    ]}),
+    (
+        _("Image"),
+        {
+            "fields": [
+                "preview",
+                "status",
+                "progress",
+                "progress_message",
+                "approved",
+                "source",
+                "review",
+                "image",
+                "thumbnail",
+                ("width", "height"),
+                "file_size",
+                "content_type",
+                "checksum",
+                "renditions",
+            ]
+        },
+    ),
+    (
+        _("What was asked for"),
+        {
+            "fields": [
+                "prompt",
+                "final_prompt",
+                "negative_prompt",
+                "provider",
+                "provider_used",
+                "model",
+                "seed",
+                "seed_pinned",
+                "params",
+                "prompt_example",
+                "style",
+                "image_format",
+                "setting",
+                "group",
+                "requested_by",
+            ]
+        },
+    ),
+    (
+        _("Job"),
+        {
+            "fields": [
+                "error_message",
+                "error_kind",
+                "attempts",
+                "job_id",
+                "remote_id",
+                "remote_server",
+                "provider_meta",
+                "queued_at",
+                "started_at",
+                "finished_at",
+                "heartbeat_at",
+                "created_at",
+                "updated_at",
+            ]
+        },
+    ),
 ]
 
 
@@ -496,7 +599,14 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     change_list_template = "blogimages/admin/result_change_list.html"
     change_form_template = "blogimages/admin/result_change_form.html"
     list_display = [
-        "id", "thumb", "status_badge", "progress_bar", "provider_label", "model", "seed", "section_label",
+        "id",
+        "thumb",
+        "status_badge",
+        "progress_bar",
+        "provider_label",
+        "model",
+        "seed",
+        "section_label",
         "created_at",
     ]
     list_display_links = ["id", "thumb"]
@@ -507,8 +617,14 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     fieldsets = RESULT_FIELDSETS
     list_per_page = 50
     actions = [
-        "approve_images", "reject_images", "regenerate_images", "regenerate_images_same_seed", "cancel_jobs",
-        "requeue_jobs", "comment_on_sections", "upload_replacements",
+        "approve_images",
+        "reject_images",
+        "regenerate_images",
+        "regenerate_images_same_seed",
+        "cancel_jobs",
+        "requeue_jobs",
+        "comment_on_sections",
+        "upload_replacements",
     ]
 
     def get_readonly_fields(self, request, obj=None):
@@ -543,11 +659,13 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         urls = [
             path("playground/", wrap(self._view(admin_views.playground_view)), name="blogimages_playground"),
             path(
-                "playground/status/", wrap(self._view(admin_views.playground_status_view)),
+                "playground/status/",
+                wrap(self._view(admin_views.playground_status_view)),
                 name="blogimages_playground_status",
             ),
             path(
-                "playground/models/", wrap(self._view(admin_views.playground_models_view)),
+                "playground/models/",
+                wrap(self._view(admin_views.playground_models_view)),
                 name="blogimages_playground_models",
             ),
             path("status/", wrap(self._view(admin_views.status_view)), name="blogimages_status"),
@@ -581,8 +699,9 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     @admin.display(description=_("progress"), ordering="progress")
     def progress_bar(self, obj: ImageGenerationResult) -> str:
         if obj.status == ResultStatus.FAILED:
-            return format_html('<span class="bi-error" title="{}">{}</span>', obj.error_message,
-                               Truncator(obj.error_message).chars(60))
+            return format_html(
+                '<span class="bi-error" title="{}">{}</span>', obj.error_message, Truncator(obj.error_message).chars(60)
+            )
         return format_html('<progress max="100" value="{}"></progress> {}%', obj.progress, obj.progress)
 
     @admin.display(description=_("approved"), boolean=True)
@@ -600,8 +719,10 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         if obj.review_id is None:
             return gettext("playground")
         return format_html(
-            "{} <span class=\"bi-muted\">· {} {}</span>",
-            section_label(obj.review), obj.review.post_type_id and obj.review.post_type.name, obj.review.post_id,
+            '{} <span class="bi-muted">· {} {}</span>',
+            section_label(obj.review),
+            obj.review.post_type_id and obj.review.post_type.name,
+            obj.review.post_id,
         )
 
     # --- actions -------------------------------------------------------------------------------
@@ -610,7 +731,10 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     def approve_images(self, request, queryset):
         approved, skipped = services.approve_batch(queryset, user=request.user)
         report_outcomes(
-            self, request, approved, [f"{section_of(result)}: {why}" for result, why in skipped],
+            self,
+            request,
+            approved,
+            [f"{section_of(result)}: {why}" for result, why in skipped],
             done=("Approved %(count)d image.", "Approved %(count)d images."),
         )
 
@@ -618,22 +742,34 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     def reject_images(self, request, queryset):
         def apply(comment):
             run_each(
-                self, request, queryset,
+                self,
+                request,
+                queryset,
                 lambda r: services.reject(result=r, user=request.user, comment=comment),
-                done=("Rejected %(count)d image.", "Rejected %(count)d images."), label=section_of,
+                done=("Rejected %(count)d image.", "Rejected %(count)d images."),
+                label=section_of,
             )
 
         return comment_step(
-            self, request, queryset, action="reject_images", title=gettext("Reject images"),
-            intro=gettext("Say why; the comment lands in each section's history."), button=gettext("Reject"),
-            required=gettext("Say why the images are rejected; the comment is required."), apply=apply,
+            self,
+            request,
+            queryset,
+            action="reject_images",
+            title=gettext("Reject images"),
+            intro=gettext("Say why; the comment lands in each section's history."),
+            button=gettext("Reject"),
+            required=gettext("Say why the images are rejected; the comment is required."),
+            apply=apply,
         )
 
     def _regenerate(self, request, queryset, same_seed: bool):
         created = run_each(
-            self, request, queryset,
+            self,
+            request,
+            queryset,
             lambda r: services.regenerate(r, user=request.user, same_seed=same_seed),
-            done=("Queued %(count)d new image.", "Queued %(count)d new images."), label=section_of,
+            done=("Queued %(count)d new image.", "Queued %(count)d new images."),
+            label=section_of,
         )
         report_queue_errors(request, created)
 
@@ -648,27 +784,37 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     @admin.action(description=_("Cancel queued or running jobs"), permissions=["generate"])
     def cancel_jobs(self, request, queryset):
         run_each(
-            self, request, queryset, lambda r: services.cancel(r, user=request.user),
-            done=("Cancelled %(count)d job.", "Cancelled %(count)d jobs."), label=section_of,
+            self,
+            request,
+            queryset,
+            lambda r: services.cancel(r, user=request.user),
+            done=("Cancelled %(count)d job.", "Cancelled %(count)d jobs."),
+            label=section_of,
         )
 
     @admin.action(description=_("Send failed or cancelled jobs to the queue again"), permissions=["generate"])
     def requeue_jobs(self, request, queryset):
         requeued = run_each(
-            self, request, queryset, lambda result: services.requeue(result, user=request.user),
-            done=("Re-queued %(count)d job.", "Re-queued %(count)d jobs."), label=section_of,
+            self,
+            request,
+            queryset,
+            lambda result: services.requeue(result, user=request.user),
+            done=("Re-queued %(count)d job.", "Re-queued %(count)d jobs."),
+            label=section_of,
         )
         report_queue_errors(request, requeued)
 
     @admin.action(description=_("Comment on the sections of the selected images"), permissions=["view"])
     def comment_on_sections(self, request, queryset):
         return comment_on(
-            self, request, queryset, _distinct_sections(queryset),
+            self,
+            request,
+            queryset,
+            _distinct_sections(queryset),
             intro=gettext("The comment lands in the history of each selected image's section."),
         )
 
-    @admin.action(description=_("Upload replacements for the sections of the selected images"),
-                  permissions=["upload"])
+    @admin.action(description=_("Upload replacements for the sections of the selected images"), permissions=["upload"])
     def upload_replacements(self, request, queryset):
         sections = _distinct_sections(queryset)
         if not sections:
@@ -709,24 +855,49 @@ class ReviewEventInline(admin.TabularInline):
 class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     change_form_template = "blogimages/admin/sectionreview_change_form.html"
     list_display = [
-        "section_label", "post_link", "status_badge", "approved_thumb", "reviewed_by", "reviewed_at", "comment_excerpt",
+        "section_label",
+        "post_link",
+        "status_badge",
+        "approved_thumb",
+        "reviewed_by",
+        "reviewed_at",
+        "comment_excerpt",
         "review_link",
     ]
     list_select_related = ["post_type", "approved_result", "reviewed_by"]
     list_filter = ["status", "reviewed_at", "prompt_example"]
     fields = [
-        "section_title", "section_key", "post_link", "status", "approved_preview", "reviewed_by", "reviewed_at",
-        "comment", "prompt_example",
-        "prompt_override", "alt_text",
+        "section_title",
+        "section_key",
+        "post_link",
+        "status",
+        "approved_preview",
+        "reviewed_by",
+        "reviewed_at",
+        "comment",
+        "prompt_example",
+        "prompt_override",
+        "alt_text",
     ]
     readonly_fields = [
-        "section_title", "section_key", "post_link", "status", "approved_preview", "reviewed_by", "reviewed_at",
+        "section_title",
+        "section_key",
+        "post_link",
+        "status",
+        "approved_preview",
+        "reviewed_by",
+        "reviewed_at",
         "comment",
     ]
     inlines = [ReviewEventInline]
     actions = [
-        "generate_for_sections", "approve_newest", "reject_sections", "regenerate_newest", "cancel_section_jobs",
-        "comment_on_sections", "upload_replacements",
+        "generate_for_sections",
+        "approve_newest",
+        "reject_sections",
+        "regenerate_newest",
+        "cancel_section_jobs",
+        "comment_on_sections",
+        "upload_replacements",
     ]
 
     search_fields = ["section_title", "comment", "prompt_override", "alt_text", "=post_id", "=section_key"]
@@ -793,7 +964,10 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
         created = []
         for batch in run_each(
-            self, request, self._sections(queryset), one,
+            self,
+            request,
+            self._sections(queryset),
+            one,
             done=("Queued images for %(count)d section.", "Queued images for %(count)d sections."),
             label=section_label,
         ):
@@ -803,7 +977,10 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     @admin.action(description=_("Approve the newest finished image of each section"), permissions=["review"])
     def approve_newest(self, request, queryset):
         run_each(
-            self, request, queryset, lambda review: services.approve_newest(review, user=request.user),
+            self,
+            request,
+            queryset,
+            lambda review: services.approve_newest(review, user=request.user),
             done=("Approved an image for %(count)d section.", "Approved images for %(count)d sections."),
             label=section_label,
         )
@@ -814,21 +991,33 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
         def apply(comment):
             run_each(
-                self, request, sections, lambda s: services.reject(s, user=request.user, comment=comment),
-                done=("Rejected %(count)d section.", "Rejected %(count)d sections."), label=section_label,
+                self,
+                request,
+                sections,
+                lambda s: services.reject(s, user=request.user, comment=comment),
+                done=("Rejected %(count)d section.", "Rejected %(count)d sections."),
+                label=section_label,
             )
 
         return comment_step(
-            self, request, queryset, action="reject_sections", title=gettext("Reject section images"),
-            intro=gettext("Say why; the comment lands in each section's history."), button=gettext("Reject"),
-            required=gettext("Say why the images are rejected; the comment is required."), apply=apply,
+            self,
+            request,
+            queryset,
+            action="reject_sections",
+            title=gettext("Reject section images"),
+            intro=gettext("Say why; the comment lands in each section's history."),
+            button=gettext("Reject"),
+            required=gettext("Say why the images are rejected; the comment is required."),
+            apply=apply,
         )
 
-    @admin.action(description=_("Regenerate the newest image of each section (new seed)"),
-                  permissions=["generate"])
+    @admin.action(description=_("Regenerate the newest image of each section (new seed)"), permissions=["generate"])
     def regenerate_newest(self, request, queryset):
         created = run_each(
-            self, request, queryset, lambda review: services.regenerate_newest(review, user=request.user),
+            self,
+            request,
+            queryset,
+            lambda review: services.regenerate_newest(review, user=request.user),
             done=("Queued %(count)d new image.", "Queued %(count)d new images."),
             label=section_label,
         )
@@ -838,8 +1027,12 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     def cancel_section_jobs(self, request, queryset):
         active = ImageGenerationResult.objects.active().filter(review__in=queryset)
         cancelled = run_each(
-            self, request, active, lambda r: services.cancel(r, user=request.user),
-            done=("Cancelled %(count)d job.", "Cancelled %(count)d jobs."), label=section_of,
+            self,
+            request,
+            active,
+            lambda r: services.cancel(r, user=request.user),
+            done=("Cancelled %(count)d job.", "Cancelled %(count)d jobs."),
+            label=section_of,
         )
         if not cancelled and not active.exists():
             self.message_user(request, gettext("Nothing was queued or running."), messages.INFO)
@@ -847,7 +1040,10 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     @admin.action(description=_("Comment on the selected sections"), permissions=["view"])
     def comment_on_sections(self, request, queryset):
         return comment_on(
-            self, request, queryset, self._sections(queryset),
+            self,
+            request,
+            queryset,
+            self._sections(queryset),
             intro=gettext("The comment lands in each section's history."),
         )
 

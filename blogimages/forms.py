@@ -16,18 +16,22 @@ OVERRIDE_FIELDS = ("width", "height", "steps", "guidance_scale", "sampler", "sch
 
 class PlaygroundForm(forms.Form):
     prompt = forms.CharField(
-        label=_("Prompt"), max_length=4000,
+        label=_("Prompt"),
+        max_length=4000,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("A lighthouse on a cliff at dusk")}),
     )
     style = forms.ModelChoiceField(ImageStyle.objects.all(), label=_("Style"), required=False)
     image_format = forms.ModelChoiceField(ImageFormat.objects.all(), label=_("Format"), required=False)
     setting = forms.ModelChoiceField(ImageSetting.objects.all(), label=_("Setting"), required=False)
     providers = forms.MultipleChoiceField(
-        label=_("Providers"), widget=forms.CheckboxSelectMultiple,
+        label=_("Providers"),
+        widget=forms.CheckboxSelectMultiple,
         help_text=_("Pick several to compare them side by side."),
     )
     model = forms.CharField(
-        label=_("Model"), max_length=200, required=False,
+        label=_("Model"),
+        max_length=200,
+        required=False,
         help_text=_("Blank for the setting's or the provider's default model."),
     )
     # Advanced: blank means "whatever the style, format and setting give".

@@ -33,7 +33,15 @@ __all__ = ["LegacyParse", "parse_legacy_text", "STRUCTURED_FIELDS", "ASPECT_SIZE
 
 #: The ImageSetting fields the parser may fill.
 STRUCTURED_FIELDS = (
-    "width", "height", "steps", "guidance_scale", "sampler", "scheduler", "seed", "negative_prompt", "model",
+    "width",
+    "height",
+    "steps",
+    "guidance_scale",
+    "sampler",
+    "scheduler",
+    "seed",
+    "negative_prompt",
+    "model",
 )
 
 #: Aspect ratio -> the size it stands for when no explicit size is given (SDXL buckets).
@@ -52,19 +60,60 @@ ASPECT_WORDS: dict[str, tuple[int, int]] = {"square": (1, 1), "landscape": (3, 2
 #: Automatic1111 sampler names (lower case) -> ComfyUI sampler names: the app's one table.
 A1111_SAMPLERS: dict[str, str] = FROM_A1111
 #: ComfyUI's own sampler names; they pass through unchanged.
-COMFYUI_SAMPLERS = frozenset({
-    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
-    "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp",
-    "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
-    "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "ipndm_v", "deis", "res_multistep",
-    "res_multistep_cfg_pp", "gradient_estimation", "er_sde", "seeds_2", "seeds_3", "sa_solver", "ddim", "uni_pc",
-    "uni_pc_bh2",
-})
+COMFYUI_SAMPLERS = frozenset(
+    {
+        "euler",
+        "euler_cfg_pp",
+        "euler_ancestral",
+        "euler_ancestral_cfg_pp",
+        "heun",
+        "heunpp2",
+        "dpm_2",
+        "dpm_2_ancestral",
+        "lms",
+        "dpm_fast",
+        "dpm_adaptive",
+        "dpmpp_2s_ancestral",
+        "dpmpp_2s_ancestral_cfg_pp",
+        "dpmpp_sde",
+        "dpmpp_sde_gpu",
+        "dpmpp_2m",
+        "dpmpp_2m_cfg_pp",
+        "dpmpp_2m_sde",
+        "dpmpp_2m_sde_gpu",
+        "dpmpp_3m_sde",
+        "dpmpp_3m_sde_gpu",
+        "ddpm",
+        "lcm",
+        "ipndm",
+        "ipndm_v",
+        "deis",
+        "res_multistep",
+        "res_multistep_cfg_pp",
+        "gradient_estimation",
+        "er_sde",
+        "seeds_2",
+        "seeds_3",
+        "sa_solver",
+        "ddim",
+        "uni_pc",
+        "uni_pc_bh2",
+    }
+)
 #: ComfyUI scheduler names; A1111's "Schedule type" values normalise onto them.
-COMFYUI_SCHEDULERS = frozenset({
-    "normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta", "linear_quadratic",
-    "kl_optimal",
-})
+COMFYUI_SCHEDULERS = frozenset(
+    {
+        "normal",
+        "karras",
+        "exponential",
+        "sgm_uniform",
+        "simple",
+        "ddim_uniform",
+        "beta",
+        "linear_quadratic",
+        "kl_optimal",
+    }
+)
 # A1111 writes these where ComfyUI would simply use its default.
 DEFAULT_SCHEDULER_WORDS = frozenset({"automatic", "auto", "default"})
 RANDOM_SEED_WORDS = frozenset({"-1", "random", "rand", "randomize", "randomized", "none", "any"})
@@ -75,40 +124,102 @@ RANDOM_SEED_WORDS = frozenset({"-1", "random", "rand", "randomize", "randomized"
 #   sampler / scheduler: a known name; str: text up to the next key; eol: text to the end
 #   of the line; lora: name[:strength].
 KINDS: dict[str, str] = {
-    "width": "int", "height": "int", "size": "dims", "aspect": "aspect", "steps": "int",
-    "guidance_scale": "float", "sampler": "sampler", "scheduler": "scheduler", "seed": "seed",
-    "negative_prompt": "eol", "model": "str",
+    "width": "int",
+    "height": "int",
+    "size": "dims",
+    "aspect": "aspect",
+    "steps": "int",
+    "guidance_scale": "float",
+    "sampler": "sampler",
+    "scheduler": "scheduler",
+    "seed": "seed",
+    "negative_prompt": "eol",
+    "model": "str",
     # extras
-    "prompt": "eol", "quality": "str", "style": "str", "lora": "lora", "denoise": "float", "clip_skip": "int",
-    "batch_size": "int", "vae": "str", "model_hash": "str", "vae_hash": "str", "lora_hashes": "str",
-    "hires_upscale": "float", "hires_upscaler": "str", "hires_steps": "int", "face_restoration": "str",
-    "stylize": "int", "chaos": "int", "version": "str", "eta": "float",
+    "prompt": "eol",
+    "quality": "str",
+    "style": "str",
+    "lora": "lora",
+    "denoise": "float",
+    "clip_skip": "int",
+    "batch_size": "int",
+    "vae": "str",
+    "model_hash": "str",
+    "vae_hash": "str",
+    "lora_hashes": "str",
+    "hires_upscale": "float",
+    "hires_upscaler": "str",
+    "hires_steps": "int",
+    "face_restoration": "str",
+    "stylize": "int",
+    "chaos": "int",
+    "version": "str",
+    "eta": "float",
 }
 
 # Normalised spelling (lower case, runs of space/_/- as "_") -> target.
 KEY_SYNONYMS: dict[str, str] = {
-    "width": "width", "w": "width",
-    "height": "height", "h": "height",
-    "size": "size", "resolution": "size", "dimensions": "size", "dims": "size", "image_size": "size",
-    "ar": "aspect", "aspect": "aspect", "aspect_ratio": "aspect",
-    "steps": "steps", "step": "steps", "sampling_steps": "steps", "num_inference_steps": "steps",
+    "width": "width",
+    "w": "width",
+    "height": "height",
+    "h": "height",
+    "size": "size",
+    "resolution": "size",
+    "dimensions": "size",
+    "dims": "size",
+    "image_size": "size",
+    "ar": "aspect",
+    "aspect": "aspect",
+    "aspect_ratio": "aspect",
+    "steps": "steps",
+    "step": "steps",
+    "sampling_steps": "steps",
+    "num_inference_steps": "steps",
     "num_steps": "steps",
-    "cfg": "guidance_scale", "cfg_scale": "guidance_scale", "cfgscale": "guidance_scale",
-    "guidance": "guidance_scale", "guidance_scale": "guidance_scale",
-    "sampler": "sampler", "sampler_name": "sampler", "sampling_method": "sampler",
-    "scheduler": "scheduler", "schedule_type": "scheduler",
+    "cfg": "guidance_scale",
+    "cfg_scale": "guidance_scale",
+    "cfgscale": "guidance_scale",
+    "guidance": "guidance_scale",
+    "guidance_scale": "guidance_scale",
+    "sampler": "sampler",
+    "sampler_name": "sampler",
+    "sampling_method": "sampler",
+    "scheduler": "scheduler",
+    "schedule_type": "scheduler",
     "seed": "seed",
-    "neg": "negative_prompt", "negative": "negative_prompt", "negative_prompt": "negative_prompt",
-    "model": "model", "model_name": "model", "checkpoint": "model", "ckpt": "model", "base_model": "model",
-    "prompt": "prompt", "positive_prompt": "prompt",
-    "quality": "quality", "style": "style",
-    "lora": "lora", "loras": "lora",
-    "denoise": "denoise", "denoising": "denoise", "denoising_strength": "denoise",
+    "neg": "negative_prompt",
+    "negative": "negative_prompt",
+    "negative_prompt": "negative_prompt",
+    "model": "model",
+    "model_name": "model",
+    "checkpoint": "model",
+    "ckpt": "model",
+    "base_model": "model",
+    "prompt": "prompt",
+    "positive_prompt": "prompt",
+    "quality": "quality",
+    "style": "style",
+    "lora": "lora",
+    "loras": "lora",
+    "denoise": "denoise",
+    "denoising": "denoise",
+    "denoising_strength": "denoise",
     "clip_skip": "clip_skip",
-    "batch_size": "batch_size", "batch": "batch_size", "n": "batch_size", "batch_count": "batch_size",
-    "vae": "vae", "model_hash": "model_hash", "vae_hash": "vae_hash", "lora_hashes": "lora_hashes",
-    "hires_upscale": "hires_upscale", "hires_upscaler": "hires_upscaler", "hires_steps": "hires_steps",
-    "face_restoration": "face_restoration", "stylize": "stylize", "chaos": "chaos", "version": "version",
+    "batch_size": "batch_size",
+    "batch": "batch_size",
+    "n": "batch_size",
+    "batch_count": "batch_size",
+    "vae": "vae",
+    "model_hash": "model_hash",
+    "vae_hash": "vae_hash",
+    "lora_hashes": "lora_hashes",
+    "hires_upscale": "hires_upscale",
+    "hires_upscaler": "hires_upscaler",
+    "hires_steps": "hires_steps",
+    "face_restoration": "face_restoration",
+    "stylize": "stylize",
+    "chaos": "chaos",
+    "version": "version",
     "eta": "eta",
 }
 # Short Midjourney-style flags, only read with a leading "--" ("--s 750" but never "s 750").
@@ -121,9 +232,16 @@ VALUE_FIRST = frozenset({"steps", "guidance_scale", "clip_skip", "denoise"})
 
 # Validation of what lands in the structured fields and numeric extras: (min, max).
 RANGES: dict[str, tuple[float, float]] = {
-    "width": (64, 4096), "height": (64, 4096), "steps": (1, 200), "guidance_scale": (0, 30),
-    "seed": (0, 2**63 - 1), "denoise": (0, 1), "clip_skip": (1, 24), "batch_size": (1, 64),
-    "hires_steps": (0, 200), "hires_upscale": (1, 8),
+    "width": (64, 4096),
+    "height": (64, 4096),
+    "steps": (1, 200),
+    "guidance_scale": (0, 30),
+    "seed": (0, 2**63 - 1),
+    "denoise": (0, 1),
+    "clip_skip": (1, 24),
+    "batch_size": (1, 64),
+    "hires_steps": (0, 200),
+    "hires_upscale": (1, 8),
 }
 MAX_LENGTHS = {"model": 200, "sampler": 64, "scheduler": 64}
 
@@ -335,8 +453,7 @@ def _segments(text: str) -> list[str]:
         elif ch == "\n":
             quoted = False  # an unbalanced quote (5" x 7") must not swallow the rest of the text
         if not quoted and (
-            ch in ",;|\n—–"
-            or (ch == "-" and 0 < i < len(text) - 1 and text[i - 1] in " \t" and text[i + 1] in " \t")
+            ch in ",;|\n—–" or (ch == "-" and 0 < i < len(text) - 1 and text[i - 1] in " \t" and text[i + 1] in " \t")
         ):
             segments.append("".join(current))
             current = []
@@ -427,24 +544,24 @@ def _read_labelled(segment: str, m: re.Match, col: _Collector) -> int | None:
         end = _str_value_end(segment, start)
         value = _clean_str(segment[start:end])
         if value:
-            col.add(target, value, segment[m.start():end])
+            col.add(target, value, segment[m.start() : end])
         return end
     if kind in ("int", "float", "seed", "dims", "aspect"):
         if kind == "seed" and (w := RE_RANDOM_VALUE.match(segment, start)):
             col.seen_random_seed = True
             return w.end()
         if kind == "dims" and (d := RE_DIMS.match(segment, start)):
-            col.add("size", (int(d["w"]), int(d["h"])), segment[m.start():d.end()])
+            col.add("size", (int(d["w"]), int(d["h"])), segment[m.start() : d.end()])
             return d.end()
         if kind == "aspect":
             if r := RE_RATIO.match(segment, start):
-                _add_aspect(col, r["a"], r["b"], segment[m.start():r.end()])
+                _add_aspect(col, r["a"], r["b"], segment[m.start() : r.end()])
                 return r.end()
             if a := RE_ASPECT_WORD.match(segment, start):
-                col.aspects.append((ASPECT_WORDS[a["word"].lower()], segment[m.start():a.end()], True))
+                col.aspects.append((ASPECT_WORDS[a["word"].lower()], segment[m.start() : a.end()], True))
                 return a.end()
         if kind in ("int", "float", "seed") and (n := RE_NUMBER.match(segment, start)):
-            _add_number(col, target, _to_number(n["num"]), segment[m.start():n.end()])
+            _add_number(col, target, _to_number(n["num"]), segment[m.start() : n.end()])
             return n.end()
         if not strong:
             return None
@@ -458,16 +575,16 @@ def _read_labelled(segment: str, m: re.Match, col: _Collector) -> int | None:
         s = RE_SAMPLER.match(segment, start)
         if s is None:
             return None
-        _add_sampler(col, s["name"], s["sched"], segment[m.start():s.end()])
+        _add_sampler(col, s["name"], s["sched"], segment[m.start() : s.end()])
         return s.end()
     if kind == "scheduler" and not strong:
         s = re.match(r"[A-Za-z][\w]*(?:[ \t]uniform|[ \t]optimal|[ \t]quadratic)?", segment[start:])
         if not s or _norm_key(s.group(0)) not in COMFYUI_SCHEDULERS | DEFAULT_SCHEDULER_WORDS:
             return None
-        _read_value(col, target, s.group(0), segment[m.start():start + s.end()], strong=True)
+        _read_value(col, target, s.group(0), segment[m.start() : start + s.end()], strong=True)
         return start + s.end()
     end = _str_value_end(segment, start)
-    _read_value(col, target, segment[start:end], segment[m.start():end], strong=True)
+    _read_value(col, target, segment[start:end], segment[m.start() : end], strong=True)
     return end
 
 

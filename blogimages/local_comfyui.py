@@ -38,8 +38,16 @@ from .conf import app_settings
 from .exceptions import BlogImagesError
 
 __all__ = [
-    "LocalComfyUI", "LocalComfyUIError", "NotConfigured", "StartFailed", "StopFailed",
-    "default_state_dir", "start", "status", "stop", "log_tail",
+    "LocalComfyUI",
+    "LocalComfyUIError",
+    "NotConfigured",
+    "StartFailed",
+    "StopFailed",
+    "default_state_dir",
+    "start",
+    "status",
+    "stop",
+    "log_tail",
 ]
 
 # Set in the child's environment so a recycled pid is never mistaken for our ComfyUI.
@@ -95,7 +103,13 @@ def status(*, state_dir: Path | str | None = None) -> LocalComfyUI:
     if state and _is_ours(state):
         started = state.get("started_at")
         return LocalComfyUI(
-            configured, True, state["pid"], state.get("command", ""), state.get("workdir", ""), started, log_path,
+            configured,
+            True,
+            state["pid"],
+            state.get("command", ""),
+            state.get("workdir", ""),
+            started,
+            log_path,
             f"Running as pid {state['pid']} since {started}.",
         )
     if state and state.get("started_at"):
@@ -139,15 +153,25 @@ def start(*, state_dir: Path | str | None = None, wait: float = 2.0) -> LocalCom
             log.flush()
             try:
                 process = subprocess.Popen(
-                    command, shell=True, cwd=workdir or None, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                    command,
+                    shell=True,
+                    cwd=workdir or None,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
                     env={**os.environ, TOKEN_ENV: token, "PYTHONUNBUFFERED": "1"},
                 )
             except OSError as exc:
                 raise StartFailed(f"Could not run the start command: {exc}.") from exc
         _children[process.pid] = process
         state = {
-            "pid": process.pid, "token": token, "command": command, "workdir": workdir, "started_at": started_at,
+            "pid": process.pid,
+            "token": token,
+            "command": command,
+            "workdir": workdir,
+            "started_at": started_at,
         }
         _write_state(folder, state)
         deadline = time.monotonic() + wait
@@ -158,7 +182,7 @@ def start(*, state_dir: Path | str | None = None, wait: float = 2.0) -> LocalCom
         if process.poll() is not None:
             _clear_state(folder)
             tail = log_tail(state_dir=folder, lines=15)
-            tail = tail[tail.rfind("--- blogimages: starting"):] if "--- blogimages: starting" in tail else tail
+            tail = tail[tail.rfind("--- blogimages: starting") :] if "--- blogimages: starting" in tail else tail
             raise StartFailed(
                 f"ComfyUI exited at once with status {process.returncode}; the end of {log_path}:\n{tail}"
             )

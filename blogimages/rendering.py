@@ -156,8 +156,12 @@ def _build(candidates: list[_Candidate]) -> None:
         if renditions and result.width:
             sources = (*renditions, (result.width, url))
         candidate.image = ApprovedImage(
-            url=url, width=result.width, height=result.height, alt=_alt_text(candidate.review),
-            result_id=result.pk, sources=sources,
+            url=url,
+            width=result.width,
+            height=result.height,
+            alt=_alt_text(candidate.review),
+            result_id=result.pk,
+            sources=sources,
         )
 
 

@@ -96,8 +96,12 @@ def enqueue(result_id: int) -> bool:
     try:
         queue = django_rq.get_queue(app_settings.QUEUE, commit_mode="auto")
         queue.enqueue_call(
-            "blogimages.renditions.make_renditions", args=(result_id,),
-            job_id=f"blogimages-renditions-{result_id}", timeout=300, result_ttl=600, failure_ttl=7 * 86400,
+            "blogimages.renditions.make_renditions",
+            args=(result_id,),
+            job_id=f"blogimages-renditions-{result_id}",
+            timeout=300,
+            result_ttl=600,
+            failure_ttl=7 * 86400,
             description=f"blogimages renditions of result #{result_id}",
         )
     except RedisError as exc:

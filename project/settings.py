@@ -59,11 +59,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "project.wsgi.application"
 
 # SQLite by default; DATABASE_URL=postgres://... for PostgreSQL.
-DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=0
-    )
-}
+DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers and the dev server write at the same time; wait for the lock instead of
     # failing with "database is locked".

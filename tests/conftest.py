@@ -105,7 +105,9 @@ def make_post(db):
         post = Post.objects.create(title=title, slug=slug)
         for index in range(sections):
             Section.objects.create(
-                post=post, position=index, heading=f"Section {index + 1}",
+                post=post,
+                position=index,
+                heading=f"Section {index + 1}",
                 body=f"A lighthouse on a cliff at dusk, view {index + 1}",
             )
         return post
@@ -145,9 +147,14 @@ def s3_storage(s3_server, settings, monkeypatch):
         "default": {
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {
-                "bucket_name": bucket, "endpoint_url": s3_server, "region_name": "us-east-1",
-                "addressing_style": "path", "access_key": "testing", "secret_key": "testing",
-                "default_acl": None, "querystring_auth": True,
+                "bucket_name": bucket,
+                "endpoint_url": s3_server,
+                "region_name": "us-east-1",
+                "addressing_style": "path",
+                "access_key": "testing",
+                "secret_key": "testing",
+                "default_acl": None,
+                "querystring_auth": True,
             },
         },
     }

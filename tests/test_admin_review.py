@@ -537,11 +537,16 @@ def test_a_running_result_is_not_requeued_from_any_entry_point(client, admin_use
     post = make_post(sections=1)
     client.force_login(admin_user)
     running = ImageGenerationResult.objects.create(
-        review=services.review_for(post.sections.get()), prompt="p", final_prompt="p", provider="placeholder",
-        params={}, status=ResultStatus.RUNNING, heartbeat_at=timezone.now(),
+        review=services.review_for(post.sections.get()),
+        prompt="p",
+        final_prompt="p",
+        provider="placeholder",
+        params={},
+        status=ResultStatus.RUNNING,
+        heartbeat_at=timezone.now(),
     )
     html = client.get(review_url(post)).content.decode()
-    card = html[html.index(f'data-result="{running.pk}"'):]
+    card = html[html.index(f'data-result="{running.pk}"') :]
     card = card[: card.index("</article>")]
     assert f"cancel:{running.pk}" in card and f"requeue:{running.pk}" not in card
     assert texts(act(post, f"requeue:{running.pk}")) == [
@@ -549,7 +554,8 @@ def test_a_running_result_is_not_requeued_from_any_entry_point(client, admin_use
         "re-queued by itself if its worker stops reporting."
     ]
     response = client.post(
-        "/admin/blogimages/imagegenerationresult/", {"action": "requeue_jobs", "_selected_action": [running.pk]},
+        "/admin/blogimages/imagegenerationresult/",
+        {"action": "requeue_jobs", "_selected_action": [running.pk]},
         follow=True,
     )
     assert any("only failed or cancelled results can be re-queued" in m for m in texts(response))
@@ -560,8 +566,13 @@ def test_a_running_result_is_not_requeued_from_any_entry_point(client, admin_use
 @pytest.mark.parametrize(
     ("status", "source", "extra", "perms", "expected"),
     [
-        ("succeeded", "generated", {"seed": 7}, {"review": True, "generate": True},
-         {"approve", "reject", "regenerate", "regenerate-same-seed"}),
+        (
+            "succeeded",
+            "generated",
+            {"seed": 7},
+            {"review": True, "generate": True},
+            {"approve", "reject", "regenerate", "regenerate-same-seed"},
+        ),
         ("succeeded", "uploaded", {}, {"review": True, "generate": True}, {"approve", "reject"}),
         ("succeeded", "generated", {"seed": None}, {"generate": True}, {"regenerate"}),
         ("running", "generated", {}, {"review": True, "generate": True}, {"cancel"}),

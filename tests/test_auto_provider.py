@@ -88,9 +88,7 @@ def test_cloud_providers_are_left_out_unless_enabled(route, server, generate):
 
     assert result.provider_used == "placeholder"
     assert server.requests == []  # not even a health check: no money, no traffic
-    assert result.provider_meta["auto_skipped"] == {
-        "openai": "is a paid cloud API and ENABLE_CLOUD_APIS is off"
-    }
+    assert result.provider_meta["auto_skipped"] == {"openai": "is a paid cloud API and ENABLE_CLOUD_APIS is off"}
 
 
 def test_the_environment_flag_enables_cloud_providers(route, server, generate, monkeypatch):
@@ -186,11 +184,14 @@ def test_health_reports_each_candidate(route):
     assert health.info["openai"] == "is a paid cloud API and ENABLE_CLOUD_APIS is off"
 
 
-@pytest.mark.parametrize(("order", "message"), [
-    (["nowhere"], "names 'nowhere', which is not in BLOGIMAGES_PROVIDERS"),
-    (["auto"], "names 'auto', another automatic provider"),
-    ("placeholder", "must be a list of provider aliases"),
-])
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        (["nowhere"], "names 'nowhere', which is not in BLOGIMAGES_PROVIDERS"),
+        (["auto"], "names 'auto', another automatic provider"),
+        ("placeholder", "must be a list of provider aliases"),
+    ],
+)
 def test_bad_orders_are_improperly_configured(route, order, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         route(order)

@@ -28,8 +28,14 @@ def test_example_project_is_clean():
         ({"BLOGIMAGES_PROVIDERS": {}}, "blogimages.E010"),
         ({"BLOGIMAGES_PROVIDERS": {"x": {"BACKEND": "no.such.Provider"}}}, "blogimages.E011"),
         (
-            {"BLOGIMAGES_PROVIDERS": {"p": {"BACKEND": "blogimages.providers.placeholder.PlaceholderProvider",
-                                            "OPTIONS": {"colour": "red"}}}},
+            {
+                "BLOGIMAGES_PROVIDERS": {
+                    "p": {
+                        "BACKEND": "blogimages.providers.placeholder.PlaceholderProvider",
+                        "OPTIONS": {"colour": "red"},
+                    }
+                }
+            },
             "blogimages.E011",
         ),
         ({"BLOGIMAGES_DEFAULT_PROVIDER": "dalle"}, "blogimages.E012"),

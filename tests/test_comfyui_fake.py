@@ -17,9 +17,9 @@ from websockets.sync.client import connect
 
 from tests.servers.comfyui import FakeComfyUI, other_graph, wait_until
 
-RECORDINGS = Path(os.environ.get(
-    "COMFYUI_PROTOCOL_DIR", Path(__file__).resolve().parents[2] / "shared" / "comfyui-protocol"
-))
+RECORDINGS = Path(
+    os.environ.get("COMFYUI_PROTOCOL_DIR", Path(__file__).resolve().parents[2] / "shared" / "comfyui-protocol")
+)
 pytestmark = pytest.mark.skipif(not RECORDINGS.is_dir(), reason=f"no ComfyUI recordings at {RECORDINGS}")
 
 
@@ -81,7 +81,7 @@ def test_a_successful_prompt_sends_the_recorded_messages_in_order():
             prompt_id = requests.post(f"{server.url}/prompt", json=body, timeout=5).json()["prompt_id"]
             assert requests.get(f"{server.url}/history/{prompt_id}", timeout=5).json() == {}
             got = events_until_done(ws, prompt_id)
-            assert [m["type"] for m in got] == [f["type"] for f in frames[1:first_done + 1]]
+            assert [m["type"] for m in got] == [f["type"] for f in frames[1 : first_done + 1]]
             executed = next(m for m in got if m["type"] == "executed")
             assert executed["data"]["output"] == {
                 "images": [{"filename": "success_00001_.png", "subfolder": "protocol_test", "type": "output"}]

@@ -38,7 +38,8 @@ def comfyui(settings):
 
 def generate(section=None, user=None, **overrides):
     spec = services.GenerationSpec(
-        prompt="A lighthouse on a cliff at dusk", providers=["comfyui"],
+        prompt="A lighthouse on a cliff at dusk",
+        providers=["comfyui"],
         overrides={"width": 320, "height": 256, **overrides},
     )
     return services.request_generation(spec, section=section, user=user)
@@ -111,10 +112,14 @@ def test_a_missing_model_fails_the_result_with_one_clear_sentence(
 def test_an_execution_error_fails_the_result(comfyui, run_worker, django_capture_on_commit_callbacks):
     comfyui.models = {**comfyui.models, "checkpoints": ["valid_but_unknown.safetensors"]}
     with django_capture_on_commit_callbacks(execute=True):
-        (result,) = services.request_generation(services.GenerationSpec(
-            prompt="x", providers=["comfyui"], model="sdxl:valid_but_unknown.safetensors",
-            overrides={"width": 128, "height": 128},
-        ))
+        (result,) = services.request_generation(
+            services.GenerationSpec(
+                prompt="x",
+                providers=["comfyui"],
+                model="sdxl:valid_but_unknown.safetensors",
+                overrides={"width": 128, "height": 128},
+            )
+        )
     run_worker()
     result.refresh_from_db()
     assert result.status == ResultStatus.FAILED

@@ -138,8 +138,13 @@ def test_no_server_available_is_one_sentence_listing_why():
 
 def test_health_reports_version_gpu_memory_and_queue(comfy):
     gpu = {
-        "name": "cuda:0 NVIDIA L4 : cudaMallocAsync", "type": "cuda", "index": 0, "vram_total": 23580639232,
-        "vram_free": 20000000000, "torch_vram_total": 0, "torch_vram_free": 0,
+        "name": "cuda:0 NVIDIA L4 : cudaMallocAsync",
+        "type": "cuda",
+        "index": 0,
+        "vram_total": 23580639232,
+        "vram_free": 20000000000,
+        "torch_vram_total": 0,
+        "torch_vram_free": 0,
     }
     server = comfy(system_devices=[gpu])
     busy(server, 2)
@@ -147,8 +152,15 @@ def test_health_reports_version_gpu_memory_and_queue(comfy):
     assert health.ok and health.detail == "1 of 1 ComfyUI server reachable"
     (entry,) = health.info["servers"]
     assert entry == {
-        "url": server.url, "ok": True, "version": "0.3.64", "device": gpu["name"], "vram_free": 20000000000,
-        "vram_total": 23580639232, "queue_running": 1, "queue_pending": 1, "skipped_for": 0,
+        "url": server.url,
+        "ok": True,
+        "version": "0.3.64",
+        "device": gpu["name"],
+        "vram_free": 20000000000,
+        "vram_total": 23580639232,
+        "queue_running": 1,
+        "queue_pending": 1,
+        "skipped_for": 0,
     }
 
 

@@ -47,8 +47,15 @@ def by_class(graph: dict, class_type: str) -> list[dict]:
 def test_each_shipped_template_runs_with_loras(server, name):
     loras = (Lora("ink", 0.8), Lora("film", 1.0, "cinematic"))
     req = GenerationRequest(
-        prompt="a red fox in the snow", negative_prompt="blurry", width=320, height=256, steps=3,
-        guidance_scale=2.5, model=name, loras=loras, extra={"character_loras": ["hero"]},
+        prompt="a red fox in the snow",
+        negative_prompt="blurry",
+        width=320,
+        height=256,
+        steps=3,
+        guidance_scale=2.5,
+        model=name,
+        loras=loras,
+        extra={"character_loras": ["hero"]},
     )
     image = provider(server).generate(req, Recorder())
     graph = server.prompts[image.remote_id]
@@ -62,7 +69,9 @@ def test_each_shipped_template_runs_with_loras(server, name):
     # LoRAs: style, then character, then cinematic, chained between the loaders and the sampler.
     chain = by_class(graph, "LoraLoader")
     assert [(n["inputs"]["lora_name"], n["inputs"]["strength_model"]) for n in chain] == [
-        ("ink.safetensors", 0.8), ("hero.safetensors", 0.85), ("film.safetensors", 0.95),
+        ("ink.safetensors", 0.8),
+        ("hero.safetensors", 0.85),
+        ("film.safetensors", 0.95),
     ]
     model_path = sampler["inputs"]["model"][0]
     while graph[model_path]["class_type"] not in ("LoraLoader",):
@@ -91,8 +100,14 @@ def test_shipped_graphs_are_plain_api_format_files():
 
 
 def test_prepare_rounds_the_size_and_says_what_is_not_used(server):
-    req = GenerationRequest(prompt="x", negative_prompt="blurry", width=1000, height=700, model="flux1_dev",
-                            extra={"clip_skip": 2, "t5xxl": "t5xxl_fp8.safetensors"})
+    req = GenerationRequest(
+        prompt="x",
+        negative_prompt="blurry",
+        width=1000,
+        height=700,
+        model="flux1_dev",
+        extra={"clip_skip": 2, "t5xxl": "t5xxl_fp8.safetensors"},
+    )
     prepared, notes = provider(server).prepare(req)
     assert (prepared.width, prepared.height) == (1008, 704)
     assert notes == [
@@ -168,21 +183,29 @@ def test_a_node_type_the_server_lacks_is_named(server, tmp_path):
     graph["20"] = {"class_type": "UltimateSDUpscale", "inputs": {}, "_meta": {"title": "Upscale"}}
     config["graph"] = graph
     comfy = provider(server, workflows={"house": config}, workflow="house")
-    with pytest.raises(PermanentProviderError, match=(
-        r"node 20 \u201cUpscale\u201d \(UltimateSDUpscale\) needs the node type 'UltimateSDUpscale', which that "
-        r"server does not have \(a custom node that is not installed there\?\)"
-    )):
+    with pytest.raises(
+        PermanentProviderError,
+        match=(
+            r"node 20 \u201cUpscale\u201d \(UltimateSDUpscale\) needs the node type 'UltimateSDUpscale', which that "
+            r"server does not have \(a custom node that is not installed there\?\)"
+        ),
+    ):
         comfy.generate(GenerationRequest(prompt="x", width=128, height=128), Recorder())
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"parameters": {"seed": {"node": "My sampler", "input": "seed"}}}, "the mapping has no 'prompt' parameter"),
-    ({"output": "Save the image"}, "output names node 'Save the image', but the graph has no node with that id"),
-    ({"graph": {"nodes": [], "links": [], "version": 0.4}}, "is in ComfyUI's UI format; export it with"),
-    ({"graph": "/nonexistent/export.json"}, "cannot read the graph file '/nonexistent/export.json'"),
-    ({"parameters": {"prompt": "Positive prompt.text", "seed": {"node": "3", "input": "seed"}}},
-     "parameter 'prompt' must be {'node': <title or id>, 'input': <input name>}"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"parameters": {"seed": {"node": "My sampler", "input": "seed"}}}, "the mapping has no 'prompt' parameter"),
+        ({"output": "Save the image"}, "output names node 'Save the image', but the graph has no node with that id"),
+        ({"graph": {"nodes": [], "links": [], "version": 0.4}}, "is in ComfyUI's UI format; export it with"),
+        ({"graph": "/nonexistent/export.json"}, "cannot read the graph file '/nonexistent/export.json'"),
+        (
+            {"parameters": {"prompt": "Positive prompt.text", "seed": {"node": "3", "input": "seed"}}},
+            "parameter 'prompt' must be {'node': <title or id>, 'input': <input name>}",
+        ),
+    ],
+)
 def test_a_bad_mapping_is_a_configuration_error_naming_the_spot(server, tmp_path, change, message):
     with pytest.raises(ImproperlyConfigured, match=message.replace("(", r"\(").replace("?", r"\?")) as caught:
         provider(server, workflows={"house": operator_workflow(tmp_path, **change)})
@@ -199,9 +222,16 @@ def test_an_unknown_default_workflow_or_option_is_a_configuration_error(server):
 # --- LoRA strength rules -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("characters", "character_strength", "cinematic_strength"), [
-    (0, None, 1.0), (1, 0.85, 0.95), (2, 0.75, 0.85), (3, 0.65, 0.75), (4, 0.65, 0.75),
-])
+@pytest.mark.parametrize(
+    ("characters", "character_strength", "cinematic_strength"),
+    [
+        (0, None, 1.0),
+        (1, 0.85, 0.95),
+        (2, 0.75, 0.85),
+        (3, 0.65, 0.75),
+        (4, 0.65, 0.75),
+    ],
+)
 def test_lora_strengths_follow_the_number_of_characters(characters, character_strength, cinematic_strength):
     names = ["hero", "villain", "sidekick", "extra"][:characters]
     stack = build_stack([Lora("film", 1.0, "cinematic"), Lora("ink", 0.7)], names)
@@ -217,5 +247,7 @@ def test_character_loras_may_be_names_loras_or_dicts_and_are_not_doubled():
         ["hero", {"name": "villain", "strength": 0.5}, Lora("sidekick.ckpt", 1.0)],
     )
     assert [(lora.name, lora.strength) for lora in stack] == [
-        ("hero.safetensors", 0.65), ("villain.safetensors", 0.325), ("sidekick.ckpt", 0.65),
+        ("hero.safetensors", 0.65),
+        ("villain.safetensors", 0.325),
+        ("sidekick.ckpt", 0.65),
     ]

@@ -102,8 +102,9 @@ def test_publish_hook_runs_after_commit_on_approve_replace_and_reject(make_post,
 
 
 @pytest.mark.django_db
-def test_a_failing_publish_hook_keeps_the_approval(make_post, rq_queue, run_worker, settings, caplog,
-                                                    django_capture_on_commit_callbacks):
+def test_a_failing_publish_hook_keeps_the_approval(
+    make_post, rq_queue, run_worker, settings, caplog, django_capture_on_commit_callbacks
+):
     class Broken(ModelSectionsAdapter):
         def image_approved(self, *args, **kwargs):
             raise RuntimeError("CMS down")

@@ -50,22 +50,53 @@ RULE_CASES = [
     case("form-key-value", "steps 30", {"steps": 30}),
     case("form-value-key", "30 steps", {"steps": 30}),
     case("form-value-key-float", "7.5 cfg", {"guidance_scale": 7.5}),
-    case("form-upper-case", "STEPS: 30, CFG=7, WIDTH 512, Height 512", {"steps": 30, "guidance_scale": 7.0,
-                                                                       "width": 512, "height": 512}),
+    case(
+        "form-upper-case",
+        "STEPS: 30, CFG=7, WIDTH 512, Height 512",
+        {"steps": 30, "guidance_scale": 7.0, "width": 512, "height": 512},
+    ),
     case("form-flags", "--steps 12 --cfg 3 --seed 99", {"steps": 12, "guidance_scale": 3.0, "seed": 99}),
     case("form-no-space", "cfg7.5 steps30", {"steps": 30, "guidance_scale": 7.5}),
     case("form-spaced-colon", "Steps : 30", {"steps": 30}),
     # JSON objects and YAML-like lines, by key, with synonyms.
-    case("json-synonyms", json.dumps({"w": 832, "h": 1216, "cfg_scale": 5, "sampler_name": "Euler a",
-                                      "negative prompt": "text, watermark", "seed": -1}),
-         {"width": 832, "height": 1216, "guidance_scale": 5.0, "sampler": "euler_ancestral",
-          "negative_prompt": "text, watermark"}),
-    case("json-size", json.dumps({"size": "1792x1024", "quality": "hd", "style": "natural"}),
-         {"width": 1792, "height": 1024}, {"quality": "hd", "style": "natural"}),
-    case("json-unknown-key", json.dumps({"steps": 20, "hires_fix": True}), {"steps": 20}, {"unparsed": None},
-         warning=True),
-    case("yaml-quoted", 'sampler: "DPM++ 2M"\nscheduler: karras\nmodel: "juggernaut xl"',
-         {"sampler": "dpmpp_2m", "scheduler": "karras", "model": "juggernaut xl"}),
+    case(
+        "json-synonyms",
+        json.dumps(
+            {
+                "w": 832,
+                "h": 1216,
+                "cfg_scale": 5,
+                "sampler_name": "Euler a",
+                "negative prompt": "text, watermark",
+                "seed": -1,
+            }
+        ),
+        {
+            "width": 832,
+            "height": 1216,
+            "guidance_scale": 5.0,
+            "sampler": "euler_ancestral",
+            "negative_prompt": "text, watermark",
+        },
+    ),
+    case(
+        "json-size",
+        json.dumps({"size": "1792x1024", "quality": "hd", "style": "natural"}),
+        {"width": 1792, "height": 1024},
+        {"quality": "hd", "style": "natural"},
+    ),
+    case(
+        "json-unknown-key",
+        json.dumps({"steps": 20, "hires_fix": True}),
+        {"steps": 20},
+        {"unparsed": None},
+        warning=True,
+    ),
+    case(
+        "yaml-quoted",
+        'sampler: "DPM++ 2M"\nscheduler: karras\nmodel: "juggernaut xl"',
+        {"sampler": "dpmpp_2m", "scheduler": "karras", "model": "juggernaut xl"},
+    ),
     case("yaml-bullets", "- width: 512\n- height: 768", {"width": 512, "height": 768}),
     # Synonyms of guidance_scale.
     case("syn-cfg", "cfg 6", {"guidance_scale": 6.0}),
@@ -78,8 +109,11 @@ RULE_CASES = [
     # Negative prompts: the value runs to the end of its line, commas and all.
     case("neg-short", "neg: blurry, lowres; jpeg", {"negative_prompt": "blurry, lowres; jpeg"}),
     case("neg-negative", "30 steps\nnegative: text, watermark", {"steps": 30, "negative_prompt": "text, watermark"}),
-    case("neg-negative-prompt", "Negative prompt: ugly, bad hands\nSteps: 20",
-         {"steps": 20, "negative_prompt": "ugly, bad hands"}),
+    case(
+        "neg-negative-prompt",
+        "Negative prompt: ugly, bad hands\nSteps: 20",
+        {"steps": 20, "negative_prompt": "ugly, bad hands"},
+    ),
     # Dimensions.
     case("dims-x", "640x480", {"width": 640, "height": 480}),
     case("dims-spaced", "640 x 480", {"width": 640, "height": 480}),
@@ -89,10 +123,7 @@ RULE_CASES = [
     case("dims-px-both", "640px x 480px", {"width": 640, "height": 480}),
     case("dims-capital-x", "640X480", {"width": 640, "height": 480}),
     # Aspects, only when no explicit dimensions are given.
-    *[
-        case(f"aspect-{a}-{b}", f"{a}:{b}", {"width": w, "height": h})
-        for (a, b), (w, h) in ASPECT_SIZES.items()
-    ],
+    *[case(f"aspect-{a}-{b}", f"{a}:{b}", {"width": w, "height": h}) for (a, b), (w, h) in ASPECT_SIZES.items()],
     case("aspect-square", "square", SQUARE),
     case("aspect-landscape", "landscape", {"width": 1216, "height": 832}),
     case("aspect-portrait", "portrait", {"width": 832, "height": 1216}),
@@ -104,8 +135,10 @@ RULE_CASES = [
     case("aspect-one-side", "16:9, width 1024", {"width": 1024, "height": 576}),
     case("aspect-conflict", "square, 16:9", {}, warning=True),
     # Samplers: A1111 names to ComfyUI names; Karras / Exponential set the scheduler.
-    *[case(f"sampler-{name.replace(' ', '-')}", f"sampler: {name.title()}", {"sampler": comfy})
-      for name, comfy in A1111_SAMPLERS.items()],
+    *[
+        case(f"sampler-{name.replace(' ', '-')}", f"sampler: {name.title()}", {"sampler": comfy})
+        for name, comfy in A1111_SAMPLERS.items()
+    ],
     case("sampler-karras", "Sampler: DPM++ 2M Karras", {"sampler": "dpmpp_2m", "scheduler": "karras"}),
     case("sampler-exponential", "sampler: DPM++ SDE Exponential", {"sampler": "dpmpp_sde", "scheduler": "exponential"}),
     case("sampler-2m-sde-karras", "DPM++ 2M SDE Karras", {"sampler": "dpmpp_2m_sde", "scheduler": "karras"}),
@@ -137,18 +170,41 @@ RULE_CASES = [
     case("conflict-sampler", "Euler, sampler: heun", {}, warning=True),
     case("repeat-same-value", "1024x1024, width: 1024", SQUARE),
     # Extras under normalised keys.
-    case("extras", "quality: hd, style=vivid, clip skip 2, batch size: 4, denoising strength: 0.6",
-         {}, {"quality": "hd", "style": "vivid", "clip_skip": 2, "batch_size": 4, "denoise": 0.6}),
-    case("extras-lora", "<lora:watercolor_v2:0.8>, lora: ink:0.5",
-         {}, {"lora": [{"name": "watercolor_v2", "strength": 0.8}, {"name": "ink", "strength": 0.5}]}),
-    case("extras-a1111-infotext", "a lighthouse at dusk\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, "
-         "CFG scale: 7, Seed: 1, Size: 512x512, Model hash: abc123, Model: sd15, Clip skip: 2, Version: v1.6.0",
-         {"width": 512, "height": 512, "steps": 20, "guidance_scale": 7.0, "sampler": "euler_ancestral", "seed": 1,
-          "negative_prompt": "blurry", "model": "sd15"},
-         {"model_hash": "abc123", "clip_skip": 2, "version": "v1.6.0", "unparsed": "a lighthouse at dusk"},
-         warning=True),
-    case("extras-midjourney", "--ar 3:2 --no text, logo --style raw --s 250",
-         {"width": 1216, "height": 832, "negative_prompt": "text, logo"}, {"style": "raw", "stylize": 250}),
+    case(
+        "extras",
+        "quality: hd, style=vivid, clip skip 2, batch size: 4, denoising strength: 0.6",
+        {},
+        {"quality": "hd", "style": "vivid", "clip_skip": 2, "batch_size": 4, "denoise": 0.6},
+    ),
+    case(
+        "extras-lora",
+        "<lora:watercolor_v2:0.8>, lora: ink:0.5",
+        {},
+        {"lora": [{"name": "watercolor_v2", "strength": 0.8}, {"name": "ink", "strength": 0.5}]},
+    ),
+    case(
+        "extras-a1111-infotext",
+        "a lighthouse at dusk\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, "
+        "CFG scale: 7, Seed: 1, Size: 512x512, Model hash: abc123, Model: sd15, Clip skip: 2, Version: v1.6.0",
+        {
+            "width": 512,
+            "height": 512,
+            "steps": 20,
+            "guidance_scale": 7.0,
+            "sampler": "euler_ancestral",
+            "seed": 1,
+            "negative_prompt": "blurry",
+            "model": "sd15",
+        },
+        {"model_hash": "abc123", "clip_skip": 2, "version": "v1.6.0", "unparsed": "a lighthouse at dusk"},
+        warning=True,
+    ),
+    case(
+        "extras-midjourney",
+        "--ar 3:2 --no text, logo --style raw --s 250",
+        {"width": 1216, "height": 832, "negative_prompt": "text, logo"},
+        {"style": "raw", "stylize": 250},
+    ),
     # Leftovers stay in extra_settings["unparsed"] with a warning.
     case("leftover", "1024x1024, hires fix please", SQUARE, {"unparsed": "hires fix please"}, warning=True),
     case("leftover-only", "like last time", {}, {"unparsed": "like last time"}, warning=True),

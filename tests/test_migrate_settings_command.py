@@ -218,10 +218,13 @@ def test_a_bad_line_midway_changes_nothing(tmp_path):
     waiting = ImageSetting.objects.create(name="waiting", legacy_text="1024x1024")
     path = tmp_path / "broken.jsonl"
     path.write_text(
-        json.dumps({"name": "waiting", "text": "1024x1024"}) + "\n"
-        + json.dumps({"name": "new-one", "text": "30 steps"}) + "\n"
+        json.dumps({"name": "waiting", "text": "1024x1024"})
+        + "\n"
+        + json.dumps({"name": "new-one", "text": "30 steps"})
+        + "\n"
         + '{"name": "broken", "text": "1024x1024"\n'
-        + json.dumps({"name": "after", "text": "cfg 7"}) + "\n",
+        + json.dumps({"name": "after", "text": "cfg 7"})
+        + "\n",
         encoding="utf-8",
     )
     before = snapshot()

@@ -31,6 +31,7 @@ def _previous_modules() -> dict:
     contrib = {config.label: None for config in apps.get_app_configs() if config.label.startswith("blogimages_")}
     return {"blogimages": "tests.previous_migrations", **contrib}
 
+
 LAST_PREVIOUS = ("blogimages", "0002_structure_legacy_settings")
 
 
@@ -59,8 +60,12 @@ def _fill_previous_schema() -> dict:
     r0a = result(sections[0], status="succeeded", image="blogimages/a.png")
     r0b = result(sections[0], status="succeeded", image="blogimages/b.png", is_approved=True)
     review0 = Review.objects.create(
-        section_id=sections[0].pk, post_id=post.pk, status="approved", approved_result_id=r0b.pk,
-        alt_text="A harbour", prompt_override="harbour at dawn",
+        section_id=sections[0].pk,
+        post_id=post.pk,
+        status="approved",
+        approved_result_id=r0b.pk,
+        alt_text="A harbour",
+        prompt_override="harbour at dawn",
     )
     for action, res in (("generated", r0a), ("generated", r0b), ("approved", r0b)):
         Event.objects.create(review_id=review0.pk, action=action, result_id=res.pk)
@@ -77,7 +82,10 @@ def _fill_previous_schema() -> dict:
     example = Example.objects.create(name="Example", prompt="a prompt")
     Settings.objects.create(post_id=post.pk, prompt_example_id=example.pk)
     return {
-        "post": post, "other": other, "sections": sections, "lone": lone,
+        "post": post,
+        "other": other,
+        "sections": sections,
+        "lone": lone,
         "results": {"r0a": r0a.pk, "r0b": r0b.pk, "r1": r1.pk, "r2": r2.pk, "lone": r_lone.pk, "play": r_play.pk},
         "reviews": {"review0": review0.pk, "review1": review1.pk, "lone": review_lone.pk},
         "example": example.pk,
@@ -91,8 +99,10 @@ def test_previous_schema_upgrades_without_losing_a_row():
     try:
         with override_settings(MIGRATION_MODULES=_previous_modules()):
             call_command("migrate", "blogimages", LAST_PREVIOUS[1], verbosity=0)
-            columns = {c.name for c in connection.introspection.get_table_description(
-                connection.cursor(), "blogimages_sectionreview")}
+            columns = {
+                c.name
+                for c in connection.introspection.get_table_description(connection.cursor(), "blogimages_sectionreview")
+            }
             assert {"section_id", "post_id"} <= columns and "section_key" not in columns
             data = _fill_previous_schema()
         events_before = ReviewEvent.objects.count()
@@ -102,8 +112,11 @@ def test_previous_schema_upgrades_without_losing_a_row():
     post_type = ContentType.objects.get_for_model(Post)
     sections, ids = data["sections"], data["results"]
     review0 = SectionReview.objects.get(pk=data["reviews"]["review0"])
-    assert (review0.post_type, review0.post_id, review0.section_key) == (post_type, str(data["post"].pk),
-                                                                        str(sections[0].pk))
+    assert (review0.post_type, review0.post_id, review0.section_key) == (
+        post_type,
+        str(data["post"].pk),
+        str(sections[0].pk),
+    )
     assert review0.status == "approved" and review0.approved_result_id == ids["r0b"]
     assert (review0.alt_text, review0.prompt_override) == ("A harbour", "harbour at dawn")
     assert ImageGenerationResult.objects.get(pk=ids["r0b"]).is_approved
@@ -118,7 +131,10 @@ def test_previous_schema_upgrades_without_losing_a_row():
     # The result whose section had no review row got one, and keeps its section.
     r2 = ImageGenerationResult.objects.select_related("review").get(pk=ids["r2"])
     assert (r2.review.post_id, r2.review.section_key, r2.review.status) == (
-        str(data["post"].pk), str(sections[2].pk), "pending")
+        str(data["post"].pk),
+        str(sections[2].pk),
+        "pending",
+    )
 
     lone = SectionReview.objects.get(pk=data["reviews"]["lone"])
     assert (lone.post_id, lone.section_key) == (str(data["other"].pk), str(data["lone"].pk))

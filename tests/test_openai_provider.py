@@ -142,9 +142,14 @@ def test_quota_429_is_permanent(openai, server, generate):
 
 
 def test_size_is_snapped_and_the_change_recorded(openai, server, generate):
-    [result] = generate(GenerationSpec(
-        prompt="A wide beach", providers=["openai"], model="gpt-image-1.5", overrides={"width": 1000, "height": 700},
-    ))
+    [result] = generate(
+        GenerationSpec(
+            prompt="A wide beach",
+            providers=["openai"],
+            model="gpt-image-1.5",
+            overrides={"width": 1000, "height": 700},
+        )
+    )
 
     assert result.status == "succeeded", result.error_message
     assert server.generations[0]["json"]["size"] == "1536x1024"
@@ -167,10 +172,13 @@ def test_a_retired_model_is_refused_before_any_request(openai, server, generate)
 
 
 def test_extra_settings_are_mapped_and_legacy_dalle_values_translated(openai, server, generate):
-    [result] = generate(GenerationSpec(
-        prompt="A lighthouse", providers=["openai"],
-        overrides={"extra": {"quality": "hd", "style": "vivid", "output_format": "webp", "background": "opaque"}},
-    ))
+    [result] = generate(
+        GenerationSpec(
+            prompt="A lighthouse",
+            providers=["openai"],
+            overrides={"extra": {"quality": "hd", "style": "vivid", "output_format": "webp", "background": "opaque"}},
+        )
+    )
 
     assert result.status == "succeeded", result.error_message
     assert result.content_type == "image/webp"
@@ -263,23 +271,34 @@ def test_missing_openai_package_names_the_extra():
 
 
 def test_operator_can_extend_the_capability_table(settings, server):
-    provider = configure(settings, api_key="sk-test", base_url=server.url, models={
-        "my-azure-deployment": {"base": "gpt-image-2", "quality": ["low"]},
-        "dall-e-3": {"retired": None},  # a compatible server still serving it
-    })
+    provider = configure(
+        settings,
+        api_key="sk-test",
+        base_url=server.url,
+        models={
+            "my-azure-deployment": {"base": "gpt-image-2", "quality": ["low"]},
+            "dall-e-3": {"retired": None},  # a compatible server still serving it
+        },
+    )
     assert "my-azure-deployment" in provider.models() and "dall-e-3" in provider.models()
 
     with pytest.raises(PermanentProviderError, match="choose one of low"):
         provider.prepare(GenerationRequest(prompt="x", model="my-azure-deployment", extra={"quality": "high"}))
 
     request, adjustments = provider.prepare(
-        GenerationRequest(prompt="A lighthouse", model="dall-e-3", width=1800, height=1000,
-                          extra={"quality": "hd", "style": "vivid"})
+        GenerationRequest(
+            prompt="A lighthouse", model="dall-e-3", width=1800, height=1000, extra={"quality": "hd", "style": "vivid"}
+        )
     )
     provider.generate(request, ProgressReporter())
     assert server.generations[0]["json"] == {
-        "model": "dall-e-3", "prompt": "A lighthouse", "quality": "hd", "style": "vivid", "n": 1,
-        "response_format": "b64_json", "size": "1792x1024",
+        "model": "dall-e-3",
+        "prompt": "A lighthouse",
+        "quality": "hd",
+        "style": "vivid",
+        "n": 1,
+        "response_format": "b64_json",
+        "size": "1792x1024",
     }
     assert adjustments == ["size 1800x1000 changed to 1792x1024: dall-e-3 only makes 1024x1024, 1792x1024, 1024x1792"]
 
@@ -298,26 +317,53 @@ def test_bad_table_entries_are_improperly_configured(settings):
 # --- checking requests before money is spent ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("extra", "model", "message"), [
-    ({"quality": "ultra"}, "gpt-image-2",
-     "Quality 'ultra' is not available for gpt-image-2; choose one of auto, low, medium, high."),
-    ({"quality": "max"}, "gpt-image-2.5-flare", None),
-    ({"style": "cartoon"}, "gpt-image-2", "gpt-image-2 takes no style, so 'cartoon' cannot be used; leave it empty."),
-    ({"background": "checkered"}, "gpt-image-2",
-     "Background 'checkered' is not available for gpt-image-2; choose one of auto, opaque, transparent."),
-    ({"output_format": "gif"}, "gpt-image-2",
-     "Output format 'gif' is not available for gpt-image-2; choose one of png, jpeg, webp."),
-    ({"background": "transparent", "output_format": "jpeg"}, "gpt-image-2",
-     "A transparent background needs output format png or webp, not jpeg."),
-    ({"n": 2}, "gpt-image-2", "Each result holds one image, so n=2 cannot be used; request several results instead."),
-    ({"n": 11}, "gpt-image-2", "gpt-image-2 makes 1 to 10 images per request, not 11."),
-    ({"size": "auto"}, "gpt-image-2", None),
-    ({"size": "big"}, "gpt-image-2", "Size 'big' is not a WIDTHxHEIGHT size; write it like 1536x1024."),
-    ({}, "gpt-image-1", "OpenAI retired GPT Image 1 (gpt-image-1) on 2026-10-23; "
-     "use gpt-image-2.5-sunburst or gpt-image-2.5-flare instead."),
-    ({}, "dall-e-2", "OpenAI retired DALL·E 2 (dall-e-2) on 2026-05-12; use gpt-image-2 instead."),
-    ({}, "gpt-image-9", "OpenAI model 'gpt-image-9' is not one this site knows; use one of gpt-image-2,"),
-])
+@pytest.mark.parametrize(
+    ("extra", "model", "message"),
+    [
+        (
+            {"quality": "ultra"},
+            "gpt-image-2",
+            "Quality 'ultra' is not available for gpt-image-2; choose one of auto, low, medium, high.",
+        ),
+        ({"quality": "max"}, "gpt-image-2.5-flare", None),
+        (
+            {"style": "cartoon"},
+            "gpt-image-2",
+            "gpt-image-2 takes no style, so 'cartoon' cannot be used; leave it empty.",
+        ),
+        (
+            {"background": "checkered"},
+            "gpt-image-2",
+            "Background 'checkered' is not available for gpt-image-2; choose one of auto, opaque, transparent.",
+        ),
+        (
+            {"output_format": "gif"},
+            "gpt-image-2",
+            "Output format 'gif' is not available for gpt-image-2; choose one of png, jpeg, webp.",
+        ),
+        (
+            {"background": "transparent", "output_format": "jpeg"},
+            "gpt-image-2",
+            "A transparent background needs output format png or webp, not jpeg.",
+        ),
+        (
+            {"n": 2},
+            "gpt-image-2",
+            "Each result holds one image, so n=2 cannot be used; request several results instead.",
+        ),
+        ({"n": 11}, "gpt-image-2", "gpt-image-2 makes 1 to 10 images per request, not 11."),
+        ({"size": "auto"}, "gpt-image-2", None),
+        ({"size": "big"}, "gpt-image-2", "Size 'big' is not a WIDTHxHEIGHT size; write it like 1536x1024."),
+        (
+            {},
+            "gpt-image-1",
+            "OpenAI retired GPT Image 1 (gpt-image-1) on 2026-10-23; "
+            "use gpt-image-2.5-sunburst or gpt-image-2.5-flare instead.",
+        ),
+        ({}, "dall-e-2", "OpenAI retired DALL·E 2 (dall-e-2) on 2026-05-12; use gpt-image-2 instead."),
+        ({}, "gpt-image-9", "OpenAI model 'gpt-image-9' is not one this site knows; use one of gpt-image-2,"),
+    ],
+)
 def test_prepare_checks_the_request(settings, server, extra, model, message):
     provider = configure(settings, api_key="sk-test", base_url=server.url)
     request = GenerationRequest(prompt="A lighthouse", model=model, extra=extra)
@@ -342,8 +388,13 @@ def test_another_providers_model_from_a_shared_setting_is_replaced_and_said(sett
 def test_prepare_notes_what_openai_ignores_and_is_idempotent(settings):
     provider = configure(settings, api_key="sk-test")
     request = GenerationRequest(
-        prompt="A lighthouse", negative_prompt="blurry", steps=30, seed=5, loras=(Lora("film-grain"),),
-        width=1000, height=700,
+        prompt="A lighthouse",
+        negative_prompt="blurry",
+        steps=30,
+        seed=5,
+        loras=(Lora("film-grain"),),
+        width=1000,
+        height=700,
     )
     prepared, adjustments = provider.prepare(request)
     assert adjustments == [
@@ -355,13 +406,16 @@ def test_prepare_notes_what_openai_ignores_and_is_idempotent(settings):
     assert not [a for a in more if a.startswith("size")]
 
 
-@pytest.mark.parametrize(("size", "expected"), [
-    ((1024, 1024), (1024, 1024)),
-    ((1000, 700), (992, 704)),
-    ((4096, 4096), (2880, 2880)),  # over 3840x2160 worth of pixels: scaled down, kept square
-    ((3000, 500), (1488, 496)),  # 6:1 narrowed to 3:1, then to multiples of 16
-    ((3840, 2160), (3840, 2160)),
-])
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((1024, 1024), (1024, 1024)),
+        ((1000, 700), (992, 704)),
+        ((4096, 4096), (2880, 2880)),  # over 3840x2160 worth of pixels: scaled down, kept square
+        ((3000, 500), (1488, 496)),  # 6:1 narrowed to 3:1, then to multiples of 16
+        ((3840, 2160), (3840, 2160)),
+    ],
+)
 def test_size_rule_for_the_gpt_image_2_family(size, expected):
     caps = build_table({})["gpt-image-2"]
     width, height, _ = caps.snap_size(*size)

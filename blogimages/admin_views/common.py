@@ -75,9 +75,17 @@ STATUS_LABELS = dict(ResultStatus.choices)
 def card_words() -> dict[str, str]:
     """Labels every candidate card repeats, translated once per page rather than once per card."""
     return {
-        "approved": _("approved"), "provider": _("provider"), "model": _("model"), "seed": _("seed"),
-        "reuse": _("reuse"), "approve": _("Approve"), "reject": _("Reject"), "cancel": _("Cancel"),
-        "retry": _("Retry"), "new_seed": _("New seed"), "same_seed": _("Same seed"),
+        "approved": _("approved"),
+        "provider": _("provider"),
+        "model": _("model"),
+        "seed": _("seed"),
+        "reuse": _("reuse"),
+        "approve": _("Approve"),
+        "reject": _("Reject"),
+        "cancel": _("Cancel"),
+        "retry": _("Retry"),
+        "new_seed": _("New seed"),
+        "same_seed": _("Same seed"),
     }
 
 
@@ -134,7 +142,8 @@ def report_queue_errors(request: HttpRequest, results) -> bool:
                 "%(count)d image could not be sent to the job queue. %(error)s",
                 "%(count)d images could not be sent to the job queue. %(error)s",
                 waiting,
-            ) % {"count": waiting, "error": errors[0]},
+            )
+            % {"count": waiting, "error": errors[0]},
         )
         return True
     return False
@@ -172,7 +181,8 @@ def render_info(value: Any, key: str = "", depth: int = 0) -> SafeString | str:
         if not value:
             return "—"
         rows = format_html_join(
-            "", "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
+            "",
+            '<tr><th scope="row">{}</th><td>{}</td></tr>',
             ((str(k).replace("_", " "), render_info(v, str(k), depth + 1)) for k, v in value.items()),
         )
         return format_html('<table class="bi-kv">{}</table>', rows)
@@ -184,15 +194,16 @@ def render_info(value: Any, key: str = "", depth: int = 0) -> SafeString | str:
         if all(isinstance(v, dict) for v in value):
             # Rows of the same kind (e.g. one per ComfyUI server): one table, a column per key.
             columns = list(dict.fromkeys(k for row in value for k in row))
-            head = format_html_join("", "<th scope=\"col\">{}</th>", ((str(c).replace("_", " "),) for c in columns))
+            head = format_html_join("", '<th scope="col">{}</th>', ((str(c).replace("_", " "),) for c in columns))
 
             def cells(row: dict) -> SafeString:
                 values = ((render_info(row.get(c), str(c), depth + 1),) for c in columns)
                 return format_html_join("", "<td>{}</td>", values)
 
             rows = format_html_join("", "<tr>{}</tr>", ((cells(row),) for row in value))
-            return format_html('<table class="bi-kv bi-kv--rows"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
-                               head, rows)
+            return format_html(
+                '<table class="bi-kv bi-kv--rows"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, rows
+            )
         return format_html(
             '<ol class="bi-kv-list">{}</ol>',
             format_html_join("", "<li>{}</li>", ((render_info(v, key, depth + 1),) for v in value)),

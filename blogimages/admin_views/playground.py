@@ -55,9 +55,7 @@ logger = logging.getLogger("blogimages.admin")
 
 def playground_cards(results) -> list[Candidate]:
     return [
-        Candidate(
-            result=r, thumb_url=file_url(r.thumbnail), image_url=file_url(r.image), thumb_height=thumb_height(r)
-        )
+        Candidate(result=r, thumb_url=file_url(r.thumbnail), image_url=file_url(r.image), thumb_height=thumb_height(r))
         for r in results
     ]
 
@@ -107,21 +105,28 @@ def playground_page(
             data = form.cleaned_data
             if action == "save":
                 example = ImagePromptExample.objects.create(
-                    name=data["example_name"], prompt=data["prompt"], style=data["style"],
-                    image_format=data["image_format"], setting=data["setting"],
+                    name=data["example_name"],
+                    prompt=data["prompt"],
+                    style=data["style"],
+                    image_format=data["image_format"],
+                    setting=data["setting"],
                     provider=data["providers"][0] if len(data["providers"]) == 1 else "",
-                    model=data["model"], created_by=request.user,
+                    model=data["model"],
+                    created_by=request.user,
                 )
                 messages.success(
                     request,
-                    format_html(_("Saved the prompt example <a href=\"{}\">{}</a>."), example_url(example.pk),
-                                example.name),
+                    format_html(
+                        _('Saved the prompt example <a href="{}">{}</a>.'), example_url(example.pk), example.name
+                    ),
                 )
                 if form.overrides():
                     messages.warning(
                         request,
-                        _("A prompt example keeps the prompt, style, format, setting, provider and model; "
-                          "the advanced values (seed, size, steps…) belong in an image setting."),
+                        _(
+                            "A prompt example keeps the prompt, style, format, setting, provider and model; "
+                            "the advanced values (seed, size, steps…) belong in an image setting."
+                        ),
                     )
                 target = urls["playground"] + f"?example={example.pk}"
                 if group:
@@ -132,8 +137,12 @@ def playground_page(
             try:
                 created = services.request_generation(
                     GenerationSpec(
-                        prompt=data["prompt"], providers=data["providers"], style=data["style"],
-                        image_format=data["image_format"], setting=data["setting"], model=data["model"],
+                        prompt=data["prompt"],
+                        providers=data["providers"],
+                        style=data["style"],
+                        image_format=data["image_format"],
+                        setting=data["setting"],
+                        model=data["model"],
                         overrides=form.overrides(),
                     ),
                     user=request.user,
@@ -158,9 +167,11 @@ def playground_page(
         initial: dict[str, Any] = {"providers": [app_settings.DEFAULT_PROVIDER]}
         source = None
         if request.GET.get("from"):
-            source = ImageGenerationResult.objects.select_related("style", "image_format", "setting").filter(
-                pk=request.GET["from"] if request.GET["from"].isdigit() else 0
-            ).first()
+            source = (
+                ImageGenerationResult.objects.select_related("style", "image_format", "setting")
+                .filter(pk=request.GET["from"] if request.GET["from"].isdigit() else 0)
+                .first()
+            )
             if source is None:
                 messages.error(request, _("There is no result #%(id)s to copy.") % {"id": request.GET["from"]})
             else:
@@ -212,11 +223,17 @@ def playground_status(request: HttpRequest, *, urls: dict[str, str]) -> JsonResp
     payload = []
     for card in playground_cards(_group_results(group)):
         r = card.result
-        payload.append({
-            "id": r.pk, "status": r.status, "status_label": str(labels.get(r.status, r.status)),
-            "active": card.is_active, "progress": r.progress, "message": r.progress_message,
-            "html": render_to_string("blogimages/admin/_playground_card.html", {**context, "card": card}, request),
-        })
+        payload.append(
+            {
+                "id": r.pk,
+                "status": r.status,
+                "status_label": str(labels.get(r.status, r.status)),
+                "active": card.is_active,
+                "progress": r.progress,
+                "message": r.progress_message,
+                "html": render_to_string("blogimages/admin/_playground_card.html", {**context, "card": card}, request),
+            }
+        )
     return JsonResponse({"active": any(p["active"] for p in payload), "results": payload})
 
 

@@ -134,8 +134,11 @@ def load_panels(post, section_key: str | None = None, perms: dict[str, bool] | N
     for result in results:
         by_review[result.review_id].append(
             Candidate(
-                result=result, thumb_url=file_url(result.thumbnail), image_url=file_url(result.image),
-                thumb_height=thumb_height(result), form_id=form_ids[result.review_id],
+                result=result,
+                thumb_url=file_url(result.thumbnail),
+                image_url=file_url(result.image),
+                thumb_height=thumb_height(result),
+                form_id=form_ids[result.review_id],
             )
         )
     # The newest events of each section and how many there are, in one query: a long-lived
@@ -177,10 +180,17 @@ def load_panels(post, section_key: str | None = None, perms: dict[str, bool] | N
                     card.actions -= NO_NEW_IMAGES
         panels.append(
             Panel(
-                section=section, key=key, title=section.title if section else review.section_title or key,
-                text=section.text if section else "", review=review, prompt=prompt, prompt_source=source,
-                example=example, candidates=by_review.get(review.pk, []) if review.pk else [],
-                events=history, earlier_events=max(0, total - len(history)),
+                section=section,
+                key=key,
+                title=section.title if section else review.section_title or key,
+                text=section.text if section else "",
+                review=review,
+                prompt=prompt,
+                prompt_source=source,
+                example=example,
+                candidates=by_review.get(review.pk, []) if review.pk else [],
+                events=history,
+                earlier_events=max(0, total - len(history)),
             )
         )
     return panels
@@ -273,8 +283,13 @@ class ReviewPage:
         labels = dict(ResultStatus.choices)
         results = [
             {
-                "id": pk, "section": key, "status": status, "status_label": str(labels.get(status, status)),
-                "active": status in ACTIVE_STATUSES, "progress": progress, "message": message,
+                "id": pk,
+                "section": key,
+                "status": status,
+                "status_label": str(labels.get(status, status)),
+                "active": status in ACTIVE_STATUSES,
+                "progress": progress,
+                "message": message,
             }
             for pk, key, status, progress, message in rows
         ]
@@ -292,17 +307,15 @@ class ReviewPage:
         target: Section | SectionReview | None = None
         key = request.POST.get("section", "")
         if key:
-            target = get_host().section(post, key) or SectionReview.objects.for_post(post).filter(
-                section_key=key
-            ).first()
+            target = (
+                get_host().section(post, key) or SectionReview.objects.for_post(post).filter(section_key=key).first()
+            )
             if target is None:
                 raise Http404(_("This post has no such section."))
         result = None
         if result_id:
             try:
-                result = (
-                    ImageGenerationResult.objects.for_post(post).select_related("review").get(pk=int(result_id))
-                )
+                result = ImageGenerationResult.objects.for_post(post).select_related("review").get(pk=int(result_id))
             except (ValueError, ImageGenerationResult.DoesNotExist):
                 raise Http404(_("This post has no such image.")) from None
             target = get_host().section(post, result.review.section_key) or result.review
@@ -349,7 +362,9 @@ class ReviewPage:
                     request,
                     _("Queued image #%(new)s for “%(section)s”, like %(old)s with %(seed)s.")
                     % {
-                        "new": new.pk, "section": title, "old": ref,
+                        "new": new.pk,
+                        "section": title,
+                        "old": ref,
                         "seed": _("the same seed") if op == "regenerate-same-seed" else _("a new seed"),
                     },
                 )
@@ -384,8 +399,11 @@ class ReviewPage:
             msg = _("Uploaded %(name)s as image #%(id)s for “%(section)s”%(approved)s.")
             messages.success(
                 request,
-                msg % {
-                    "name": upload.name, "id": new.pk, "section": title,
+                msg
+                % {
+                    "name": upload.name,
+                    "id": new.pk,
+                    "section": title,
                     "approved": _(" and approved it") if approve_now else "",
                 },
             )

@@ -89,7 +89,9 @@ MODEL_INPUTS = {
 # Files that make the shipped workflow templates valid out of the box.
 DEFAULT_MODELS = {
     "checkpoints": [
-        "sd3.5_large.safetensors", "sd3.5_large_turbo.safetensors", "sd_xl_base_1.0.safetensors",
+        "sd3.5_large.safetensors",
+        "sd3.5_large_turbo.safetensors",
+        "sd_xl_base_1.0.safetensors",
     ],
     "diffusion_models": ["flux1-dev.safetensors"],
     "text_encoders": ["clip_g.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors"],
@@ -247,9 +249,9 @@ class FakeComfyUI:
 
     def queue_ids(self) -> tuple[list[str], list[str]]:
         """(running ids, pending ids in the order they will run)."""
-        return self.call(lambda: (
-            [self.running[1]] if self.running else [], [item[1] for item in sorted(self.pending)]
-        ))
+        return self.call(
+            lambda: ([self.running[1]] if self.running else [], [item[1] for item in sorted(self.pending)])
+        )
 
     def post(self, graph: dict, **body: Any) -> str:
         """Queue a prompt as another user would (for tests of "never touch other work")."""
@@ -387,7 +389,7 @@ class FakeComfyUI:
     async def get_history(self, request: web.Request) -> web.Response:
         items = list(self.history.items())
         if "max_items" in request.query:
-            items = items[-int(request.query["max_items"]):]
+            items = items[-int(request.query["max_items"]) :]
         return web.json_response(dict(items))
 
     async def get_history_item(self, request: web.Request) -> web.Response:
@@ -492,7 +494,10 @@ class FakeComfyUI:
             self.number += 1
         if "prompt" not in body:
             error = {
-                "type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided", "extra_info": {},
+                "type": "no_prompt",
+                "message": "No prompt provided",
+                "details": "No prompt provided",
+                "extra_info": {},
             }
             return web.json_response({"error": error, "node_errors": {}}, status=400)
         prompt = body["prompt"]
@@ -517,17 +522,29 @@ class FakeComfyUI:
         outputs = []
         for node_id, node in prompt.items():
             if "class_type" not in node:
-                return False, {
-                    "type": "invalid_prompt",
-                    "message": "Cannot execute because a node is missing the class_type property.",
-                    "details": f"Node ID '#{node_id}'", "extra_info": {},
-                }, [], {}
+                return (
+                    False,
+                    {
+                        "type": "invalid_prompt",
+                        "message": "Cannot execute because a node is missing the class_type property.",
+                        "details": f"Node ID '#{node_id}'",
+                        "extra_info": {},
+                    },
+                    [],
+                    {},
+                )
             if node["class_type"] not in info:
-                return False, {
-                    "type": "invalid_prompt",
-                    "message": f"Cannot execute because node {node['class_type']} does not exist.",
-                    "details": f"Node ID '#{node_id}'", "extra_info": {},
-                }, [], {}
+                return (
+                    False,
+                    {
+                        "type": "invalid_prompt",
+                        "message": f"Cannot execute because node {node['class_type']} does not exist.",
+                        "details": f"Node ID '#{node_id}'",
+                        "extra_info": {},
+                    },
+                    [],
+                    {},
+                )
             if info[node["class_type"]]["output_node"]:
                 outputs.append(node_id)
         if not outputs:
@@ -539,13 +556,17 @@ class FakeComfyUI:
                 valid, reasons = self._validate_inputs(prompt, output, validated, info)
             except (KeyError, IndexError) as exc:
                 valid = False
-                reasons = [{
-                    "type": "exception_during_validation", "message": "Exception when validating node",
-                    "details": str(exc), "extra_info": {
-                        "exception_type": type(exc).__name__,
-                        "traceback": recorded()["validation_tracebacks"][type(exc).__name__],
-                    },
-                }]
+                reasons = [
+                    {
+                        "type": "exception_during_validation",
+                        "message": "Exception when validating node",
+                        "details": str(exc),
+                        "extra_info": {
+                            "exception_type": type(exc).__name__,
+                            "traceback": recorded()["validation_tracebacks"][type(exc).__name__],
+                        },
+                    }
+                ]
                 validated[output] = (False, reasons)
             if valid:
                 good.append(output)
@@ -554,16 +575,28 @@ class FakeComfyUI:
                 failed.append(reasons)
             for node_id, (node_valid, node_reasons) in validated.items():
                 if not node_valid and node_reasons:
-                    entry = node_errors.setdefault(node_id, {
-                        "errors": node_reasons, "dependent_outputs": [], "class_type": prompt[node_id]["class_type"],
-                    })
+                    entry = node_errors.setdefault(
+                        node_id,
+                        {
+                            "errors": node_reasons,
+                            "dependent_outputs": [],
+                            "class_type": prompt[node_id]["class_type"],
+                        },
+                    )
                     entry["dependent_outputs"].append(output)
         if not good:
             details = "\n".join(f"{r['message']}: {r['details']}" for reasons in failed for r in reasons)
-            return False, {
-                "type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                "details": details, "extra_info": {},
-            }, [], node_errors
+            return (
+                False,
+                {
+                    "type": "prompt_outputs_failed_validation",
+                    "message": "Prompt outputs failed validation",
+                    "details": details,
+                    "extra_info": {},
+                },
+                [],
+                node_errors,
+            )
         return True, None, good, node_errors
 
     def _validate_inputs(self, prompt: dict, node_id: str, validated: dict, info: dict) -> tuple[bool, list]:
@@ -579,10 +612,14 @@ class FakeComfyUI:
                 extra = config[1] if len(config) > 1 else {}
                 if name not in inputs:
                     if category == "required":
-                        errors.append({
-                            "type": "required_input_missing", "message": "Required input is missing",
-                            "details": name, "extra_info": {"input_name": name},
-                        })
+                        errors.append(
+                            {
+                                "type": "required_input_missing",
+                                "message": "Required input is missing",
+                                "details": name,
+                                "extra_info": {"input_name": name},
+                            }
+                        )
                     continue
                 value = inputs[name]
                 config_json = [input_type, extra]
@@ -591,28 +628,41 @@ class FakeComfyUI:
                     # IndexError on a missing slot (G2); a tuple, for ComfyUI's wording of it.
                     received = tuple(info[linked["class_type"]]["output"])[value[1]]
                     if isinstance(input_type, str) and input_type not in ("*", received):
-                        errors.append({
-                            "type": "return_type_mismatch", "message": "Return type mismatch between linked nodes",
-                            "details": f"{name}, received_type({received}) mismatch input_type({input_type})",
-                            "extra_info": {
-                                "input_name": name, "input_config": config_json, "received_type": received,
-                                "linked_node": value,
-                            },
-                        })
+                        errors.append(
+                            {
+                                "type": "return_type_mismatch",
+                                "message": "Return type mismatch between linked nodes",
+                                "details": f"{name}, received_type({received}) mismatch input_type({input_type})",
+                                "extra_info": {
+                                    "input_name": name,
+                                    "input_config": config_json,
+                                    "received_type": received,
+                                    "linked_node": value,
+                                },
+                            }
+                        )
                         continue
                     try:
                         linked_valid, _ = self._validate_inputs(prompt, value[0], validated, info)
                     except (KeyError, IndexError) as exc:
-                        validated[value[0]] = (False, [{
-                            "type": "exception_during_inner_validation",
-                            "message": "Exception when validating inner node",
-                            "details": str(exc), "extra_info": {
-                                "input_name": name, "input_config": config_json, "exception_message": str(exc),
-                                "exception_type": type(exc).__name__,
-                                "traceback": recorded()["validation_tracebacks"][type(exc).__name__],
-                                "linked_node": value,
-                            },
-                        }])
+                        validated[value[0]] = (
+                            False,
+                            [
+                                {
+                                    "type": "exception_during_inner_validation",
+                                    "message": "Exception when validating inner node",
+                                    "details": str(exc),
+                                    "extra_info": {
+                                        "input_name": name,
+                                        "input_config": config_json,
+                                        "exception_message": str(exc),
+                                        "exception_type": type(exc).__name__,
+                                        "traceback": recorded()["validation_tracebacks"][type(exc).__name__],
+                                        "linked_node": value,
+                                    },
+                                }
+                            ],
+                        )
                         linked_valid = False
                     valid = valid and linked_valid
                     continue
@@ -626,43 +676,57 @@ class FakeComfyUI:
                     elif input_type == "BOOLEAN":
                         value = bool(value)
                 except (TypeError, ValueError) as exc:
-                    errors.append({
-                        "type": "invalid_input_type",
-                        "message": f"Failed to convert an input value to a {input_type} value",
-                        "details": f"{name}, {value}, {exc}",
-                        "extra_info": {
-                            "input_name": name, "input_config": config_json, "received_value": value,
-                            "exception_message": str(exc),
-                        },
-                    })
+                    errors.append(
+                        {
+                            "type": "invalid_input_type",
+                            "message": f"Failed to convert an input value to a {input_type} value",
+                            "details": f"{name}, {value}, {exc}",
+                            "extra_info": {
+                                "input_name": name,
+                                "input_config": config_json,
+                                "received_value": value,
+                                "exception_message": str(exc),
+                            },
+                        }
+                    )
                     continue
                 if "min" in extra and value < extra["min"]:
-                    errors.append({
-                        "type": "value_smaller_than_min",
-                        "message": f"Value {value} smaller than min of {extra['min']}", "details": name,
-                        "extra_info": {"input_name": name, "input_config": config_json, "received_value": value},
-                    })
+                    errors.append(
+                        {
+                            "type": "value_smaller_than_min",
+                            "message": f"Value {value} smaller than min of {extra['min']}",
+                            "details": name,
+                            "extra_info": {"input_name": name, "input_config": config_json, "received_value": value},
+                        }
+                    )
                     continue
                 if "max" in extra and value > extra["max"]:
-                    errors.append({
-                        "type": "value_bigger_than_max", "message": f"Value {value} bigger than max of {extra['max']}",
-                        "details": name,
-                        "extra_info": {"input_name": name, "input_config": config_json, "received_value": value},
-                    })
+                    errors.append(
+                        {
+                            "type": "value_bigger_than_max",
+                            "message": f"Value {value} bigger than max of {extra['max']}",
+                            "details": name,
+                            "extra_info": {"input_name": name, "input_config": config_json, "received_value": value},
+                        }
+                    )
                     continue
                 options = extra.get("options", []) if input_type == "COMBO" else input_type
                 if isinstance(options, list) and value not in options:
                     # ComfyUI leaves long lists (scanned model folders) out of the answer.
                     long_list = len(options) > 20
                     shown = f"(list of length {len(options)})" if long_list else options
-                    errors.append({
-                        "type": "value_not_in_list", "message": "Value not in list",
-                        "details": f"{name}: '{value}' not in {shown}",
-                        "extra_info": {
-                            "input_name": name, "input_config": None if long_list else config_json,
-                            "received_value": value,
-                        },
-                    })
+                    errors.append(
+                        {
+                            "type": "value_not_in_list",
+                            "message": "Value not in list",
+                            "details": f"{name}: '{value}' not in {shown}",
+                            "extra_info": {
+                                "input_name": name,
+                                "input_config": None if long_list else config_json,
+                                "received_value": value,
+                            },
+                        }
+                    )
                     continue
                 inputs[name] = value
         result = (not errors and valid, errors)
@@ -765,8 +829,14 @@ class FakeComfyUI:
 
         def state(node_id: str, value: float, maximum: float, status: str) -> dict:
             states[node_id] = {
-                "value": value, "max": maximum, "state": status, "node_id": node_id, "prompt_id": prompt_id,
-                "display_node_id": node_id, "parent_node_id": None, "real_node_id": node_id,
+                "value": value,
+                "max": maximum,
+                "state": status,
+                "node_id": node_id,
+                "prompt_id": prompt_id,
+                "display_node_id": node_id,
+                "parent_node_id": None,
+                "real_node_id": node_id,
             }
             return {"prompt_id": prompt_id, "nodes": dict(states)}
 
@@ -775,7 +845,8 @@ class FakeComfyUI:
         loop = asyncio.get_running_loop()
         renders = {
             node_id: loop.run_in_executor(None, self._render, prompt, node_id)
-            for node_id in to_run if info[prompt[node_id]["class_type"]]["output_node"]
+            for node_id in to_run
+            if info[prompt[node_id]["class_type"]]["output_node"]
         }
         for node_id in cached:
             ui = self.cache[signatures[node_id]]
@@ -819,8 +890,11 @@ class FakeComfyUI:
                 await event("progress_state", state(node_id, 1.0, 1.0, "finished"), broadcast=True)
         except Interrupted as stop:
             data = {
-                "prompt_id": prompt_id, "node_id": stop.node_id, "node_type": prompt[stop.node_id]["class_type"],
-                "executed": executed, "timestamp": now_ms(),
+                "prompt_id": prompt_id,
+                "node_id": stop.node_id,
+                "node_type": prompt[stop.node_id]["class_type"],
+                "executed": executed,
+                "timestamp": now_ms(),
             }
             messages.append(["execution_interrupted", data])
             await self.send("execution_interrupted", data, sid)  # sid None: broadcast, as recorded (08, part 5)
@@ -878,13 +952,21 @@ class FakeComfyUI:
                 kind = next(p for p in BROKEN_PREFIXES if value.startswith(p))
                 template = recorded()["execution_errors"][kind]
                 message = template["exception_message"].replace("valid_but_unknown.safetensors", value)
-                raise ExecutionFailed(node_id, {
-                    "prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
-                    "executed": list(executed), "exception_message": message,
-                    "exception_type": template["exception_type"], "traceback": template["traceback"],
-                    "current_inputs": {k: [v] for k, v in node["inputs"].items() if not isinstance(v, list)},
-                    "current_outputs": [], "timestamp": int(time.time() * 1000),
-                })
+                raise ExecutionFailed(
+                    node_id,
+                    {
+                        "prompt_id": prompt_id,
+                        "node_id": node_id,
+                        "node_type": node["class_type"],
+                        "executed": list(executed),
+                        "exception_message": message,
+                        "exception_type": template["exception_type"],
+                        "traceback": template["traceback"],
+                        "current_inputs": {k: [v] for k, v in node["inputs"].items() if not isinstance(v, list)},
+                        "current_outputs": [],
+                        "timestamp": int(time.time() * 1000),
+                    },
+                )
 
     async def _preview(self, sid: str | None, prompt_id: str, node_id: str, *, before: bool) -> None:
         if not self.previews or not sid:
@@ -894,10 +976,16 @@ class FakeComfyUI:
             return
         jpeg = _tiny_jpeg()
         if metadata:
-            meta = json.dumps({
-                "node_id": node_id, "prompt_id": prompt_id, "display_node_id": node_id, "parent_node_id": None,
-                "real_node_id": node_id, "image_type": "image/jpeg",
-            }).encode()
+            meta = json.dumps(
+                {
+                    "node_id": node_id,
+                    "prompt_id": prompt_id,
+                    "display_node_id": node_id,
+                    "parent_node_id": None,
+                    "real_node_id": node_id,
+                    "image_type": "image/jpeg",
+                }
+            ).encode()
             await self.send_bytes(struct.pack(">II", 4, len(meta)) + meta + jpeg, sid)
         else:
             await self.send_bytes(struct.pack(">II", 1, 1) + jpeg, sid)

@@ -29,30 +29,61 @@ from typing import Any
 from PIL import Image
 
 ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
-    "moderation_blocked": (400, {
-        "message": "Your request was rejected by the safety system. If you believe this is an error, contact us.",
-        "type": "image_generation_user_error", "param": None, "code": "moderation_blocked",
-    }),
-    "content_policy_violation": (400, {
-        "message": "Your request was rejected as a result of our safety system. Your prompt may contain text "
-        "that is not allowed by our safety system.",
-        "type": "invalid_request_error", "param": None, "code": "content_policy_violation",
-    }),
-    "rate_limit": (429, {
-        "message": "Rate limit reached for gpt-image-2 on images per minute (IPM): Limit 5, Used 5, Requested 1.",
-        "type": "requests", "param": None, "code": "rate_limit_exceeded",
-    }),
-    "insufficient_quota": (429, {
-        "message": "You exceeded your current quota, please check your plan and billing details.",
-        "type": "insufficient_quota", "param": None, "code": "insufficient_quota",
-    }),
-    "server_error": (500, {
-        "message": "The server had an error while processing your request. Sorry about that!",
-        "type": "server_error", "param": None, "code": None,
-    }),
-    "bad_request": (400, {
-        "message": "Invalid value for 'size'.", "type": "invalid_request_error", "param": "size", "code": None,
-    }),
+    "moderation_blocked": (
+        400,
+        {
+            "message": "Your request was rejected by the safety system. If you believe this is an error, contact us.",
+            "type": "image_generation_user_error",
+            "param": None,
+            "code": "moderation_blocked",
+        },
+    ),
+    "content_policy_violation": (
+        400,
+        {
+            "message": "Your request was rejected as a result of our safety system. Your prompt may contain text "
+            "that is not allowed by our safety system.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "content_policy_violation",
+        },
+    ),
+    "rate_limit": (
+        429,
+        {
+            "message": "Rate limit reached for gpt-image-2 on images per minute (IPM): Limit 5, Used 5, Requested 1.",
+            "type": "requests",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        },
+    ),
+    "insufficient_quota": (
+        429,
+        {
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "insufficient_quota",
+            "param": None,
+            "code": "insufficient_quota",
+        },
+    ),
+    "server_error": (
+        500,
+        {
+            "message": "The server had an error while processing your request. Sorry about that!",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        },
+    ),
+    "bad_request": (
+        400,
+        {
+            "message": "Invalid value for 'size'.",
+            "type": "invalid_request_error",
+            "param": "size",
+            "code": None,
+        },
+    ),
 }
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
@@ -119,10 +150,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorised(self) -> bool:
         if self.headers.get("Authorization") == f"Bearer {self.server.api_key}":
             return True
-        self._send(401, {"error": {
-            "message": "Incorrect API key provided.", "type": "invalid_request_error", "param": None,
-            "code": "invalid_api_key",
-        }})
+        self._send(
+            401,
+            {
+                "error": {
+                    "message": "Incorrect API key provided.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            },
+        )
         return False
 
     def do_GET(self):  # noqa: N802
@@ -130,12 +168,27 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         if self.path.rstrip("/") == "/v1/models":
-            self._send(200, {"object": "list", "data": [
-                {"id": "gpt-image-2", "object": "model", "created": 1776729600, "owned_by": "system"},
-            ]})
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": "gpt-image-2", "object": "model", "created": 1776729600, "owned_by": "system"},
+                    ],
+                },
+            )
         else:
-            self._send(404, {"error": {"message": f"Unknown path {self.path}", "type": "invalid_request_error",
-                                       "param": None, "code": None}})
+            self._send(
+                404,
+                {
+                    "error": {
+                        "message": f"Unknown path {self.path}",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            )
 
     def do_POST(self):  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
@@ -148,12 +201,22 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         if self.path != "/v1/images/generations":
-            self._send(404, {"error": {"message": "Not found", "type": "invalid_request_error",
-                                       "param": None, "code": None}})
+            self._send(
+                404, {"error": {"message": "Not found", "type": "invalid_request_error", "param": None, "code": None}}
+            )
             return
         if not isinstance(body, dict) or not body.get("prompt"):
-            self._send(400, {"error": {"message": "Missing required parameter: 'prompt'.",
-                                       "type": "invalid_request_error", "param": "prompt", "code": None}})
+            self._send(
+                400,
+                {
+                    "error": {
+                        "message": "Missing required parameter: 'prompt'.",
+                        "type": "invalid_request_error",
+                        "param": "prompt",
+                        "code": None,
+                    }
+                },
+            )
             return
         outcome = self.server.next_outcome()
         if self.server.delay:
@@ -170,21 +233,26 @@ class _Handler(BaseHTTPRequestHandler):
         buffer = io.BytesIO()
         image.save(buffer, format=FORMATS[output_format])
         prompt_tokens = max(1, len(body["prompt"]) // 4)
-        self._send(200, {
-            "created": int(time.time()),
-            "background": "opaque",
-            "data": [{
-                "b64_json": base64.b64encode(buffer.getvalue()).decode(),
-                "revised_prompt": f"A detailed image of {body['prompt']}",
-            }],
-            "output_format": output_format,
-            "quality": body.get("quality") if body.get("quality") not in (None, "auto") else "medium",
-            "size": f"{width}x{height}",
-            "usage": {
-                "input_tokens": prompt_tokens,
-                "input_tokens_details": {"image_tokens": 0, "text_tokens": prompt_tokens},
-                "output_tokens": 1056,
-                "output_tokens_details": {"image_tokens": 1056, "text_tokens": 0},
-                "total_tokens": prompt_tokens + 1056,
+        self._send(
+            200,
+            {
+                "created": int(time.time()),
+                "background": "opaque",
+                "data": [
+                    {
+                        "b64_json": base64.b64encode(buffer.getvalue()).decode(),
+                        "revised_prompt": f"A detailed image of {body['prompt']}",
+                    }
+                ],
+                "output_format": output_format,
+                "quality": body.get("quality") if body.get("quality") not in (None, "auto") else "medium",
+                "size": f"{width}x{height}",
+                "usage": {
+                    "input_tokens": prompt_tokens,
+                    "input_tokens_details": {"image_tokens": 0, "text_tokens": prompt_tokens},
+                    "output_tokens": 1056,
+                    "output_tokens_details": {"image_tokens": 1056, "text_tokens": 0},
+                    "total_tokens": prompt_tokens + 1056,
+                },
             },
-        })
+        )

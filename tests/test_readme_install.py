@@ -8,7 +8,9 @@ placeholder provider, with the files looked for where the README put ``MEDIA_ROO
 
 The Wagtail section's "Installing into a `wagtail start` site" is followed the same way,
 with its blocks marked ``<!-- install-test-wagtail: TARGET -->``, on a site made by the
-real ``wagtail start``.
+real ``wagtail start``. The django CMS section's "Installing into a django CMS 5.1 +
+djangocms-stories site" is followed on a ``django-admin startproject`` site, with its blocks
+marked ``<!-- install-test-djangocms: TARGET -->``.
 """
 
 from __future__ import annotations
@@ -356,4 +358,180 @@ def test_readme_install_on_a_fresh_wagtail_start(tmp_path, redis_url):
     assert out["rendition"] == 200  # served from MEDIA_URL
     assert out["wagtail_admin"] == 200
     assert out["django_admin"] == [200, 200]  # Django's admin, with blogimages', at django-admin/
+    assert out["api"] == 200
+
+
+# --- django CMS 5.1 + djangocms-stories --------------------------------------------------
+
+DJANGOCMS_HEADING = "### Installing into a django CMS 5.1 + djangocms-stories site\n"
+# The marks in that section: ``<!-- install-test-djangocms: TARGET -->``.
+DJANGOCMS_MARKED = re.compile(MARKED.pattern.replace("install-test:", "install-test-djangocms:"), re.S | re.M)
+
+# Warnings `check --fail-level WARNING` may report on a site that follows the django CMS steps.
+# None: treebeard.E001 (a warning despite its id: django CMS 5.1's PageManager is not a
+# treebeard MP_NodeManager) is silenced by the README's SILENCED_SYSTEM_CHECKS itself.
+DJANGOCMS_ACCEPTABLE_WARNINGS: set[str] = set()
+
+# Runs inside the new site: what README steps 7 and 8 click, through the packages' APIs. A
+# stories config, Home and the Blog page (Stories apphook), published; a post whose draft has
+# two text plugins; generation, a burst worker, an approval, the draft published; then what
+# an editor and an anonymous reader see.
+DJANGOCMS_DRIVE = """
+import json, os, subprocess, sys
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+import django
+
+django.setup()
+from cms.api import add_plugin, create_page
+from cms.toolbar.utils import get_object_edit_url
+from cms.utils.placeholder import get_placeholder_from_slot
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.test import Client
+from django.utils import timezone
+from djangocms_stories.cms_appconfig import StoriesConfig, config_defaults
+from djangocms_stories.models import Post, PostContent
+from djangocms_versioning.models import Version
+
+from blogimages import services
+from blogimages.contrib.djangocms.models import PublishedImage
+from blogimages.contrib.djangocms.views import review_url
+from blogimages.models import ImageGenerationResult
+from mysite.urls import urlpatterns
+
+admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "admin-pass")
+# Step 7: Stories › Stories configs, then Home and Blog (Stories apphook), published; Home is home.
+config = StoriesConfig(**{**config_defaults, "namespace": "blog", "use_placeholder": True})
+config.set_current_language("en")
+config.app_title, config.object_name = "Blog", "Post"
+config.save()
+home = create_page("Home", "base.html", "en", slug="home", created_by=admin)
+Version.objects.get_for_content(home.get_admin_content("en")).publish(admin)
+with transaction.atomic():  # as the page tree's "Set as home" does
+    home.set_as_homepage(admin)
+blog = create_page(
+    "Blog", "base.html", "en", slug="blog", parent=home, created_by=admin,
+    apphook="StoriesApp", apphook_namespace="blog",
+)
+Version.objects.get_for_content(blog.get_admin_content("en")).publish(admin)
+# Step 8: Blog › New Post, and two text plugins in the draft's Content placeholder.
+post = Post.objects.create(app_config=config, author=admin, date_published=timezone.now())
+draft = PostContent.objects.with_user(admin).create(post=post, language="en", title="A walk by the sea", slug="walk")
+placeholder = get_placeholder_from_slot(draft.placeholders, "content")
+for title in ("The cliff", "The harbour"):
+    add_plugin(placeholder, "TextPlugin", "en", body=f"<h2>{title}</h2><p>{title} at dusk, a watercolour</p>")
+editor = Client(SERVER_NAME="localhost")
+editor.force_login(admin)
+toolbar = editor.get(get_object_edit_url(draft, language="en")).content.decode()
+generation = services.generate_for_post(post, user=admin)  # Images › Generate for all sections
+worker = subprocess.run(
+    [sys.executable, "manage.py", "rqworker", "default", "--burst"], capture_output=True, text=True, timeout=60
+)
+results = list(ImageGenerationResult.objects.filter(pk__in=[r.pk for r in generation.results]).order_by("pk"))
+# mysite.urls, in order: included modules by name, other patterns by route.
+routes = [getattr(p, "urlconf_module", None) for p in urlpatterns]
+routes = [getattr(m, "__name__", None) or str(p.pattern) for p, m in zip(urlpatterns, routes)]
+out = {
+    "media_root": str(settings.MEDIA_ROOT),
+    "toolbar": [label in toolbar for label in ("Images", "Review images", "Generate for all sections")],
+    "worker": worker.returncode,
+    "worker_output": worker.stdout[-3000:] + worker.stderr[-3000:],
+    "results": [[r.status, r.image.name, r.error_message] for r in results],
+    "routes": routes,
+}
+if results and all(r.status == "succeeded" for r in results):
+    review = editor.get(review_url(post))  # Images › Review images
+    services.approve(results[0], user=admin)
+    image = PublishedImage.objects.select_related("image__folder").get(result=results[0]).image
+    current = PostContent.admin_manager.filter(post=post, language="en").current_content().get()
+    Version.objects.get_for_content(current).publish(admin)  # Publish
+    url = PostContent.objects.get(post=post, language="en").get_absolute_url("en")
+    reader = Client(SERVER_NAME="localhost")
+    page = reader.get(url)
+    html = page.content.decode()
+    out.update(
+        review=[review.status_code, "The harbour" in review.content.decode()],
+        filer=[
+            type(image)._meta.label,
+            "/".join(f.name for f in [*image.folder.logical_path, image.folder]) if image.folder else "",
+            settings.BLOGIMAGES_DJANGOCMS_FILER_FOLDER,
+            image.file.name,
+        ],
+        page=[page.status_code, image.url in html, "The cliff" in html, "The harbour" in html],
+        image=reader.get(image.url).status_code,
+        api=editor.get("/api/v1/images/results").status_code,
+    )
+print("DRIVE " + json.dumps(out))
+"""
+
+
+def djangocms_section(readme: str) -> str:
+    """The README's "Installing into a django CMS 5.1 + djangocms-stories site", up to the next heading."""
+    return re.split(r"\n#{2,3} ", readme.split(DJANGOCMS_HEADING, 1)[1], maxsplit=1)[0]
+
+
+def test_readme_djangocms_blocks_are_marked():
+    section = djangocms_section((ROOT / "README.md").read_text())
+    assert {target for _, target, _ in marked_blocks(section, DJANGOCMS_MARKED)} == {
+        "sh",
+        "mysite/settings.py",
+        "templates/base.html",
+        "mysite/urls.py",
+    }
+    assert 'pip install "blogimages[djangocms]" djangocms-stories' in section
+
+
+@pytest.mark.slow
+def test_readme_install_on_a_fresh_django_cms_site(tmp_path, redis_url):
+    """The django CMS steps, literally, up to an approved filer image on a published stories post."""
+    pytest.importorskip("cms")
+    pytest.importorskip("djangocms_stories")
+    project = tmp_path / "site"
+    project.mkdir()
+    env = project_env(redis_url)
+    subprocess.run([BIN / "django-admin", "startproject", "mysite", "."], cwd=project, env=env, check=True)
+    shell = apply_blocks(project, marked_blocks(djangocms_section((ROOT / "README.md").read_text()), DJANGOCMS_MARKED))
+    for command in (
+        "django-admin startproject mysite .",
+        "python manage.py migrate",
+        "python manage.py createsuperuser",
+        "python manage.py check",
+        "python manage.py rqworker default",
+    ):
+        assert command in shell, f"the README's django CMS steps no longer say {command!r}"
+
+    manage(project, env, "migrate")
+    checked = manage(project, env, "check", "--fail-level", "WARNING", check=False)
+    output = checked.stdout + checked.stderr
+    reported = set(re.findall(r"\(([\w.]+\.[A-Z]\d+)\)", output))
+    assert reported <= DJANGOCMS_ACCEPTABLE_WARNINGS, output
+    assert checked.returncode == 0 and "Traceback" not in output, output
+
+    (project / "drive.py").write_text(DJANGOCMS_DRIVE)
+    driven = subprocess.run(
+        [sys.executable, "drive.py"], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = [line for line in driven.stdout.splitlines() if line.startswith("DRIVE ")]
+    assert driven.returncode == 0 and lines, driven.stdout + driven.stderr
+    out = json.loads(lines[-1].removeprefix("DRIVE "))
+
+    # blogimages' URLs before django CMS's catch-all, and the catch-all last.
+    routes = out["routes"]
+    assert "blogimages.urls" in routes and routes[-1] == "cms.urls", routes
+    assert out["toolbar"] == [True, True, True]  # the draft's toolbar has the Images menu
+    assert out["worker"] == 0, out["worker_output"]
+    assert [status for status, _, _ in out["results"]] == ["succeeded", "succeeded"], out
+    media = project / "media"
+    assert Path(out["media_root"]) == media
+    for _, name, _ in out["results"]:
+        assert name and (media / name).is_file(), name
+    assert not (project / "blogimages").exists()
+    assert out["review"] == [200, True]  # the review page, for a superuser
+    label, folder, configured, name = out["filer"]
+    assert (label, folder) == ("filer.Image", configured) and configured  # in BLOGIMAGES_DJANGOCMS_FILER_FOLDER
+    assert (media / name).is_file(), name
+    assert out["page"] == [200, True, True, True]  # the published post, to an anonymous reader
+    assert out["image"] == 200  # served from MEDIA_URL
     assert out["api"] == 200

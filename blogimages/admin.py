@@ -51,11 +51,28 @@ from .models import (
 )
 from .storage import delete_quietly
 
+# What each bulk action reports: (singular, plural) with %(count)d.
+REJECTED_IMAGES = ("Rejected %(count)d image.", "Rejected %(count)d images.")
+QUEUED_NEW = ("Queued %(count)d new image.", "Queued %(count)d new images.")
+CANCELLED_JOBS = ("Cancelled %(count)d job.", "Cancelled %(count)d jobs.")
+REQUEUED_JOBS = ("Re-queued %(count)d job.", "Re-queued %(count)d jobs.")
+QUEUED_SECTIONS = ("Queued images for %(count)d section.", "Queued images for %(count)d sections.")
+APPROVED_SECTIONS = ("Approved an image for %(count)d section.", "Approved images for %(count)d sections.")
+REJECTED_SECTIONS = ("Rejected %(count)d section.", "Rejected %(count)d sections.")
+
+
 # --- shared helpers --------------------------------------------------------------------------
 
 
 class ImagePermissionsMixin:
-    """``has_<name>_permission`` for ``@admin.action(permissions=[...])``."""
+    """``has_<name>_permission`` for ``@admin.action(permissions=[...])``, and :meth:`each`
+    for the bulk actions."""
+
+    #: How a row is named in a bulk action's report.
+    row_label: Callable[[Any], str] = str
+
+    def each(self, request: HttpRequest, items: Iterable[Any], fn: Callable[[Any], Any], done: tuple[str, str]):
+        return run_each(self, request, items, fn, done=done, label=type(self).row_label)
 
     def has_generate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PERMISSIONS["generate"])
@@ -173,6 +190,21 @@ def comment_step(modeladmin, request, queryset, *, action, title, intro, button,
     else:
         form = CommentForm(required_message=required)
     return action_step(modeladmin, request, queryset, action=action, title=title, intro=intro, button=button, form=form)
+
+
+def reject_step(modeladmin, request, queryset, action: str, title: str, apply) -> Any:
+    """The comment page of the two reject actions: a rejection always says why."""
+    return comment_step(
+        modeladmin,
+        request,
+        queryset,
+        action=action,
+        title=title,
+        intro=gettext("Say why; the comment lands in each section's history."),
+        button=gettext("Reject"),
+        required=gettext("Say why the images are rejected; the comment is required."),
+        apply=apply,
+    )
 
 
 def comment_on(modeladmin, request, queryset, sections: list[Any], *, intro: str) -> Any:
@@ -596,6 +628,7 @@ RESULT_FIELDSETS = [
 
 @admin.register(ImageGenerationResult)
 class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
+    row_label = section_of
     change_list_template = "blogimages/admin/result_change_list.html"
     change_form_template = "blogimages/admin/result_change_form.html"
     list_display = [
@@ -741,35 +774,18 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     @admin.action(description=_("Reject the selected images (with a comment)"), permissions=["review"])
     def reject_images(self, request, queryset):
         def apply(comment):
-            run_each(
-                self,
+            self.each(
                 request,
                 queryset,
                 lambda r: services.reject(result=r, user=request.user, comment=comment),
-                done=("Rejected %(count)d image.", "Rejected %(count)d images."),
-                label=section_of,
+                REJECTED_IMAGES,
             )
 
-        return comment_step(
-            self,
-            request,
-            queryset,
-            action="reject_images",
-            title=gettext("Reject images"),
-            intro=gettext("Say why; the comment lands in each section's history."),
-            button=gettext("Reject"),
-            required=gettext("Say why the images are rejected; the comment is required."),
-            apply=apply,
-        )
+        return reject_step(self, request, queryset, "reject_images", gettext("Reject images"), apply)
 
     def _regenerate(self, request, queryset, same_seed: bool):
-        created = run_each(
-            self,
-            request,
-            queryset,
-            lambda r: services.regenerate(r, user=request.user, same_seed=same_seed),
-            done=("Queued %(count)d new image.", "Queued %(count)d new images."),
-            label=section_of,
+        created = self.each(
+            request, queryset, lambda r: services.regenerate(r, user=request.user, same_seed=same_seed), QUEUED_NEW
         )
         report_queue_errors(request, created)
 
@@ -783,25 +799,11 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Cancel queued or running jobs"), permissions=["generate"])
     def cancel_jobs(self, request, queryset):
-        run_each(
-            self,
-            request,
-            queryset,
-            lambda r: services.cancel(r, user=request.user),
-            done=("Cancelled %(count)d job.", "Cancelled %(count)d jobs."),
-            label=section_of,
-        )
+        self.each(request, queryset, lambda r: services.cancel(r, user=request.user), CANCELLED_JOBS)
 
     @admin.action(description=_("Send failed or cancelled jobs to the queue again"), permissions=["generate"])
     def requeue_jobs(self, request, queryset):
-        requeued = run_each(
-            self,
-            request,
-            queryset,
-            lambda result: services.requeue(result, user=request.user),
-            done=("Re-queued %(count)d job.", "Re-queued %(count)d jobs."),
-            label=section_of,
-        )
+        requeued = self.each(request, queryset, lambda r: services.requeue(r, user=request.user), REQUEUED_JOBS)
         report_queue_errors(request, requeued)
 
     @admin.action(description=_("Comment on the sections of the selected images"), permissions=["view"])
@@ -853,6 +855,7 @@ class ReviewEventInline(admin.TabularInline):
 
 @admin.register(SectionReview)
 class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
+    row_label = section_label
     change_form_template = "blogimages/admin/sectionreview_change_form.html"
     list_display = [
         "section_label",
@@ -866,19 +869,7 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
     ]
     list_select_related = ["post_type", "approved_result", "reviewed_by"]
     list_filter = ["status", "reviewed_at", "prompt_example"]
-    fields = [
-        "section_title",
-        "section_key",
-        "post_link",
-        "status",
-        "approved_preview",
-        "reviewed_by",
-        "reviewed_at",
-        "comment",
-        "prompt_example",
-        "prompt_override",
-        "alt_text",
-    ]
+    # What services write is shown; what an editor may set (the section's prompt) is a form field.
     readonly_fields = [
         "section_title",
         "section_key",
@@ -889,6 +880,7 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         "reviewed_at",
         "comment",
     ]
+    fields = [*readonly_fields, "prompt_example", "prompt_override", "alt_text"]
     inlines = [ReviewEventInline]
     actions = [
         "generate_for_sections",
@@ -963,77 +955,35 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
             return services.generate_for_section(section, user=request.user)
 
         created = []
-        for batch in run_each(
-            self,
-            request,
-            self._sections(queryset),
-            one,
-            done=("Queued images for %(count)d section.", "Queued images for %(count)d sections."),
-            label=section_label,
-        ):
+        for batch in run_each(self, request, self._sections(queryset), one, done=QUEUED_SECTIONS, label=section_label):
             created += batch
         report_queue_errors(request, created)
 
     @admin.action(description=_("Approve the newest finished image of each section"), permissions=["review"])
     def approve_newest(self, request, queryset):
-        run_each(
-            self,
-            request,
-            queryset,
-            lambda review: services.approve_newest(review, user=request.user),
-            done=("Approved an image for %(count)d section.", "Approved images for %(count)d sections."),
-            label=section_label,
-        )
+        self.each(request, queryset, lambda r: services.approve_newest(r, user=request.user), APPROVED_SECTIONS)
 
     @admin.action(description=_("Reject the selected sections' images (with a comment)"), permissions=["review"])
     def reject_sections(self, request, queryset):
         sections = self._sections(queryset)
 
         def apply(comment):
-            run_each(
-                self,
-                request,
-                sections,
-                lambda s: services.reject(s, user=request.user, comment=comment),
-                done=("Rejected %(count)d section.", "Rejected %(count)d sections."),
-                label=section_label,
+            self.each(
+                request, sections, lambda s: services.reject(s, user=request.user, comment=comment), REJECTED_SECTIONS
             )
 
-        return comment_step(
-            self,
-            request,
-            queryset,
-            action="reject_sections",
-            title=gettext("Reject section images"),
-            intro=gettext("Say why; the comment lands in each section's history."),
-            button=gettext("Reject"),
-            required=gettext("Say why the images are rejected; the comment is required."),
-            apply=apply,
-        )
+        return reject_step(self, request, queryset, "reject_sections", gettext("Reject section images"), apply)
 
     @admin.action(description=_("Regenerate the newest image of each section (new seed)"), permissions=["generate"])
     def regenerate_newest(self, request, queryset):
-        created = run_each(
-            self,
-            request,
-            queryset,
-            lambda review: services.regenerate_newest(review, user=request.user),
-            done=("Queued %(count)d new image.", "Queued %(count)d new images."),
-            label=section_label,
-        )
+        created = self.each(request, queryset, lambda r: services.regenerate_newest(r, user=request.user), QUEUED_NEW)
         report_queue_errors(request, created)
 
     @admin.action(description=_("Cancel the sections' queued or running jobs"), permissions=["generate"])
     def cancel_section_jobs(self, request, queryset):
         active = ImageGenerationResult.objects.active().filter(review__in=queryset)
-        cancelled = run_each(
-            self,
-            request,
-            active,
-            lambda r: services.cancel(r, user=request.user),
-            done=("Cancelled %(count)d job.", "Cancelled %(count)d jobs."),
-            label=section_of,
-        )
+        cancel = lambda r: services.cancel(r, user=request.user)  # noqa: E731
+        cancelled = run_each(self, request, active, cancel, done=CANCELLED_JOBS, label=section_of)
         if not cancelled and not active.exists():
             self.message_user(request, gettext("Nothing was queued or running."), messages.INFO)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -31,11 +31,7 @@ from .models import (
     ACTIVE_STATUSES,
     TRANSITIONS,
     ErrorKind,
-    ImageFormat,
     ImageGenerationResult,
-    ImagePromptExample,
-    ImageSetting,
-    ImageStyle,
     PostImageSettings,
     ResultSource,
     ResultStatus,
@@ -47,6 +43,9 @@ from .models import (
 from .prompts import request_from_snapshot, resolve_params
 from .providers import UnknownProvider, providers
 from .storage import delete_quietly, rendition_names, stored_image
+
+if TYPE_CHECKING:  # annotations only
+    from .models import ImageFormat, ImagePromptExample, ImageSetting, ImageStyle
 
 logger = logging.getLogger("blogimages.services")
 
@@ -716,13 +715,7 @@ def upload(section: ReviewTarget, uploaded_file, *, user=None, approve_now: bool
             queued_at=now,
             started_at=now,
             finished_at=now,
-            image=name,
-            thumbnail=thumb,
-            width=info.width,
-            height=info.height,
-            file_size=info.size,
-            content_type=info.content_type,
-            checksum=info.checksum,
+            **_stored_fields(name, thumb, info),
             requested_by=user if user and user.is_authenticated else None,
         )
         _log(review, ReviewAction.UPLOADED, user, result, filename)
@@ -734,19 +727,26 @@ def upload(section: ReviewTarget, uploaded_file, *, user=None, approve_now: bool
 # --- used by jobs -------------------------------------------------------------------------------------
 
 
+def _stored_fields(name: str, thumbnail: str, info) -> dict[str, Any]:
+    """A result's fields for an image stored under ``name`` (``info``: ``images.analyse``)."""
+    return {
+        "image": name,
+        "thumbnail": thumbnail,
+        "width": info.width,
+        "height": info.height,
+        "file_size": info.size,
+        "content_type": info.content_type,
+        "checksum": info.checksum,
+    }
+
+
 def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str, Any]) -> None:
     """Store a finished image once and mark the result succeeded; no orphan if it lost a race."""
     info, thumbnail = analyse(data)
     with stored_image(data, info.content_type, thumbnail) as (name, thumb):
         result.move(
             "succeed",
-            image=name,
-            thumbnail=thumb,
-            width=info.width,
-            height=info.height,
-            file_size=info.size,
-            content_type=info.content_type,
-            checksum=info.checksum,
+            **_stored_fields(name, thumb, info),
             progress=100,
             progress_message="done",
             finished_at=timezone.now(),

@@ -5,6 +5,7 @@ Django admin ModelAdmin (``PostImagesAdminMixin``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -329,87 +330,133 @@ class ReviewPage:
         return HttpResponseRedirect(request.path + anchor)
 
     def perform(self, request: HttpRequest, op: str, post, section, result) -> None:
-        user = request.user
-        comment = request.POST.get("comment", "").strip()
-        needs_section = {"generate-section", "reject-section", "upload", "comment"}
-        needs_result = {"regenerate", "regenerate-same-seed", "cancel", "requeue", "approve", "reject"}
-        if op in needs_section and section is None:
+        needs, handler = HANDLERS[op]
+        if "section" in needs and section is None:
             raise ValidationError(_("Say which section."))
-        if op in needs_result and result is None:
+        if "result" in needs and result is None:
             raise ValidationError(_("Say which image."))
-        if op in {"generate-section", "upload", "approve"} and isinstance(section, SectionReview):
+        if "new image" in needs and isinstance(section, SectionReview):
             raise ValidationError(
                 _("“%(section)s” was removed from the post; it keeps its history, but gets no new images.")
                 % {"section": section.section_title or section.section_key}
             )
-        ref = _("image #%(id)s") % {"id": result.pk} if result else ""
-        title = section_label(section)
+        handler(Action(request, op, post, section, result))
 
-        if op in {"generate-post", "generate-missing"}:
-            provider = request.POST.get("provider") or None
-            outcome = services.generate_for_post(
-                post, user=user, provider=provider, only_missing=op == "generate-missing"
-            )
-            report_generation(request, outcome.results, outcome.skipped, posts=1)
-        elif op == "generate-section":
-            provider = request.POST.get("provider") or None
-            results = services.generate_for_section(section, user=user, provider=provider)
-            report_generation(request, results, [], posts=0)
-        elif op in {"regenerate", "regenerate-same-seed"}:
-            new = services.regenerate(result, user=user, same_seed=op == "regenerate-same-seed")
-            if not report_queue_errors(request, [new]):
-                messages.success(
-                    request,
-                    _("Queued image #%(new)s for “%(section)s”, like %(old)s with %(seed)s.")
-                    % {
-                        "new": new.pk,
-                        "section": title,
-                        "old": ref,
-                        "seed": _("the same seed") if op == "regenerate-same-seed" else _("a new seed"),
-                    },
-                )
-        elif op == "cancel":
-            services.cancel(result, user=user)
-            messages.success(request, _("Cancelled %(ref)s.") % {"ref": ref})
-        elif op == "requeue":
-            services.requeue(result, user=user)
-            if not report_queue_errors(request, [result]):
-                messages.success(request, _("Sent %(ref)s to the queue again.") % {"ref": ref})
-        elif op == "approve":
-            services.approve(result, user=user, comment=comment)
-            messages.success(request, _("Approved %(ref)s for “%(section)s”.") % {"ref": ref, "section": title})
-        elif op == "reject":
-            review = services.reject(result=result, user=user, comment=comment)
-            if review.status == ReviewStatus.REJECTED:
-                msg = _("Rejected %(ref)s; “%(section)s” has no approved image now.")
-            else:
-                msg = _("Rejected %(ref)s for “%(section)s”.")
-            messages.success(request, msg % {"ref": ref, "section": title})
-        elif op == "reject-section":
-            services.reject(section, user=user, comment=comment)
-            messages.success(request, _("Rejected the images of “%(section)s”.") % {"section": title})
-        elif op == "upload":
-            upload = request.FILES.get("file")
-            if upload is None:
-                raise ValidationError(_("Choose an image file to upload."))
-            approve_now = bool(request.POST.get("approve_now"))
-            if approve_now and not can(user, "review", post):
-                raise PermissionDenied
-            new = services.upload(section, upload, user=user, approve_now=approve_now)
-            msg = _("Uploaded %(name)s as image #%(id)s for “%(section)s”%(approved)s.")
-            messages.success(
-                request,
-                msg
-                % {
-                    "name": upload.name,
-                    "id": new.pk,
-                    "section": title,
-                    "approved": _(" and approved it") if approve_now else "",
-                },
-            )
-        elif op == "comment":
-            services.add_comment(section, user=user, text=comment)
-            messages.success(request, _("Comment added to “%(section)s”.") % {"section": title})
+
+@dataclass
+class Action:
+    """One POST of the review page, as its handler sees it."""
+
+    request: HttpRequest
+    op: str
+    post: Any
+    section: Section | SectionReview | None
+    result: ImageGenerationResult | None
+
+    @property
+    def user(self):
+        return self.request.user
+
+    @property
+    def comment(self) -> str:
+        return self.request.POST.get("comment", "").strip()
+
+    @property
+    def provider(self) -> str | None:
+        return self.request.POST.get("provider") or None
+
+    def done(self, text: str, **values: Any) -> None:
+        """Say what was done; ``ref`` (the image) and ``section`` (its title) are filled in."""
+        ref = _("image #%(id)s") % {"id": self.result.pk} if self.result else ""
+        messages.success(self.request, text % {"ref": ref, "section": section_label(self.section), **values})
+
+
+def _generate_post(act: Action) -> None:
+    missing = act.op == "generate-missing"
+    outcome = services.generate_for_post(act.post, user=act.user, provider=act.provider, only_missing=missing)
+    report_generation(act.request, outcome.results, outcome.skipped, posts=1)
+
+
+def _generate_section(act: Action) -> None:
+    results = services.generate_for_section(act.section, user=act.user, provider=act.provider)
+    report_generation(act.request, results, [], posts=0)
+
+
+def _regenerate(act: Action) -> None:
+    same_seed = act.op == "regenerate-same-seed"
+    new = services.regenerate(act.result, user=act.user, same_seed=same_seed)
+    if not report_queue_errors(act.request, [new]):
+        seed = _("the same seed") if same_seed else _("a new seed")
+        act.done(_("Queued image #%(new)s for “%(section)s”, like %(ref)s with %(seed)s."), new=new.pk, seed=seed)
+
+
+def _cancel(act: Action) -> None:
+    services.cancel(act.result, user=act.user)
+    act.done(_("Cancelled %(ref)s."))
+
+
+def _requeue(act: Action) -> None:
+    services.requeue(act.result, user=act.user)
+    if not report_queue_errors(act.request, [act.result]):
+        act.done(_("Sent %(ref)s to the queue again."))
+
+
+def _approve(act: Action) -> None:
+    services.approve(act.result, user=act.user, comment=act.comment)
+    act.done(_("Approved %(ref)s for “%(section)s”."))
+
+
+def _reject(act: Action) -> None:
+    review = services.reject(result=act.result, user=act.user, comment=act.comment)
+    if review.status == ReviewStatus.REJECTED:
+        act.done(_("Rejected %(ref)s; “%(section)s” has no approved image now."))
+    else:
+        act.done(_("Rejected %(ref)s for “%(section)s”."))
+
+
+def _reject_section(act: Action) -> None:
+    services.reject(act.section, user=act.user, comment=act.comment)
+    act.done(_("Rejected the images of “%(section)s”."))
+
+
+def _upload(act: Action) -> None:
+    upload = act.request.FILES.get("file")
+    if upload is None:
+        raise ValidationError(_("Choose an image file to upload."))
+    approve_now = bool(act.request.POST.get("approve_now"))
+    if approve_now and not can(act.user, "review", act.post):
+        raise PermissionDenied
+    new = services.upload(act.section, upload, user=act.user, approve_now=approve_now)
+    approved = _(" and approved it") if approve_now else ""
+    act.done(
+        _("Uploaded %(name)s as image #%(id)s for “%(section)s”%(approved)s."),
+        name=upload.name,
+        id=new.pk,
+        approved=approved,
+    )
+
+
+def _comment(act: Action) -> None:
+    services.add_comment(act.section, user=act.user, text=act.comment)
+    act.done(_("Comment added to “%(section)s”."))
+
+
+#: Each operation's handler and what it needs: a section, a result, and whether it would
+#: give the section a new image (refused for a section removed from its post).
+HANDLERS: dict[str, tuple[frozenset[str], Callable[[Action], None]]] = {
+    "generate-post": (frozenset(), _generate_post),
+    "generate-missing": (frozenset(), _generate_post),
+    "generate-section": (frozenset({"section", "new image"}), _generate_section),
+    "regenerate": (frozenset({"result"}), _regenerate),
+    "regenerate-same-seed": (frozenset({"result"}), _regenerate),
+    "cancel": (frozenset({"result"}), _cancel),
+    "requeue": (frozenset({"result"}), _requeue),
+    "approve": (frozenset({"result", "new image"}), _approve),
+    "reject": (frozenset({"result"}), _reject),
+    "reject-section": (frozenset({"section"}), _reject_section),
+    "upload": (frozenset({"section", "new image"}), _upload),
+    "comment": (frozenset({"section"}), _comment),
+}
 
 
 def _section_key(target: Section | SectionReview) -> str:

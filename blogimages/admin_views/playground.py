@@ -102,90 +102,13 @@ def playground_page(
         if action == "save":
             form.fields["example_name"].required = True
         if form.is_valid():
-            data = form.cleaned_data
             if action == "save":
-                example = ImagePromptExample.objects.create(
-                    name=data["example_name"],
-                    prompt=data["prompt"],
-                    style=data["style"],
-                    image_format=data["image_format"],
-                    setting=data["setting"],
-                    provider=data["providers"][0] if len(data["providers"]) == 1 else "",
-                    model=data["model"],
-                    created_by=request.user,
-                )
-                messages.success(
-                    request,
-                    format_html(
-                        _('Saved the prompt example <a href="{}">{}</a>.'), example_url(example.pk), example.name
-                    ),
-                )
-                if form.overrides():
-                    messages.warning(
-                        request,
-                        _(
-                            "A prompt example keeps the prompt, style, format, setting, provider and model; "
-                            "the advanced values (seed, size, steps…) belong in an image setting."
-                        ),
-                    )
-                target = urls["playground"] + f"?example={example.pk}"
-                if group:
-                    target += f"&group={group}"
-                return HttpResponseRedirect(target)
-            from ..services import GenerationSpec
-
-            try:
-                created = services.request_generation(
-                    GenerationSpec(
-                        prompt=data["prompt"],
-                        providers=data["providers"],
-                        style=data["style"],
-                        image_format=data["image_format"],
-                        setting=data["setting"],
-                        model=data["model"],
-                        overrides=form.overrides(),
-                    ),
-                    user=request.user,
-                )
-            except ValidationError as exc:
-                by_field = exc.error_dict if hasattr(exc, "error_dict") else {None: exc.error_list}
-                for name, errors in by_field.items():
-                    target_field = name if name in form.fields else None
-                    for error in errors:
-                        form.add_error(target_field, error)
-            except BlogImagesError as exc:
-                form.add_error(None, str(exc))
-            else:
-                if not report_queue_errors(request, created):
-                    messages.success(
-                        request,
-                        ngettext("Queued %(count)d image.", "Queued %(count)d images side by side.", len(created))
-                        % {"count": len(created)},
-                    )
-                return HttpResponseRedirect(urls["playground"] + f"?group={created[0].group}")
+                return _save_example(request, form, urls, example_url, group)
+            queued = _queue_comparison(request, form, urls)
+            if queued is not None:
+                return queued
     else:
-        initial: dict[str, Any] = {"providers": [app_settings.DEFAULT_PROVIDER]}
-        source = None
-        if request.GET.get("from"):
-            source = (
-                ImageGenerationResult.objects.select_related("style", "image_format", "setting")
-                .filter(pk=request.GET["from"] if request.GET["from"].isdigit() else 0)
-                .first()
-            )
-            if source is None:
-                messages.error(request, _("There is no result #%(id)s to copy.") % {"id": request.GET["from"]})
-            else:
-                initial = initial_from_result(source)
-        elif request.GET.get("example"):
-            example = ImagePromptExample.objects.filter(
-                pk=request.GET["example"] if request.GET["example"].isdigit() else 0
-            ).first()
-            if example is not None:
-                initial = {k: v for k, v in initial_from_example(example).items() if v not in (None, "")}
-                initial.setdefault("providers", [app_settings.DEFAULT_PROVIDER])
-        elif results:
-            initial = initial_from_result(results[0], providers=list(dict.fromkeys(r.provider for r in results)))
-        form = PlaygroundForm(initial=initial)
+        form = PlaygroundForm(initial=_initial(request, results))
 
     recent = (
         ImageGenerationResult.objects.filter(review__isnull=True, source=ResultSource.GENERATED)
@@ -211,6 +134,89 @@ def playground_page(
         "has_active": any(r.is_active for r in results),
     }
     return TemplateResponse(request, template_name, context)
+
+
+def _save_example(request, form: PlaygroundForm, urls, example_url, group) -> HttpResponse:
+    data = form.cleaned_data
+    example = ImagePromptExample.objects.create(
+        name=data["example_name"],
+        prompt=data["prompt"],
+        style=data["style"],
+        image_format=data["image_format"],
+        setting=data["setting"],
+        provider=data["providers"][0] if len(data["providers"]) == 1 else "",
+        model=data["model"],
+        created_by=request.user,
+    )
+    link = format_html(_('Saved the prompt example <a href="{}">{}</a>.'), example_url(example.pk), example.name)
+    messages.success(request, link)
+    if form.overrides():
+        messages.warning(
+            request,
+            _(
+                "A prompt example keeps the prompt, style, format, setting, provider and model; "
+                "the advanced values (seed, size, steps…) belong in an image setting."
+            ),
+        )
+    target = urls["playground"] + f"?example={example.pk}"
+    return HttpResponseRedirect(target + (f"&group={group}" if group else ""))
+
+
+def _queue_comparison(request, form: PlaygroundForm, urls) -> HttpResponse | None:
+    """Queue the form's prompt on each chosen provider; ``None`` (errors on the form) if refused."""
+    data = form.cleaned_data
+    spec = services.GenerationSpec(
+        prompt=data["prompt"],
+        providers=data["providers"],
+        style=data["style"],
+        image_format=data["image_format"],
+        setting=data["setting"],
+        model=data["model"],
+        overrides=form.overrides(),
+    )
+    try:
+        created = services.request_generation(spec, user=request.user)
+    except ValidationError as exc:
+        by_field = exc.error_dict if hasattr(exc, "error_dict") else {None: exc.error_list}
+        for name, errors in by_field.items():
+            for error in errors:
+                form.add_error(name if name in form.fields else None, error)
+        return None
+    except BlogImagesError as exc:
+        form.add_error(None, str(exc))
+        return None
+    if not report_queue_errors(request, created):
+        messages.success(
+            request,
+            ngettext("Queued %(count)d image.", "Queued %(count)d images side by side.", len(created))
+            % {"count": len(created)},
+        )
+    return HttpResponseRedirect(urls["playground"] + f"?group={created[0].group}")
+
+
+def _initial(request, results) -> dict[str, Any]:
+    """The form's first values: a result to copy (``?from=``), a prompt example (``?example=``),
+    the comparison on show, else the default provider."""
+    default = {"providers": [app_settings.DEFAULT_PROVIDER]}
+    copy_from, example_id = request.GET.get("from"), request.GET.get("example")
+    if copy_from:
+        source = (
+            ImageGenerationResult.objects.select_related("style", "image_format", "setting")
+            .filter(pk=copy_from if copy_from.isdigit() else 0)
+            .first()
+        )
+        if source is not None:
+            return initial_from_result(source)
+        messages.error(request, _("There is no result #%(id)s to copy.") % {"id": copy_from})
+        return default
+    if example_id:
+        example = ImagePromptExample.objects.filter(pk=example_id if example_id.isdigit() else 0).first()
+        if example is None:
+            return default
+        return {**default, **{k: v for k, v in initial_from_example(example).items() if v not in (None, "")}}
+    if results:
+        return initial_from_result(results[0], providers=list(dict.fromkeys(r.provider for r in results)))
+    return default
 
 
 def playground_status(request: HttpRequest, *, urls: dict[str, str]) -> JsonResponse:

@@ -27,22 +27,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .models import ImageSetting
 from .samplers import FROM_A1111
 
 __all__ = ["LegacyParse", "parse_legacy_text", "STRUCTURED_FIELDS", "ASPECT_SIZES", "A1111_SAMPLERS"]
 
-#: The ImageSetting fields the parser may fill.
-STRUCTURED_FIELDS = (
-    "width",
-    "height",
-    "steps",
-    "guidance_scale",
-    "sampler",
-    "scheduler",
-    "seed",
-    "negative_prompt",
-    "model",
-)
+#: The ImageSetting fields the parser may fill, in the order ``LegacyParse.fields`` lists
+#: them: the model last.
+STRUCTURED_FIELDS = (*(name for name in ImageSetting.STRUCTURED_FIELDS if name != "model"), "model")
 
 #: Aspect ratio -> the size it stands for when no explicit size is given (SDXL buckets).
 ASPECT_SIZES: dict[tuple[int, int], tuple[int, int]] = {

@@ -17,8 +17,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
+from ...hosts import publishing as core
 from ...models import ImageGenerationResult, ResultSource, SectionReview
-from ...storage import get_storage
 from ...text import plain_text
 from .conf import djangocms_settings
 from .models import PublishedImage, SectionImage
@@ -28,10 +28,6 @@ logger = logging.getLogger("blogimages.djangocms")
 NAME_MAX = 255
 ALT_MAX = 255
 PLUGIN_TYPE = "SectionImagePlugin"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 # --- filer -------------------------------------------------------------------------------------
@@ -100,17 +96,12 @@ def image_model():
 def image_name(review: SectionReview, post: Any) -> str:
     from .adapter import DjangoCMSAdapter
 
-    section = plain_text(review.section_title) or f"Section {review.section_key}"
-    title = plain_text(DjangoCMSAdapter().post_title(post)) if post is not None else ""
-    return _clip(f"{section} – {title}" if title else section, NAME_MAX)
+    return core.image_title(review, DjangoCMSAdapter().post_title(post) if post is not None else "", NAME_MAX)
 
 
 def alt_text(review: SectionReview, result: ImageGenerationResult) -> str:
     """The editor's alt text, else the prompt of a generated image (never markup)."""
-    text = plain_text(review.alt_text)
-    if not text and result.source == ResultSource.GENERATED:
-        text = plain_text(result.prompt)
-    return _clip(" ".join(text.split()), ALT_MAX)
+    return core.alt_text(review, result, ALT_MAX)
 
 
 def description(result: ImageGenerationResult) -> str:
@@ -127,38 +118,20 @@ def description(result: ImageGenerationResult) -> str:
 def publish(review: SectionReview, result: ImageGenerationResult, *, post: Any = None, user: Any = None):
     """The filer image of ``result``, made on first call; ``None`` if the result is no longer
     approved (a later approval won; its own hook publishes that one)."""
-    with transaction.atomic():
-        # Lock the result row: two hooks for the same approval take turns, and the second
-        # finds the link.
-        locked = ImageGenerationResult.objects.select_for_update().filter(pk=result.pk).first()
-        if locked is None or not locked.is_approved:
-            return None
-        link = PublishedImage.objects.select_related("image").filter(result_id=result.pk).first()
-        if link is not None:
-            return link.image
-        image = _make_image(review, locked, post=post, user=user)
-        # get_or_create although the lock makes a duplicate unlikely: on databases without
-        # row locks the unique result column is what keeps one image per result.
-        link, created = PublishedImage.objects.get_or_create(
-            result_id=result.pk,
-            defaults={
-                "image": image,
-                "post_type_id": review.post_type_id,
-                "post_id": review.post_id,
-                "section_key": review.section_key,
-            },
-        )
-        if not created:
-            image.delete()
-            return link.image
-    logger.info("Result #%s published as filer image #%s", result.pk, image.pk)
+    image, created = core.publish_once(
+        result,
+        PublishedImage,
+        lambda locked: _make_image(review, locked, post=post, user=user),
+        {"post_type_id": review.post_type_id, "post_id": review.post_id, "section_key": review.section_key},
+    )
+    if created:
+        logger.info("Result #%s published as filer image #%s", result.pk, image.pk)
     return image
 
 
 def _make_image(review: SectionReview, result: ImageGenerationResult, *, post: Any, user: Any):
-    # Through blogimages' storage API (S3 has no .path), into filer's own storage.
-    with get_storage().open(result.image.name, "rb") as source:
-        data = source.read()
+    # Into filer's own storage.
+    data = core.read_image(result)
     if user is None or not getattr(user, "is_authenticated", False):
         user = review.reviewed_by or result.requested_by
     filename = posixpath.basename(result.image.name)
@@ -178,18 +151,10 @@ def _make_image(review: SectionReview, result: ImageGenerationResult, *, post: A
 
 def retire(result: ImageGenerationResult) -> bool:
     """Apply ``BLOGIMAGES_DJANGOCMS_ON_UNAPPROVE`` to the filer image of a result that is no
-    longer approved; ``True`` if the image was deleted."""
-    if djangocms_settings.ON_UNAPPROVE != "delete":
+    longer approved; ``True`` if the image was deleted (filer deletes the file)."""
+    image_id = core.retire(result, PublishedImage, djangocms_settings.ON_UNAPPROVE)
+    if image_id is None:
         return False
-    with transaction.atomic():
-        locked = ImageGenerationResult.objects.select_for_update().filter(pk=result.pk).first()
-        if locked is not None and locked.is_approved:
-            return False  # approved again before this hook ran
-        link = PublishedImage.objects.select_related("image").filter(result_id=result.pk).first()
-        if link is None:
-            return False
-        image_id = link.image_id
-        link.image.delete()  # the link goes with it (CASCADE); filer deletes the file
     logger.info("Deleted filer image #%s of result #%s (BLOGIMAGES_DJANGOCMS_ON_UNAPPROVE)", image_id, result.pk)
     return True
 

@@ -17,9 +17,8 @@ from django.db import transaction
 from wagtail.images import get_image_model
 from wagtail.models import Collection, Page
 
+from ...hosts import publishing as core
 from ...models import ImageGenerationResult, ResultSource, SectionReview
-from ...storage import get_storage
-from ...text import plain_text
 from .conf import AI_TAG, PageConfig, wagtail_settings
 from .models import PublishedImage
 from .streams import place_image_block, remove_image_block, stream_of
@@ -28,10 +27,6 @@ logger = logging.getLogger("blogimages.wagtail")
 
 TITLE_MAX = 255
 DESCRIPTION_MAX = 255
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def find_collection() -> Collection | None:
@@ -55,49 +50,31 @@ def get_collection() -> Collection:
 
 
 def image_title(review: SectionReview, page: Any) -> str:
-    section = plain_text(review.section_title) or f"Section {review.section_key}"
-    page_title = plain_text(getattr(page, "title", "")) if page is not None else ""
-    return _clip(f"{section} – {page_title}" if page_title else section, TITLE_MAX)
+    return core.image_title(review, getattr(page, "title", "") if page is not None else "", TITLE_MAX)
 
 
 def image_description(review: SectionReview, result: ImageGenerationResult) -> str:
     """Alt text: the editor's, else the prompt of a generated image (never markup)."""
-    text = plain_text(review.alt_text)
-    if not text and result.source == ResultSource.GENERATED:
-        text = plain_text(result.prompt)
-    return _clip(" ".join(text.split()), DESCRIPTION_MAX)
+    return core.alt_text(review, result, DESCRIPTION_MAX)
 
 
 def publish(review: SectionReview, result: ImageGenerationResult, *, page: Any = None, user: Any = None):
     """The Wagtail image of ``result``, made on first call; ``None`` if the result is no
     longer approved (a later approval won; its own hook publishes that one)."""
-    with transaction.atomic():
-        # Lock the result row: two hooks for the same approval (a double click that both
-        # requests committed, a retried job) take turns, and the second finds the link.
-        locked = ImageGenerationResult.objects.select_for_update().filter(pk=result.pk).first()
-        if locked is None or not locked.is_approved:
-            return None
-        link = PublishedImage.objects.select_related("image").filter(result_id=result.pk).first()
-        if link is not None:
-            return link.image
-        image = _make_image(review, locked, page=page, user=user)
-        # get_or_create although the lock makes a duplicate unlikely: on databases without
-        # row locks the unique result column is what keeps one image per result.
-        link, created = PublishedImage.objects.get_or_create(
-            result_id=result.pk,
-            defaults={"image": image, "page_id": getattr(page, "pk", None), "section_key": review.section_key},
-        )
-        if not created:
-            image.delete()
-            return link.image
-    logger.info("Result #%s published as Wagtail image #%s", result.pk, image.pk)
+    image, created = core.publish_once(
+        result,
+        PublishedImage,
+        lambda locked: _make_image(review, locked, page=page, user=user),
+        {"page_id": getattr(page, "pk", None), "section_key": review.section_key},
+    )
+    if created:
+        logger.info("Result #%s published as Wagtail image #%s", result.pk, image.pk)
     return image
 
 
 def _make_image(review: SectionReview, result: ImageGenerationResult, *, page: Any, user: Any):
-    # Through blogimages' storage API (S3 has no .path), into the image model's own storage.
-    with get_storage().open(result.image.name, "rb") as source:
-        data = source.read()
+    # Into the image model's own storage.
+    data = core.read_image(result)
     if user is None or not getattr(user, "is_authenticated", False):
         user = result.requested_by
     image_model = get_image_model()
@@ -122,20 +99,11 @@ def _make_image(review: SectionReview, result: ImageGenerationResult, *, page: A
 
 def retire(result: ImageGenerationResult) -> bool:
     """Apply ``BLOGIMAGES_WAGTAIL_ON_UNAPPROVE`` to the Wagtail image of a result that is no
-    longer approved; ``True`` if the image was deleted."""
-    if wagtail_settings.ON_UNAPPROVE != "delete":
+    longer approved; ``True`` if the image was deleted (Wagtail removes the file and its
+    renditions after commit)."""
+    image_id = core.retire(result, PublishedImage, wagtail_settings.ON_UNAPPROVE)
+    if image_id is None:
         return False
-    with transaction.atomic():
-        locked = ImageGenerationResult.objects.select_for_update().filter(pk=result.pk).first()
-        if locked is not None and locked.is_approved:
-            return False  # approved again before this hook ran
-        link = PublishedImage.objects.select_related("image").filter(result_id=result.pk).first()
-        if link is None:
-            return False
-        # Deleting the image deletes the link (CASCADE); Wagtail removes the file and its
-        # renditions after commit.
-        image_id = link.image_id
-        link.image.delete()
     logger.info("Deleted Wagtail image #%s of result #%s (BLOGIMAGES_WAGTAIL_ON_UNAPPROVE)", image_id, result.pk)
     return True
 

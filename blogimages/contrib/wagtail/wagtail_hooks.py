@@ -169,20 +169,7 @@ class SettingViewSet(ModelViewSet):
     list_filter = ["provider"]
     search_fields = ["name", "model", "sampler", "negative_prompt"]
     # The legacy text stays read-only (Django admin shows it); blogimages_migrate_settings parses it.
-    form_fields = [
-        "name",
-        "provider",
-        "model",
-        "width",
-        "height",
-        "steps",
-        "guidance_scale",
-        "sampler",
-        "scheduler",
-        "seed",
-        "negative_prompt",
-        "extra_settings",
-    ]
+    form_fields = ["name", "provider", *ImageSetting.STRUCTURED_FIELDS, "extra_settings"]
 
 
 class PromptExampleCreateView(generic.CreateView):

@@ -1,3 +1,3 @@
 """blogimages: an image pipeline for the editors of a Django blog."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -510,3 +510,20 @@ def test_token_client_over_http(live_server, settings, rq_queue, run_worker):
     status, result = call(f"{RESULTS}/{data['results'][0]['id']}")
     assert status == 200 and result["status"] == "succeeded" and (result["width"], result["height"]) == (320, 256)
     assert call(GENERATE, {"prompt": "x", "steps": -1})[0] == 400
+
+
+def test_results_say_what_the_caller_may_do_with_them(api, make_post, make_editor):
+    """The same answer as the review page's buttons (services.result_actions), per caller."""
+    post = make_post(sections=1)
+    review = services.review_for(post.sections.get())
+    (done,) = make_results(1, review=review, status=ResultStatus.SUCCEEDED, image="blogimages/a.png", seed=3)
+    (running,) = make_results(1, review=review, status=ResultStatus.RUNNING)
+    (played,) = make_results(1, status=ResultStatus.FAILED)  # a playground image: no section
+    by_id = {r["id"]: r["actions"] for r in api.get(RESULTS).json()["results"]}
+    assert by_id[done.pk] == ["approve", "regenerate", "regenerate-same-seed", "reject"]
+    assert by_id[running.pk] == ["cancel"]
+    assert by_id[played.pk] == ["regenerate", "requeue"]
+    services.approve(done)
+    assert api.get(f"{RESULTS}/{done.pk}").json()["actions"] == ["regenerate", "regenerate-same-seed", "reject"]
+    viewer = Api(make_editor("viewer"))
+    assert viewer.get(f"{RESULTS}/{done.pk}").json()["actions"] == []

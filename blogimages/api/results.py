@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from .. import services
 from ..models import ImageGenerationResult, ResultStatus
 from ..renditions import rendition_urls
 from ..storage import get_storage
@@ -88,12 +89,38 @@ def queued_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str
     }
 
 
+class ResultActions:
+    """``services.result_actions`` for one user over many results: what the review page
+    would offer them. The user's permissions are worked out once per post (the host
+    adapter may ask its CMS), not once per result."""
+
+    def __init__(self, user) -> None:
+        self.user = user
+        self.perms: dict[tuple[int, str] | None, dict[str, bool]] = {}
+
+    def __call__(self, result: ImageGenerationResult) -> list[str]:
+        review = result.review if result.review_id else None
+        key = (review.post_type_id, review.post_id) if review else None
+        if key not in self.perms:
+            post = review.post if review else None
+            self.perms[key] = {
+                kind: services.can(self.user, kind, post) if (post is not None or review is None) else False
+                for kind in ("generate", "review", "upload")
+            }
+        return sorted(services.result_actions(result, self.perms[key]))
+
+
+def with_actions(request: HttpRequest, results) -> list[dict[str, Any]]:
+    actions = ResultActions(request.user)
+    return [{**result_json(request, result), "actions": actions(result)} for result in results]
+
+
 @endpoint({"GET": (PERM_VIEW_RESULT,)})
 def result_detail(request: HttpRequest, pk: int) -> HttpResponse:
     result = ImageGenerationResult.objects.select_related("review", "approved_for").filter(pk=pk).first()
     if result is None:
         raise ApiError(404, f"No result with id {pk}.")
-    return json_response(result_json(request, result))
+    return json_response(with_actions(request, [result])[0])
 
 
 def _parse_since(raw: str):
@@ -142,4 +169,4 @@ def result_list(request: HttpRequest) -> HttpResponse:
         else:
             queryset = queryset.filter(created_at__gte=since)
     items, meta = paginate(request, queryset, errors)
-    return json_response({**meta, "results": [result_json(request, r) for r in items]})
+    return json_response({**meta, "results": with_actions(request, items)})

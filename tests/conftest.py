@@ -3,6 +3,7 @@ RQ workers; S3 tests use moto's standalone server over HTTP."""
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 from pathlib import Path
@@ -94,6 +95,53 @@ def make_editor(db):
     return make
 
 
+@pytest.fixture
+def make_wagtail_editor(db):
+    """A user in a group with Wagtail admin access, the given Wagtail page permissions on the
+    site root, image permissions on the root collection, and blogimages permissions (codenames)."""
+    from django.contrib.auth.models import Group
+    from wagtail.models import Collection, GroupCollectionPermission, GroupPagePermission, Site
+
+    def make(username="editor", *, page_perms=("change_page",), image_perms=("add_image",), perms=(), is_staff=True):
+        user = get_user_model().objects.create_user(
+            username, f"{username}@example.com", "editor-pass", is_staff=is_staff
+        )
+        group = Group.objects.create(name=f"{username}-group")
+        group.permissions.set(
+            Permission.objects.filter(content_type__app_label="wagtailadmin", codename="access_admin")
+            | Permission.objects.filter(content_type__app_label="blogimages", codename__in=perms)
+        )
+        root = Site.objects.get(is_default_site=True).root_page
+        for codename in page_perms:
+            GroupPagePermission.objects.create(
+                group=group, page=root, permission=Permission.objects.get(codename=codename)
+            )
+        for codename in image_perms:
+            GroupCollectionPermission.objects.create(
+                group=group,
+                collection=Collection.get_first_root_node(),
+                permission=Permission.objects.get(content_type__app_label="wagtailimages", codename=codename),
+            )
+        user.groups.add(group)
+        return user
+
+    return make
+
+
+# --- hosts -------------------------------------------------------------------------------
+
+WAGTAIL_ADAPTER = "blogimages.contrib.wagtail.adapter.WagtailPageAdapter"
+
+
+def use_wagtail_host(settings, pages: dict):
+    """The Wagtail adapter, the Wagtail example site's URLs and ``pages`` as
+    BLOGIMAGES_WAGTAIL_PAGES (copied, so a test may change its entries)."""
+    settings.BLOGIMAGES_HOST_ADAPTER = WAGTAIL_ADAPTER
+    settings.ROOT_URLCONF = "project.urls_wagtail"
+    settings.BLOGIMAGES_WAGTAIL_PAGES = {label: dict(entry) for label, entry in pages.items()}
+    return settings
+
+
 # --- blog content ------------------------------------------------------------------------
 
 
@@ -113,6 +161,72 @@ def make_post(db):
         return post
 
     return make
+
+
+# --- images and review ------------------------------------------------------------------
+
+
+def png_bytes(width=64, height=48, colour=(200, 80, 40)) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def generated_result(section, *, prompt=None, colour=(200, 80, 40), width=64, height=48):
+    """A finished, generated result for a section, its image stored through blogimages' storage."""
+    from blogimages import services
+    from blogimages.models import ImageGenerationResult, ResultStatus
+    from blogimages.storage import save_bytes
+
+    review = services.review_for(section)
+    data = png_bytes(width, height, colour=colour)
+    return ImageGenerationResult.objects.create(
+        review=review,
+        prompt=prompt if prompt is not None else section.text,
+        final_prompt=prompt if prompt is not None else section.text,
+        provider="placeholder",
+        provider_used="placeholder",
+        status=ResultStatus.SUCCEEDED,
+        progress=100,
+        image=save_bytes(data, "image/png"),
+        width=width,
+        height=height,
+        file_size=len(data),
+        content_type="image/png",
+    )
+
+
+@pytest.fixture
+def make_result(db):
+    """``generated_result``: a finished 64×48 result for a section (hosts' conftests may
+    change the defaults)."""
+    return generated_result
+
+
+@pytest.fixture
+def approve(django_capture_on_commit_callbacks):
+    """services.approve with its after-commit publish hook run, as in a request."""
+    from blogimages import services
+
+    def run(result, user=None, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return services.approve(result, user=user, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def reject(django_capture_on_commit_callbacks):
+    """services.reject with its after-commit hook run, as in a request."""
+    from blogimages import services
+
+    def run(section=None, *, result=None, user=None, comment="Not this one"):
+        with django_capture_on_commit_callbacks(execute=True):
+            return services.reject(section, result=result, user=user, comment=comment)
+
+    return run
 
 
 # --- S3 ----------------------------------------------------------------------------------

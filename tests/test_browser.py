@@ -170,6 +170,28 @@ def card_for(page, section_id: int, nth: int = 0):
     return page.locator(f"#bi-section-{section_id} .bi-card").nth(nth)
 
 
+def wait_for_progress_in_place(page, images: int, timeout: float = TIMEOUT) -> None:
+    """After a "generate" click: no card is queued or running any more and ``images`` cards
+    succeeded with an image; running cards showed their progress and the page never reloaded."""
+    page.evaluate(
+        """() => {
+            window.__biSameDocument = true;
+            window.__biSeen = [];
+            new MutationObserver(() => {
+                document.querySelectorAll('.bi-card[data-status="running"] [data-bi-progress-text]')
+                    .forEach((el) => window.__biSeen.push(el.textContent));
+            }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+        }"""
+    )
+    page.wait_for_function(
+        f"""() => document.querySelectorAll('{ACTIVE_CARDS}').length === 0
+               && document.querySelectorAll('.bi-card[data-status="succeeded"] img').length === {images}""",
+        timeout=timeout,
+    )
+    assert page.evaluate("window.__biSameDocument") is True, "the page reloaded"
+    assert any("%" in text for text in page.evaluate("window.__biSeen")), "no running progress was shown"
+
+
 def test_editor_generates_reviews_uploads_and_publishes(
     browser, live_server, live_worker, admin_user, make_post, slow_placeholders
 ):
@@ -192,24 +214,7 @@ def test_editor_generates_reviews_uploads_and_publishes(
     page.wait_for_selector(".messagelist .success")
     assert "Queued 3 images." in page.locator(".messagelist").inner_text()
     assert page.locator(ACTIVE_CARDS).count() >= 1
-    page.evaluate(
-        """() => {
-            window.__biSameDocument = true;
-            window.__biSeen = [];
-            new MutationObserver(() => {
-                document.querySelectorAll('.bi-card[data-status="running"] [data-bi-progress-text]')
-                    .forEach((el) => window.__biSeen.push(el.textContent));
-            }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
-        }"""
-    )
-    page.wait_for_function(
-        """() => document.querySelectorAll('.bi-card[data-status="queued"], .bi-card[data-status="running"]')
-                      .length === 0
-               && document.querySelectorAll('.bi-card[data-status="succeeded"] img').length === 3""",
-        timeout=TIMEOUT,
-    )
-    assert page.evaluate("window.__biSameDocument") is True, "the page reloaded"
-    assert any("%" in text for text in page.evaluate("window.__biSeen")), "no running progress was shown"
+    wait_for_progress_in_place(page, images=3)
     page.wait_for_function("Array.from(document.querySelectorAll('.bi-card img')).every(i => i.naturalWidth > 0)")
     for section in sections:
         labels = card_for(page, section.pk).locator(".bi-card__labels").inner_text()

@@ -20,26 +20,39 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-MARKED = re.compile(r"^<!-- install-test: (append )?(\S+) -->\n```[\w-]*\n(.*?)^```", re.S | re.M)
+
+
+def marks(tag: str) -> re.Pattern:
+    """The README blocks marked ``<!-- TAG: [append ]TARGET -->``."""
+    return re.compile(rf"^<!-- {tag}: (append )?(\S+) -->\n```[\w-]*\n(.*?)^```", re.S | re.M)
+
+
+MARKED = marks("install-test")
 # The same marks in the Wagtail section: ``<!-- install-test-wagtail: TARGET -->``.
-WAGTAIL_MARKED = re.compile(MARKED.pattern.replace("install-test:", "install-test-wagtail:"), re.S | re.M)
+WAGTAIL_MARKED = marks("install-test-wagtail")
 
 # Warnings `manage.py check --fail-level WARNING` may report on a project that follows the
 # README. None: a newcomer's first `check` should be silent.
 ACCEPTABLE_WARNINGS: set[str] = set()
 
-# Runs inside the new project (its folder is sys.path[0], as for manage.py): a post with
-# two sections, generation, a burst worker, then what an editor and a reader would see.
-DRIVE = """
+
+def drive_script(settings_module: str, setup: str, check: str) -> str:
+    """A script run inside a new project (its folder is sys.path[0], as for manage.py): Django
+    on ``settings_module`` and a superuser ``admin``; ``setup``, which makes ``post`` (and may
+    put entries in ``out``); generation for ``post`` and a burst worker; then, when every result
+    succeeded, ``check``: what an editor and a reader see, into ``out``. Prints ``DRIVE`` and
+    ``out`` as JSON."""
+    start = f"""
 import json, os, subprocess, sys
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", {settings_module!r})
 import django
 
 django.setup()
@@ -48,26 +61,47 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from blog.models import Post, Section
 from blogimages import services
 from blogimages.models import ImageGenerationResult
+from mysite.urls import urlpatterns
 
 admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "admin-pass")
-post = Post.objects.create(title="A walk by the sea")
-for title in ("The cliff", "The harbour"):
-    Section.objects.create(post=post, title=title, body=f"{title} at dusk, a watercolour")
+out = {{}}
+"""
+    generate = """
 generation = services.generate_for_post(post, user=admin)
 worker = subprocess.run(
     [sys.executable, "manage.py", "rqworker", "default", "--burst"], capture_output=True, text=True, timeout=60
 )
 results = list(ImageGenerationResult.objects.filter(pk__in=[r.pk for r in generation.results]).order_by("pk"))
-out = {
-    "media_root": str(settings.MEDIA_ROOT),
-    "worker": worker.returncode,
-    "worker_output": worker.stdout[-3000:] + worker.stderr[-3000:],
-    "results": [[r.status, r.image.name, r.error_message] for r in results],
-}
+# mysite.urls, in order: included modules by name, other patterns by route.
+routes = [getattr(p, "urlconf_module", None) for p in urlpatterns]
+routes = [getattr(m, "__name__", None) or str(p.pattern) for p, m in zip(urlpatterns, routes)]
+out.update(
+    media_root=str(settings.MEDIA_ROOT),
+    worker=worker.returncode,
+    worker_output=worker.stdout[-3000:] + worker.stderr[-3000:],
+    results=[[r.status, r.image.name, r.error_message] for r in results],
+    routes=routes,
+)
 if results and all(r.status == "succeeded" for r in results):
+"""
+    finish = '\n\nprint("DRIVE " + json.dumps(out))\n'
+    setup, check = textwrap.dedent(setup).strip("\n"), textwrap.dedent(check).strip("\n")
+    return start + setup + "\n" + generate + textwrap.indent(check, "    ") + finish
+
+
+# A post with two sections, generation, a burst worker, then what an editor and a reader would see.
+DRIVE = drive_script(
+    "mysite.settings",
+    """
+    from blog.models import Post, Section
+
+    post = Post.objects.create(title="A walk by the sea")
+    for title in ("The cliff", "The harbour"):
+        Section.objects.create(post=post, title=title, body=f"{title} at dusk, a watercolour")
+    """,
+    """
     client = Client(SERVER_NAME="localhost")
     client.force_login(admin)
     review = client.get(reverse("admin:blog_post_images", args=[post.pk]))
@@ -79,8 +113,8 @@ if results and all(r.status == "succeeded" for r in results):
         page=[page.status_code, results[0].image.url in page.content.decode()],
         image=[image.status_code, b"".join(image.streaming_content)[:4].hex() if image.status_code == 200 else ""],
     )
-print("DRIVE " + json.dumps(out))
-"""
+    """,
+)
 
 
 def marked_blocks(text: str, marked: re.Pattern = MARKED) -> list[tuple[str, str, str]]:
@@ -110,6 +144,13 @@ def apply_blocks(project: Path, blocks: list[tuple[str, str, str]]) -> str:
     return "\n".join(shell)
 
 
+def follow_steps(project: Path, section: str, marked: re.Pattern, commands: tuple[str, ...], which: str = "") -> None:
+    """Apply ``section``'s marked blocks to ``project``; its shell blocks must list ``commands``."""
+    shell = apply_blocks(project, marked_blocks(section, marked))
+    for command in commands:
+        assert command in shell, f"the README's {which}steps no longer say {command!r}"
+
+
 def manage(project: Path, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
     done = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=project, env=env, capture_output=True, text=True, timeout=120
@@ -119,11 +160,59 @@ def manage(project: Path, env: dict[str, str], *args: str, check: bool = True) -
     return done
 
 
+def system_check(project: Path, env: dict[str, str]) -> tuple[int, str, set[str]]:
+    """``manage.py check --fail-level WARNING``: its exit status, output and the check ids reported."""
+    checked = manage(project, env, "check", "--fail-level", "WARNING", check=False)
+    output = checked.stdout + checked.stderr
+    return checked.returncode, output, set(re.findall(r"\(([\w.]+\.[A-Z]\d+)\)", output))
+
+
+def drive(project: Path, env: dict[str, str], script: str) -> dict:
+    """Run a ``drive_script`` in ``project``; what it printed after ``DRIVE``."""
+    (project / "drive.py").write_text(script)
+    driven = subprocess.run(
+        [sys.executable, "drive.py"], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = [line for line in driven.stdout.splitlines() if line.startswith("DRIVE ")]
+    assert driven.returncode == 0 and lines, driven.stdout + driven.stderr
+    return json.loads(lines[-1].removeprefix("DRIVE "))
+
+
+def assert_generated(project: Path, out: dict) -> Path:
+    """The worker generated both sections' images, stored under the project's ``media/``
+    (its MEDIA_ROOT); returns that folder."""
+    assert out["worker"] == 0, out["worker_output"]
+    assert [status for status, _, _ in out["results"]] == ["succeeded", "succeeded"], out
+    media = project / "media"
+    assert Path(out["media_root"]) == media
+    for _, name, _ in out["results"]:
+        assert name and (media / name).is_file(), name
+    # The newcomer's bug: with MEDIA_ROOT unset the images' blogimages/ folder landed next
+    # to manage.py and hid the package from the worker.
+    assert not (project / "blogimages").exists()
+    return media
+
+
 def project_env(redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}  # pytest-django's
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["REDIS_URL"] = redis_url
     return env
+
+
+def new_project(tmp_path: Path, redis_url: str, *command: str | Path, **kwargs) -> tuple[Path, dict[str, str]]:
+    """An empty project folder, the environment its commands run in, and ``command`` (which
+    makes the site) run there."""
+    project = tmp_path / "site"
+    project.mkdir()
+    env = project_env(redis_url)
+    subprocess.run(command, cwd=project, env=env, check=True, **kwargs)
+    return project, env
+
+
+def readme_section(heading: str, end: str = r"\n#{2,3} ") -> str:
+    """The README from ``heading`` up to the next heading that ``end`` matches."""
+    return re.split(end, (ROOT / "README.md").read_text().split(heading, 1)[1], maxsplit=1)[0]
 
 
 @pytest.fixture
@@ -139,10 +228,16 @@ def redis_url():
     connection.close()
 
 
+INSTALL_HEADING = "## Adding blogimages to your project\n"
+
+
+def install_section() -> str:
+    """The README's "Adding blogimages to your project", with its subsections."""
+    return readme_section(INSTALL_HEADING, end=r"\n## ")
+
+
 def test_readme_blocks_are_marked():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Adding blogimages to your project\n", 1)[1].split("\n## ", 1)[0]
-    targets = {target for _, target, _ in marked_blocks(section)}
+    targets = {target for _, target, _ in marked_blocks(install_section())}
     assert targets == {
         "sh",
         "mysite/settings.py",
@@ -156,23 +251,17 @@ def test_readme_blocks_are_marked():
 
 @pytest.mark.slow
 def test_readme_install_on_a_fresh_startproject(tmp_path, redis_url):
-    project = tmp_path / "site"
-    project.mkdir()
-    env = project_env(redis_url)
-    subprocess.run([BIN / "django-admin", "startproject", "mysite", "."], cwd=project, env=env, check=True)
+    project, env = new_project(tmp_path, redis_url, BIN / "django-admin", "startproject", "mysite", ".")
     manage(project, env, "startapp", "blog")
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Adding blogimages to your project\n", 1)[1].split("\n## ", 1)[0]
-    shell = apply_blocks(project, marked_blocks(section))
-    for command in (
+    commands = (
         "django-admin startproject mysite .",
         "python manage.py startapp blog",
         "python manage.py makemigrations blog",
         "python manage.py migrate",
         "python manage.py check",
         "python manage.py rqworker default",
-    ):
-        assert command in shell, f"the README's steps no longer say {command!r}"
+    )
+    follow_steps(project, install_section(), MARKED, commands)
 
     # Before the blog app has migrations: blogimages' migrations must not depend on it.
     first = manage(project, env, "migrate", check=False)
@@ -182,29 +271,12 @@ def test_readme_install_on_a_fresh_startproject(tmp_path, redis_url):
     (project / "db.sqlite3").unlink()
     manage(project, env, "migrate")
 
-    checked = manage(project, env, "check", "--fail-level", "WARNING", check=False)
-    output = checked.stdout + checked.stderr
-    reported = set(re.findall(r"\(([\w.]+\.[A-Z]\d+)\)", output))
+    returncode, output, reported = system_check(project, env)
     assert reported <= ACCEPTABLE_WARNINGS, output
-    assert checked.returncode == 0 or (reported and "Traceback" not in output), output
+    assert returncode == 0 or (reported and "Traceback" not in output), output
 
-    (project / "drive.py").write_text(DRIVE)
-    driven = subprocess.run(
-        [sys.executable, "drive.py"], cwd=project, env=env, capture_output=True, text=True, timeout=120
-    )
-    lines = [line for line in driven.stdout.splitlines() if line.startswith("DRIVE ")]
-    assert driven.returncode == 0 and lines, driven.stdout + driven.stderr
-    out = json.loads(lines[-1].removeprefix("DRIVE "))
-
-    assert out["worker"] == 0, out["worker_output"]
-    assert [status for status, _, _ in out["results"]] == ["succeeded", "succeeded"], out
-    media = project / "media"
-    assert Path(out["media_root"]) == media
-    for _, name, _ in out["results"]:
-        assert name and (media / name).is_file(), name
-    # The newcomer's bug: with MEDIA_ROOT unset the images' blogimages/ folder landed next
-    # to manage.py and hid the package from the worker.
-    assert not (project / "blogimages").exists()
+    out = drive(project, env, DRIVE)
+    assert_generated(project, out)
     assert out["review"] == [200, True]
     assert out["page"] == [200, True]
     assert out["image"] == [200, "89504e47"]  # the image is served at MEDIA_URL (a PNG)
@@ -214,62 +286,36 @@ def test_readme_install_on_a_fresh_startproject(tmp_path, redis_url):
 
 WAGTAIL_HEADING = "### Installing into a `wagtail start` site\n"
 
-# Runs inside the new Wagtail site: a blog page with two sections under Home, generation,
-# a burst worker, an approval, then what the README says an editor and a reader see.
-WAGTAIL_DRIVE = """
-import json, os, subprocess, sys
+# A blog page with two sections under Home, generation, a burst worker, an approval, then what
+# the README says an editor and a reader see.
+WAGTAIL_DRIVE = drive_script(
+    "mysite.settings.dev",
+    """
+    from wagtail.images import get_image_model
+    from wagtail.models import Page
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings.dev")
-import django
+    from blog.models import BlogPage
+    from blogimages.contrib.wagtail.models import PublishedImage
 
-django.setup()
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.test import Client
-from django.urls import reverse
-from wagtail.images import get_image_model
-from wagtail.models import Page
-
-from blog.models import BlogPage
-from blogimages import services
-from blogimages.contrib.wagtail.models import PublishedImage
-from blogimages.models import ImageGenerationResult
-from mysite.urls import urlpatterns
-
-admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "admin-pass")
-body = [
-    {"type": "section", "value": {"heading": title, "text": f"<p>{title} at dusk, a watercolour</p>"}}
-    for title in ("The cliff", "The harbour")
-]
-page = BlogPage(title="A walk by the sea", slug="walk", body=json.dumps(body))
-Page.objects.get(depth=2).add_child(instance=page)  # under Home
-page.save_revision().publish()
-page = BlogPage.objects.get(pk=page.pk)
-generation = services.generate_for_post(page, user=admin)
-worker = subprocess.run(
-    [sys.executable, "manage.py", "rqworker", "default", "--burst"], capture_output=True, text=True, timeout=60
-)
-results = list(ImageGenerationResult.objects.filter(pk__in=[r.pk for r in generation.results]).order_by("pk"))
-# mysite.urls, in order: included modules by name, other patterns by route.
-routes = [getattr(p, "urlconf_module", None) for p in urlpatterns]
-routes = [getattr(m, "__name__", None) or str(p.pattern) for p, m in zip(urlpatterns, routes)]
-out = {
-    "media_root": str(settings.MEDIA_ROOT),
-    "worker": worker.returncode,
-    "worker_output": worker.stdout[-3000:] + worker.stderr[-3000:],
-    "results": [[r.status, r.image.name, r.error_message] for r in results],
-    "routes": routes,
-}
-if results and all(r.status == "succeeded" for r in results):
+    body = [
+        {"type": "section", "value": {"heading": title, "text": f"<p>{title} at dusk, a watercolour</p>"}}
+        for title in ("The cliff", "The harbour")
+    ]
+    page = BlogPage(title="A walk by the sea", slug="walk", body=json.dumps(body))
+    Page.objects.get(depth=2).add_child(instance=page)  # under Home
+    page.save_revision().publish()
+    post = BlogPage.objects.get(pk=page.pk)
+    """,
+    """
     client = Client(SERVER_NAME="localhost")
     client.force_login(admin)
-    images_view = client.get(reverse("blogimages_wagtail:review", args=[page.pk]))
+    images_view = client.get(reverse("blogimages_wagtail:review", args=[post.pk]))
     services.approve(results[0], user=admin)
     image = PublishedImage.objects.get(result=results[0]).image
     chooser = client.get(reverse("wagtailimages_chooser:choose"))
     chooser_html = chooser.json()["html"] if chooser.status_code == 200 else ""
     rendition = image.get_rendition("width-960")
-    served = client.get(page.url)
+    served = client.get(post.url)
     html = served.content.decode()
     out.update(
         images_view=[images_view.status_code, "The harbour" in images_view.content.decode()],
@@ -281,19 +327,17 @@ if results and all(r.status == "succeeded" for r in results):
         django_admin=[client.get("/django-admin/").status_code, client.get("/django-admin/blogimages/").status_code],
         api=client.get("/api/v1/images/results").status_code,
     )
-print("DRIVE " + json.dumps(out))
-"""
+    """,
+)
 
 
-def wagtail_section(readme: str) -> str:
+def wagtail_section() -> str:
     """The README's "Installing into a `wagtail start` site", up to the next heading."""
-    return re.split(r"\n#{2,3} ", readme.split(WAGTAIL_HEADING, 1)[1], maxsplit=1)[0]
+    return readme_section(WAGTAIL_HEADING)
 
 
 def test_readme_wagtail_blocks_are_marked():
-    targets = {
-        target for _, target, _ in marked_blocks(wagtail_section((ROOT / "README.md").read_text()), WAGTAIL_MARKED)
-    }
+    targets = {target for _, target, _ in marked_blocks(wagtail_section(), WAGTAIL_MARKED)}
     assert targets == {
         "sh",
         "mysite/settings/base.py",
@@ -307,14 +351,10 @@ def test_readme_wagtail_blocks_are_marked():
 def test_readme_install_on_a_fresh_wagtail_start(tmp_path, redis_url):
     """The Wagtail steps, literally, up to an approved image in the chooser and on the live page."""
     pytest.importorskip("wagtail")
-    project = tmp_path / "site"
-    project.mkdir()
-    env = project_env(redis_url)
     # The README's `wagtail start mysite` + `cd mysite`, as one command.
-    subprocess.run([BIN / "wagtail", "start", "mysite", "."], cwd=project, env=env, check=True, capture_output=True)
+    project, env = new_project(tmp_path, redis_url, BIN / "wagtail", "start", "mysite", ".", capture_output=True)
     manage(project, env, "startapp", "blog")
-    shell = apply_blocks(project, marked_blocks(wagtail_section((ROOT / "README.md").read_text()), WAGTAIL_MARKED))
-    for command in (
+    commands = (
         "wagtail start mysite",
         "cd mysite",
         "python manage.py startapp blog",
@@ -322,35 +362,21 @@ def test_readme_install_on_a_fresh_wagtail_start(tmp_path, redis_url):
         "python manage.py migrate",
         "python manage.py check",
         "python manage.py rqworker default",
-    ):
-        assert command in shell, f"the README's Wagtail steps no longer say {command!r}"
+    )
+    follow_steps(project, wagtail_section(), WAGTAIL_MARKED, commands, "Wagtail ")
 
     manage(project, env, "makemigrations", "blog")
     manage(project, env, "migrate")
-    checked = manage(project, env, "check", "--fail-level", "WARNING", check=False)
-    output = checked.stdout + checked.stderr
+    returncode, output, _ = system_check(project, env)
     # No accepted warnings: a newcomer's first `check` on a Wagtail site is silent too.
-    assert checked.returncode == 0 and "System check identified no issues" in output, output
+    assert returncode == 0 and "System check identified no issues" in output, output
 
-    (project / "drive.py").write_text(WAGTAIL_DRIVE)
-    driven = subprocess.run(
-        [sys.executable, "drive.py"], cwd=project, env=env, capture_output=True, text=True, timeout=120
-    )
-    lines = [line for line in driven.stdout.splitlines() if line.startswith("DRIVE ")]
-    assert driven.returncode == 0 and lines, driven.stdout + driven.stderr
-    out = json.loads(lines[-1].removeprefix("DRIVE "))
-
+    out = drive(project, env, WAGTAIL_DRIVE)
     # blogimages' URLs before Wagtail's catch-all (which, with WAGTAIL_APPEND_SLASH = False,
     # answers every path), and the catch-all last.
     routes = out["routes"]
     assert "blogimages.urls" in routes and routes[-1] == "wagtail.urls", routes
-    assert out["worker"] == 0, out["worker_output"]
-    assert [status for status, _, _ in out["results"]] == ["succeeded", "succeeded"], out
-    media = project / "media"
-    assert Path(out["media_root"]) == media  # wagtail start's MEDIA_ROOT
-    for _, name, _ in out["results"]:
-        assert name and (media / name).is_file(), name
-    assert not (project / "blogimages").exists()
+    assert_generated(project, out)  # in wagtail start's MEDIA_ROOT
     assert out["images_view"] == [200, True]  # the page's Images view
     assert out["library"] == ["Generated images", 1]  # the approved image, in Wagtail's library
     assert out["chooser"] == [200, True]  # and in the image chooser
@@ -365,83 +391,61 @@ def test_readme_install_on_a_fresh_wagtail_start(tmp_path, redis_url):
 
 DJANGOCMS_HEADING = "### Installing into a django CMS 5.1 + djangocms-stories site\n"
 # The marks in that section: ``<!-- install-test-djangocms: TARGET -->``.
-DJANGOCMS_MARKED = re.compile(MARKED.pattern.replace("install-test:", "install-test-djangocms:"), re.S | re.M)
+DJANGOCMS_MARKED = marks("install-test-djangocms")
 
 # Warnings `check --fail-level WARNING` may report on a site that follows the django CMS steps.
 # None: treebeard.E001 (a warning despite its id: django CMS 5.1's PageManager is not a
 # treebeard MP_NodeManager) is silenced by the README's SILENCED_SYSTEM_CHECKS itself.
 DJANGOCMS_ACCEPTABLE_WARNINGS: set[str] = set()
 
-# Runs inside the new site: what README steps 7 and 8 click, through the packages' APIs. A
-# stories config, Home and the Blog page (Stories apphook), published; a post whose draft has
-# two text plugins; generation, a burst worker, an approval, the draft published; then what
-# an editor and an anonymous reader see.
-DJANGOCMS_DRIVE = """
-import json, os, subprocess, sys
+# What README steps 7 and 8 click, through the packages' APIs. A stories config, Home and the
+# Blog page (Stories apphook), published; a post whose draft has two text plugins; generation,
+# a burst worker, an approval, the draft published; then what an editor and an anonymous
+# reader see.
+DJANGOCMS_DRIVE = drive_script(
+    "mysite.settings",
+    """
+    from cms.api import add_plugin, create_page
+    from cms.toolbar.utils import get_object_edit_url
+    from cms.utils.placeholder import get_placeholder_from_slot
+    from django.db import transaction
+    from django.utils import timezone
+    from djangocms_stories.cms_appconfig import StoriesConfig, config_defaults
+    from djangocms_stories.models import Post, PostContent
+    from djangocms_versioning.models import Version
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
-import django
+    from blogimages.contrib.djangocms.models import PublishedImage
+    from blogimages.contrib.djangocms.views import review_url
 
-django.setup()
-from cms.api import add_plugin, create_page
-from cms.toolbar.utils import get_object_edit_url
-from cms.utils.placeholder import get_placeholder_from_slot
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.test import Client
-from django.utils import timezone
-from djangocms_stories.cms_appconfig import StoriesConfig, config_defaults
-from djangocms_stories.models import Post, PostContent
-from djangocms_versioning.models import Version
-
-from blogimages import services
-from blogimages.contrib.djangocms.models import PublishedImage
-from blogimages.contrib.djangocms.views import review_url
-from blogimages.models import ImageGenerationResult
-from mysite.urls import urlpatterns
-
-admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "admin-pass")
-# Step 7: Stories › Stories configs, then Home and Blog (Stories apphook), published; Home is home.
-config = StoriesConfig(**{**config_defaults, "namespace": "blog", "use_placeholder": True})
-config.set_current_language("en")
-config.app_title, config.object_name = "Blog", "Post"
-config.save()
-home = create_page("Home", "base.html", "en", slug="home", created_by=admin)
-Version.objects.get_for_content(home.get_admin_content("en")).publish(admin)
-with transaction.atomic():  # as the page tree's "Set as home" does
-    home.set_as_homepage(admin)
-blog = create_page(
-    "Blog", "base.html", "en", slug="blog", parent=home, created_by=admin,
-    apphook="StoriesApp", apphook_namespace="blog",
-)
-Version.objects.get_for_content(blog.get_admin_content("en")).publish(admin)
-# Step 8: Blog › New Post, and two text plugins in the draft's Content placeholder.
-post = Post.objects.create(app_config=config, author=admin, date_published=timezone.now())
-draft = PostContent.objects.with_user(admin).create(post=post, language="en", title="A walk by the sea", slug="walk")
-placeholder = get_placeholder_from_slot(draft.placeholders, "content")
-for title in ("The cliff", "The harbour"):
-    add_plugin(placeholder, "TextPlugin", "en", body=f"<h2>{title}</h2><p>{title} at dusk, a watercolour</p>")
-editor = Client(SERVER_NAME="localhost")
-editor.force_login(admin)
-toolbar = editor.get(get_object_edit_url(draft, language="en")).content.decode()
-generation = services.generate_for_post(post, user=admin)  # Images › Generate for all sections
-worker = subprocess.run(
-    [sys.executable, "manage.py", "rqworker", "default", "--burst"], capture_output=True, text=True, timeout=60
-)
-results = list(ImageGenerationResult.objects.filter(pk__in=[r.pk for r in generation.results]).order_by("pk"))
-# mysite.urls, in order: included modules by name, other patterns by route.
-routes = [getattr(p, "urlconf_module", None) for p in urlpatterns]
-routes = [getattr(m, "__name__", None) or str(p.pattern) for p, m in zip(urlpatterns, routes)]
-out = {
-    "media_root": str(settings.MEDIA_ROOT),
-    "toolbar": [label in toolbar for label in ("Images", "Review images", "Generate for all sections")],
-    "worker": worker.returncode,
-    "worker_output": worker.stdout[-3000:] + worker.stderr[-3000:],
-    "results": [[r.status, r.image.name, r.error_message] for r in results],
-    "routes": routes,
-}
-if results and all(r.status == "succeeded" for r in results):
+    # Step 7: Stories › Stories configs, then Home and Blog (Stories apphook), published; Home is home.
+    config = StoriesConfig(**{**config_defaults, "namespace": "blog", "use_placeholder": True})
+    config.set_current_language("en")
+    config.app_title, config.object_name = "Blog", "Post"
+    config.save()
+    home = create_page("Home", "base.html", "en", slug="home", created_by=admin)
+    Version.objects.get_for_content(home.get_admin_content("en")).publish(admin)
+    with transaction.atomic():  # as the page tree's "Set as home" does
+        home.set_as_homepage(admin)
+    blog = create_page(
+        "Blog", "base.html", "en", slug="blog", parent=home, created_by=admin,
+        apphook="StoriesApp", apphook_namespace="blog",
+    )
+    Version.objects.get_for_content(blog.get_admin_content("en")).publish(admin)
+    # Step 8: Blog › New Post, and two text plugins in the draft's Content placeholder.
+    post = Post.objects.create(app_config=config, author=admin, date_published=timezone.now())
+    draft = PostContent.objects.with_user(admin).create(
+        post=post, language="en", title="A walk by the sea", slug="walk"
+    )
+    placeholder = get_placeholder_from_slot(draft.placeholders, "content")
+    for title in ("The cliff", "The harbour"):
+        add_plugin(placeholder, "TextPlugin", "en", body=f"<h2>{title}</h2><p>{title} at dusk, a watercolour</p>")
+    editor = Client(SERVER_NAME="localhost")
+    editor.force_login(admin)
+    toolbar = editor.get(get_object_edit_url(draft, language="en")).content.decode()
+    out["toolbar"] = [label in toolbar for label in ("Images", "Review images", "Generate for all sections")]
+    # Then Images › Generate for all sections.
+    """,
+    """
     review = editor.get(review_url(post))  # Images › Review images
     services.approve(results[0], user=admin)
     image = PublishedImage.objects.select_related("image__folder").get(result=results[0]).image
@@ -463,17 +467,17 @@ if results and all(r.status == "succeeded" for r in results):
         image=reader.get(image.url).status_code,
         api=editor.get("/api/v1/images/results").status_code,
     )
-print("DRIVE " + json.dumps(out))
-"""
+    """,
+)
 
 
-def djangocms_section(readme: str) -> str:
+def djangocms_section() -> str:
     """The README's "Installing into a django CMS 5.1 + djangocms-stories site", up to the next heading."""
-    return re.split(r"\n#{2,3} ", readme.split(DJANGOCMS_HEADING, 1)[1], maxsplit=1)[0]
+    return readme_section(DJANGOCMS_HEADING)
 
 
 def test_readme_djangocms_blocks_are_marked():
-    section = djangocms_section((ROOT / "README.md").read_text())
+    section = djangocms_section()
     assert {target for _, target, _ in marked_blocks(section, DJANGOCMS_MARKED)} == {
         "sh",
         "mysite/settings.py",
@@ -488,46 +492,27 @@ def test_readme_install_on_a_fresh_django_cms_site(tmp_path, redis_url):
     """The django CMS steps, literally, up to an approved filer image on a published stories post."""
     pytest.importorskip("cms")
     pytest.importorskip("djangocms_stories")
-    project = tmp_path / "site"
-    project.mkdir()
-    env = project_env(redis_url)
-    subprocess.run([BIN / "django-admin", "startproject", "mysite", "."], cwd=project, env=env, check=True)
-    shell = apply_blocks(project, marked_blocks(djangocms_section((ROOT / "README.md").read_text()), DJANGOCMS_MARKED))
-    for command in (
+    project, env = new_project(tmp_path, redis_url, BIN / "django-admin", "startproject", "mysite", ".")
+    commands = (
         "django-admin startproject mysite .",
         "python manage.py migrate",
         "python manage.py createsuperuser",
         "python manage.py check",
         "python manage.py rqworker default",
-    ):
-        assert command in shell, f"the README's django CMS steps no longer say {command!r}"
+    )
+    follow_steps(project, djangocms_section(), DJANGOCMS_MARKED, commands, "django CMS ")
 
     manage(project, env, "migrate")
-    checked = manage(project, env, "check", "--fail-level", "WARNING", check=False)
-    output = checked.stdout + checked.stderr
-    reported = set(re.findall(r"\(([\w.]+\.[A-Z]\d+)\)", output))
+    returncode, output, reported = system_check(project, env)
     assert reported <= DJANGOCMS_ACCEPTABLE_WARNINGS, output
-    assert checked.returncode == 0 and "Traceback" not in output, output
+    assert returncode == 0 and "Traceback" not in output, output
 
-    (project / "drive.py").write_text(DJANGOCMS_DRIVE)
-    driven = subprocess.run(
-        [sys.executable, "drive.py"], cwd=project, env=env, capture_output=True, text=True, timeout=120
-    )
-    lines = [line for line in driven.stdout.splitlines() if line.startswith("DRIVE ")]
-    assert driven.returncode == 0 and lines, driven.stdout + driven.stderr
-    out = json.loads(lines[-1].removeprefix("DRIVE "))
-
+    out = drive(project, env, DJANGOCMS_DRIVE)
     # blogimages' URLs before django CMS's catch-all, and the catch-all last.
     routes = out["routes"]
     assert "blogimages.urls" in routes and routes[-1] == "cms.urls", routes
     assert out["toolbar"] == [True, True, True]  # the draft's toolbar has the Images menu
-    assert out["worker"] == 0, out["worker_output"]
-    assert [status for status, _, _ in out["results"]] == ["succeeded", "succeeded"], out
-    media = project / "media"
-    assert Path(out["media_root"]) == media
-    for _, name, _ in out["results"]:
-        assert name and (media / name).is_file(), name
-    assert not (project / "blogimages").exists()
+    media = assert_generated(project, out)
     assert out["review"] == [200, True]  # the review page, for a superuser
     label, folder, configured, name = out["filer"]
     assert (label, folder) == ("filer.Image", configured) and configured  # in BLOGIMAGES_DJANGOCMS_FILER_FOLDER

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import uuid
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
-from PIL import Image
 
 from blogimages.models import ImageGenerationResult, ImagePromptExample, ImageStyle, ResultStatus, SectionReview
+from tests.conftest import png_bytes, use_wagtail_host
 
-ADAPTER = "blogimages.contrib.wagtail.adapter.WagtailPageAdapter"
 PAGES = {"wagtailblog.BlogPage": {"field": "body", "blocks": ["section"], "title": "heading", "text": ["text"]}}
 BI = "blogimages_wagtail"
 ALL_BI_PERMS = ("generate_images", "review_images", "upload_images")
@@ -22,10 +20,7 @@ ALL_BI_PERMS = ("generate_images", "review_images", "upload_images")
 @pytest.fixture(autouse=True)
 def wagtail_host(settings):
     """The Wagtail adapter and the Wagtail example site's URLs."""
-    settings.BLOGIMAGES_HOST_ADAPTER = ADAPTER
-    settings.ROOT_URLCONF = "project.urls_wagtail"
-    settings.BLOGIMAGES_WAGTAIL_PAGES = {label: dict(entry) for label, entry in PAGES.items()}
-    return settings
+    return use_wagtail_host(settings, PAGES)
 
 
 @pytest.fixture
@@ -50,56 +45,10 @@ def make_page(db):
 
 
 @pytest.fixture
-def make_wagtail_editor(db):
-    """A non-superuser with Wagtail admin access, page permissions on the site root, image
-    permissions on the root collection and the named blogimages permissions."""
-    from wagtail.models import Collection, GroupCollectionPermission, GroupPagePermission, Site
-
-    def make(username="editor", *, page_perms=("change_page",), image_perms=("add_image",), perms=ALL_BI_PERMS):
-        user = get_user_model().objects.create_user(username, f"{username}@example.com", "editor-pass")
-        group = Group.objects.create(name=f"{username}-group")
-        group.permissions.set(
-            Permission.objects.filter(content_type__app_label="wagtailadmin", codename="access_admin")
-            | Permission.objects.filter(content_type__app_label="blogimages", codename__in=perms)
-        )
-        root = Site.objects.get(is_default_site=True).root_page
-        for codename in page_perms:
-            GroupPagePermission.objects.create(
-                group=group, page=root, permission=Permission.objects.get(codename=codename)
-            )
-        for codename in image_perms:
-            GroupCollectionPermission.objects.create(
-                group=group,
-                collection=Collection.get_first_root_node(),
-                permission=Permission.objects.get(content_type__app_label="wagtailimages", codename=codename),
-            )
-        user.groups.add(group)
-        return user
-
-    return make
-
-
-@pytest.fixture
-def make_result(db):
-    """A finished generated candidate for a section."""
-    from blogimages import services
-    from blogimages.storage import save_bytes
-
-    def make(section):
-        data = png_bytes()
-        return ImageGenerationResult.objects.create(
-            review=services.review_for(section), prompt=section.text, final_prompt=section.text,
-            provider="placeholder", provider_used="placeholder", status=ResultStatus.SUCCEEDED, progress=100,
-            image=save_bytes(data, "image/png"), width=64, height=48, file_size=len(data), content_type="image/png",
-        )  # fmt: skip
-
-    return make
-
-
-def png_bytes(size=(64, 48)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (40, 120, 200)).save(buffer, "PNG")
-    return buffer.getvalue()
+def make_wagtail_editor(make_wagtail_editor):
+    """tests/conftest.py's Wagtail editor, here no staff member (Wagtail's admin does not ask
+    for it) and with all of blogimages' permissions unless told otherwise."""
+    return functools.partial(make_wagtail_editor, perms=ALL_BI_PERMS, is_staff=False)
 
 
 def sections_of(page):
@@ -236,7 +185,7 @@ def test_upload_through_wagtail_urls(client, make_page, make_wagtail_editor):
     page = make_page(sections=1)
     section = sections_of(page)[0]
     client.force_login(make_wagtail_editor())
-    upload = io.BytesIO(png_bytes((320, 200)))
+    upload = io.BytesIO(png_bytes(320, 200))
     upload.name = "harbour.png"
     response = client.post(review_url(page), {"do": "upload", "section": section.key, "file": upload}, follow=True)
     assert "Uploaded harbour.png" in response.content.decode()

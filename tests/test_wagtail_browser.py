@@ -19,13 +19,13 @@ from django.urls import reverse
 from blogimages.models import ImageGenerationResult, ResultStatus
 
 from .test_browser import (  # noqa: F401 - fixtures
-    ACTIVE_CARDS,
     ARTIFACTS,
     TIMEOUT,
     browser,
     live_worker,
     slow_placeholders,
     sqlite_lock_retry,
+    wait_for_progress_in_place,
 )
 from .test_wagtail_admin import make_wagtail_editor, wagtail_host  # noqa: F401 - fixtures
 
@@ -98,23 +98,7 @@ def test_editor_generates_approves_chooses_and_publishes_in_wagtail(
     page.wait_for_selector(".messages .success")
     assert "Queued 4 images." in page.locator(".messages").inner_text()
     page.screenshot(path=str(ARTIFACTS / "wagtail-review-top.png"))
-    page.evaluate(
-        """() => {
-            window.__biSameDocument = true;
-            window.__biSeen = [];
-            new MutationObserver(() => {
-                document.querySelectorAll('.bi-card[data-status="running"] [data-bi-progress-text]')
-                    .forEach((el) => window.__biSeen.push(el.textContent));
-            }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
-        }"""
-    )
-    page.wait_for_function(
-        f"""() => document.querySelectorAll('{ACTIVE_CARDS}').length === 0
-               && document.querySelectorAll('.bi-card[data-status="succeeded"] img').length === 4""",
-        timeout=TIMEOUT * 2,
-    )
-    assert page.evaluate("window.__biSameDocument") is True, "the page reloaded"
-    assert any("%" in text for text in page.evaluate("window.__biSeen")), "no running progress was shown"
+    wait_for_progress_in_place(page, images=4, timeout=TIMEOUT * 2)
     # Thumbnails load lazily: scroll the last panel into view first.
     page.locator(".bi-panel").last.scroll_into_view_if_needed()
     page.wait_for_function("Array.from(document.querySelectorAll('.bi-card img')).every(i => i.naturalWidth > 0)")

@@ -7,24 +7,18 @@ run (``tests.settings``, no django CMS) this folder is not collected.
 
 from __future__ import annotations
 
-import io
+import functools
 
 import pytest
 from django.conf import settings
+
+from tests.conftest import generated_result
 
 if "cms" not in settings.INSTALLED_APPS:
     # The main run: django CMS is not installed there (see tests/settings_djangocms.py).
     collect_ignore_glob = ["test_*.py"]
 
 LANGUAGE = "en"
-
-
-def png_bytes(width=64, height=48, colour=(200, 80, 40)) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def section_html(index: int) -> str:
@@ -139,53 +133,11 @@ def reload_urls():
 
 @pytest.fixture
 def make_result(db):
-    """A finished, generated result for a section, its image stored through blogimages' storage."""
-    from blogimages import services
-    from blogimages.models import ImageGenerationResult, ResultStatus
-    from blogimages.storage import save_bytes
-
-    def make(section, *, prompt=None, colour=(200, 80, 40), width=1000, height=600):
-        review = services.review_for(section)
-        data = png_bytes(width, height, colour=colour)
-        return ImageGenerationResult.objects.create(
-            review=review,
-            prompt=prompt if prompt is not None else section.text,
-            final_prompt=prompt if prompt is not None else section.text,
-            provider="placeholder",
-            provider_used="placeholder",
-            status=ResultStatus.SUCCEEDED,
-            progress=100,
-            image=save_bytes(data, "image/png"),
-            width=width,
-            height=height,
-            file_size=len(data),
-            content_type="image/png",
-        )
-
-    return make
+    """tests/conftest.py's ``generated_result``, 1000×600 by default."""
+    return functools.partial(generated_result, width=1000, height=600)
 
 
-@pytest.fixture
-def approve(django_capture_on_commit_callbacks):
-    """services.approve with its after-commit publish hook run, as in a request."""
-    from blogimages import services
-
-    def run(result, user=None, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return services.approve(result, user=user, **kwargs)
-
-    return run
-
-
-@pytest.fixture
-def reject(django_capture_on_commit_callbacks):
-    from blogimages import services
-
-    def run(section=None, *, result=None, user=None, comment="Not this one"):
-        with django_capture_on_commit_callbacks(execute=True):
-            return services.reject(section, result=result, user=user, comment=comment)
-
-    return run
+# approve and reject come from tests/conftest.py.
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def test_unapprove_deletes_when_configured(settings, section, make_result, appro
 def test_an_upload_is_not_tagged_ai_generated(section, approve, admin_user):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from .conftest import png_bytes
+    from tests.conftest import png_bytes
 
     result = services.upload(section, SimpleUploadedFile("mine.png", png_bytes(), "image/png"), user=admin_user)
     assert result.source == ResultSource.UPLOADED

@@ -2,30 +2,19 @@
 page (djangocms-stories apphook) and a published post with 4 text sections.
 
 Safe to rerun: existing rows are left as they are. Reads the sections and the library
-(styles, formats, settings, prompt examples) from ``fixtures/demo.json``, so every demo
-shows the same post.
+(styles, formats, settings, prompt examples) from ``fixtures/demo.json``
+(project.demo_content), so every demo shows the same post.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from django.contrib.auth import get_user_model
-from django.core import serializers
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-FIXTURE = Path(__file__).resolve().parents[4] / "fixtures" / "demo.json"
-LIBRARY = {
-    "blogimages.imagestyle",
-    "blogimages.imageformat",
-    "blogimages.imagesetting",
-    "blogimages.imagepromptexample",
-}
-USERNAME, PASSWORD = "admin", "blogimages-demo"
-SLUG = "cornish-coast"
+from project import demo_content
+from project.demo_content import PASSWORD, SLUG, USERNAME
+
 NAMESPACE = "blog"
 TEMPLATE = "cmsblog/page.html"
 LANGUAGE = "en"
@@ -87,21 +76,9 @@ class Command(BaseCommand):
         from djangocms_stories.cms_appconfig import StoriesConfig, config_defaults
         from djangocms_stories.models import Post, PostContent
 
-        from blogimages.hosts import post_reference
-        from blogimages.models import ImagePromptExample, PostImageSettings
-
-        data = json.loads(FIXTURE.read_text())
+        data = demo_content.load()
         with transaction.atomic():
-            user, created = get_user_model().objects.get_or_create(
-                username=USERNAME, defaults={"email": "admin@example.com", "is_staff": True, "is_superuser": True}
-            )
-            if created:
-                user.set_password(PASSWORD)
-                user.save()
-            library = [row for row in data if row["model"] in LIBRARY]
-            for obj in serializers.deserialize("json", json.dumps(library)):
-                if not type(obj.object)._default_manager.filter(pk=obj.object.pk).exists():
-                    obj.save()
+            user = demo_content.admin_and_library(data)
 
             config = StoriesConfig.objects.filter(namespace=NAMESPACE).first()
             if config is None:
@@ -120,19 +97,16 @@ class Command(BaseCommand):
 
             content = PostContent.admin_manager.filter(slug=SLUG).first()
             if content is None:
-                post_row = next(row for row in data if row["model"] == "blog.post")
-                sections = sorted(
-                    (row["fields"] for row in data if row["model"] == "blog.section"), key=lambda f: f["position"]
-                )
+                post_fields, sections = demo_content.post_and_sections(data)
                 post = Post.objects.create(
                     app_config=config, author=user, date_published=timezone.now(), enable_comments=False
                 )
                 content = PostContent.objects.with_user(user).create(
                     post=post,
                     language=LANGUAGE,
-                    title=post_row["fields"]["title"],
+                    title=post_fields["title"],
                     slug=SLUG,
-                    abstract=f"<p>{post_row['fields'].get('intro', '')}</p>",
+                    abstract=f"<p>{post_fields.get('intro', '')}</p>",
                 )
                 placeholder = get_placeholder_from_slot(content.placeholders, "content")
                 for fields in sections:
@@ -141,11 +115,6 @@ class Command(BaseCommand):
                     )
                 publish(content, user)
                 self.stdout.write(f"Created the post “{content.title}” with {len(sections)} text sections.")
-            example = ImagePromptExample.objects.order_by("pk").first()
-            if example is not None:
-                post_type, post_id = post_reference(content.post)
-                PostImageSettings.objects.get_or_create(
-                    post_type=post_type, post_id=post_id, defaults={"prompt_example": example}
-                )
+            demo_content.attach_prompt_example(content.post)
         url = content.get_absolute_url(LANGUAGE) or self.apphook_url(content)
         self.stdout.write(self.style.SUCCESS(f"Demo site ready: {url} (log in as {USERNAME} / {PASSWORD})."))

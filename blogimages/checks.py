@@ -170,7 +170,7 @@ def _check_storage_location():
     except (ImportError, ImproperlyConfigured, KeyError, TypeError):
         return []  # an unusable backend fails loudly on first use; nothing to say about its folder
     if not isinstance(storage, FileSystemStorage):
-        return []
+        return _check_storage_timeouts(storage, alias)
     setting = f"STORAGES[{alias!r}]['OPTIONS']['location']" if "location" in config.get("OPTIONS", {}) else "MEDIA_ROOT"
     raw = os.fspath(storage.base_location)
     location = os.path.realpath(storage.location)
@@ -202,5 +202,29 @@ def _check_storage_location():
             "Python packages of that name.",
             hint=hint,
             id="blogimages.E031",
+        )
+    ]
+
+
+def _check_storage_timeouts(storage, alias: str):
+    # botocore waits 60 s to connect and 60 s per read and retries, so a stalled S3 holds a
+    # worker or an editor's upload for minutes; bounded timeouts make it a clear error.
+    config = getattr(storage, "client_config", None)
+    if config is None or not type(storage).__module__.startswith("storages.backends.s3"):
+        return []
+    connect, read = getattr(config, "connect_timeout", 60), getattr(config, "read_timeout", 60)
+    if connect < 60 and read < 60 and getattr(config, "retries", None):
+        return []
+    return [
+        checks.Warning(
+            f"STORAGES[{alias!r}] (BLOGIMAGES_STORAGE) is S3 with botocore's default waits "
+            f"({connect} s to connect, {read} s per read, retried): a stalled S3 holds a worker "
+            "or an upload for minutes.",
+            hint=(
+                'Add "client_config": botocore.config.Config(connect_timeout=3, read_timeout=10, '
+                'retries={"mode": "standard", "total_max_attempts": 2}) to its OPTIONS '
+                '(with s3={"addressing_style": ...} if you set one).'
+            ),
+            id="blogimages.W033",
         )
     ]

@@ -28,6 +28,16 @@ class UploadRejected(BlogImagesError):
     """An uploaded file is not an acceptable image; the message says why."""
 
 
+class StorageUnavailable(BlogImagesError):
+    """The file storage (a disk, an S3 bucket) could not take a file right now.
+
+    ``str(exc)`` is one sentence for editors. Worth trying again later: a job records it
+    as a transient failure, an upload shows it and stores nothing.
+    """
+
+    transient = True
+
+
 class ProviderError(BlogImagesError):
     """A provider could not produce an image. ``str(exc)`` is shown to editors."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
 import time
 
 from django.db import close_old_connections, connection
@@ -16,6 +18,7 @@ from .exceptions import (
     GenerationCancelled,
     PermanentProviderError,
     ProviderError,
+    StorageUnavailable,
 )
 from .models import ErrorKind, ImageGenerationResult, ResultStatus
 from .prompts import request_from_snapshot
@@ -26,6 +29,24 @@ logger = logging.getLogger("blogimages.jobs")
 # Writes of progress and heartbeat are throttled: a sampler can report 50 steps a second.
 PROGRESS_EVERY = 0.25
 CANCEL_CHECK_EVERY = 0.5
+#: An unpinned seed is chosen here, below the smallest limit a provider takes (32 bits),
+#: so the row records the seed sent even if the job is cancelled or fails.
+SEED_LIMIT = 2**32
+
+
+def short(text: object, limit: int) -> str:
+    """``text`` on one line in at most ``limit`` characters, cut between words with an ellipsis.
+
+    ``remote.clip`` cuts at the limit, mid-word or mid-URL; a progress line is better
+    one word shorter. A single word longer than ``limit`` is the one thing cut inside.
+    """
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    if text[limit - 1] != " " and " " in head:
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip(" ,;:") + "\u2026"
 
 
 class _RowReporter(ProgressReporter):
@@ -42,7 +63,7 @@ class _RowReporter(ProgressReporter):
             return
         self._last_write = now
         ImageGenerationResult.objects.filter(pk=self.result.pk, status=ResultStatus.RUNNING).update(
-            progress=max(0, min(99, int(percent))), progress_message=message[:200], heartbeat_at=timezone.now()
+            progress=max(0, min(99, int(percent))), progress_message=short(message, 200), heartbeat_at=timezone.now()
         )
 
     def cancelled(self) -> bool:
@@ -78,8 +99,20 @@ def run_generation(result_id: int) -> str:
         logger.info("Result #%s is %s; skipping", result_id, result.status)
         return f"skipped ({result.status})"
     now = timezone.now()
+    # The seed to send, recorded as the job starts, so a result cancelled or failed on the
+    # way still offers "same seed". A provider that reports another seed wins on success.
+    pinned = result.seed_pinned and result.seed is not None
+    seed = result.seed if pinned else random.SystemRandom().randrange(SEED_LIMIT)
     try:
-        result.move("start", started_at=now, heartbeat_at=now, progress=0, attempts=F("attempts") + 1)
+        result.move(
+            "start",
+            started_at=now,
+            heartbeat_at=now,
+            progress=0,
+            progress_message="",
+            attempts=F("attempts") + 1,
+            seed=seed,
+        )
     except ConcurrentTransition:
         return "skipped (taken by another worker)"
     result.refresh_from_db(fields=["attempts"])
@@ -91,11 +124,16 @@ def run_generation(result_id: int) -> str:
     except Exception as exc:  # noqa: BLE001 - a provider removed from settings after queueing
         _fail(result, f"Provider {alias!r} is not available: {exc}", ErrorKind.PERMANENT)
         return "failed"
-    request = request_from_snapshot(result.final_prompt, result.params, seed=result.seed, result_id=result.pk)
+    request = request_from_snapshot(
+        result.final_prompt, result.params, seed=seed if pinned else None, result_id=result.pk
+    )
 
     while True:
         try:
             prepared, adjustments = provider.prepare(request)
+            if prepared.seed is None:
+                # Set after prepare(): a provider without seeds (OpenAI) then notes nothing.
+                prepared = dataclasses.replace(prepared, seed=seed)
             image = provider.generate(prepared, reporter)
             break
         except GenerationCancelled:
@@ -111,7 +149,7 @@ def run_generation(result_id: int) -> str:
                 logger.warning("Result #%s attempt %s: %s; retrying in %.1fs", result.pk, result.attempts, exc, delay)
                 ImageGenerationResult.objects.filter(pk=result.pk).update(
                     attempts=F("attempts") + 1,
-                    progress_message=f"retrying: {str(exc)[:150]}",
+                    progress_message=short(f"retrying: {exc}", 200),
                     heartbeat_at=timezone.now(),
                 )
                 result.attempts += 1
@@ -138,7 +176,8 @@ def run_generation(result_id: int) -> str:
             image.content,
             fields={
                 "provider_used": image.provider or alias,
-                "seed": image.seed if image.seed is not None else result.seed,
+                # What the provider used; a pinned seed if it does not say; none if it ignores seeds.
+                "seed": image.seed if image.seed is not None else (seed if pinned else None),
                 "model": image.model or result.model,
                 "provider_meta": meta,
                 **({"remote_id": image.remote_id[:200]} if image.remote_id else {}),
@@ -151,12 +190,25 @@ def run_generation(result_id: int) -> str:
     except PermanentProviderError as exc:
         _fail(result, str(exc), ErrorKind.PERMANENT)
         return "failed"
+    except StorageUnavailable as exc:
+        # Nothing was stored and the row was not touched (stored_image cleans up); the
+        # result fails as transient, so an editor can re-queue it once storage is back.
+        logger.warning("Result #%s: %s", result.pk, exc)
+        _fail(result, str(exc), ErrorKind.TRANSIENT)
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - never leave the row running with no message
+        logger.exception("Result #%s: unexpected error while storing the image", result.pk)
+        _fail(result, f"Unexpected error while storing the image: {exc.__class__.__name__}: {exc}", ErrorKind.PERMANENT)
+        return "failed"
     return "succeeded"
 
 
 def _fail(result: ImageGenerationResult, message: str, kind: str) -> None:
     try:
-        result.move("fail", error_message=message[:2000], error_kind=kind, finished_at=timezone.now())
+        # The progress line ("retrying: ...") is cleared: the error message says what happened.
+        result.move(
+            "fail", error_message=message[:2000], error_kind=kind, progress_message="", finished_at=timezone.now()
+        )
     except ConcurrentTransition:
         logger.info("Result #%s changed before it could be marked failed", result.pk)
 

@@ -7,6 +7,7 @@ image is ever overwritten whatever the backend does.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from django.utils import timezone
 from django.utils.functional import LazyObject, empty
 
 from .conf import app_settings
+from .exceptions import StorageUnavailable
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
@@ -55,10 +57,70 @@ def new_key(content_type: str, kind: str = "images") -> str:
     return f"{app_settings.KEY_PREFIX}/{kind}/{now:%Y/%m}/{uuid.uuid4().hex}.{ext}"
 
 
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What a storage backend raises when it cannot be reached or refuses a write.
+
+    ``OSError`` for the filesystem (a full disk, a missing mount) and for HTTP clients;
+    botocore's and boto3's own families for S3, when they are installed.
+    """
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # no S3 support installed
+        pass
+    else:
+        errors += [BotoCoreError, ClientError]
+    try:
+        from boto3.exceptions import Boto3Error
+    except ImportError:
+        pass
+    else:
+        errors.append(Boto3Error)
+    return tuple(errors)
+
+
+def storage_error_reason(exc: BaseException) -> str:
+    """A few words on why a storage call failed, for the sentence editors see."""
+    try:
+        from botocore.exceptions import ClientError, ConnectionError, ConnectTimeoutError, ReadTimeoutError
+    except ImportError:
+        ClientError = ConnectionError = ConnectTimeoutError = ReadTimeoutError = ()  # noqa: N806
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    # The most telling cause first: botocore wraps a refused connection in a general one.
+    if any(isinstance(e, (ConnectTimeoutError, ReadTimeoutError, TimeoutError)) for e in chain):
+        return "it did not answer in time"
+    if any(isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e) for e in chain):
+        return "connection refused"
+    for error in chain:
+        if isinstance(error, ClientError):
+            return f"it answered {error.response.get('Error', {}).get('Code') or 'an error'}"
+    if any(isinstance(e, ConnectionError) for e in chain):
+        return "could not connect"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return exc.__class__.__name__
+
+
 def save_bytes(data: bytes, content_type: str, kind: str = "images") -> str:
-    """Store ``data`` under a fresh unique key and return the name the storage chose."""
+    """Store ``data`` under a fresh unique key and return the name the storage chose.
+
+    A storage that cannot be reached raises :class:`StorageUnavailable` with one sentence;
+    whatever the failed write may have left under the key (a partial file, an object
+    whose answer was lost) is deleted again.
+    """
     storage = get_storage()
-    return storage.save(new_key(content_type, kind), ContentFile(data))
+    key = new_key(content_type, kind)
+    try:
+        return storage.save(key, ContentFile(data))
+    except storage_errors() as exc:
+        logging.getLogger("blogimages.storage").warning("Could not store %s: %r", key, exc)
+        delete_quietly(key)
+        raise StorageUnavailable(
+            f"The image could not be saved to file storage ({storage_error_reason(exc)}); try again in a few minutes."
+        ) from exc
 
 
 def rendition_names(renditions: object) -> Iterator[str]:
@@ -79,8 +141,6 @@ def delete_quietly(name: str) -> None:
         try:
             get_storage().delete(name)
         except Exception:  # noqa: BLE001 - cleanup must not hide the original error
-            import logging
-
             logging.getLogger("blogimages.storage").exception("Could not delete orphan %s", name)
 
 

@@ -88,15 +88,25 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+    from botocore.config import Config
+
     STORAGES["default"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
             "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
             "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
-            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,
             "querystring_auth": os.environ.get("AWS_QUERYSTRING_AUTH", "1") == "1",
             "default_acl": None,
+            # Bounded waits: botocore's defaults (60 s to connect, 60 s per read, retried)
+            # hang a worker or an upload request for minutes on a stalled S3. With a
+            # client_config, django-storages ignores its addressing_style option, so it is here.
+            "client_config": Config(
+                s3={"addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None},
+                connect_timeout=3,
+                read_timeout=10,
+                retries={"mode": "standard", "total_max_attempts": 2},
+            ),
         },
     }
 

@@ -107,6 +107,22 @@ def test_storage_location_check_skips_other_and_unusable_backends(settings, monk
     assert not {"blogimages.E031", "blogimages.W032"} & set(ids())
 
 
+S3 = {"bucket_name": "b", "access_key": "k", "secret_key": "s", "region_name": "us-east-1"}
+
+
+def test_s3_storage_without_bounded_timeouts_is_w033(settings):
+    from botocore.config import Config
+
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": S3}}
+    assert "blogimages.W033" in ids()
+    bounded = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2})
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**S3, "client_config": bounded}},
+    }
+    assert "blogimages.W033" not in ids()
+
+
 def test_unknown_provider_option_names_the_option():
     with pytest.raises(ImproperlyConfigured, match=r"unknown option\(s\) colour for PlaceholderProvider"):
         PlaceholderProvider("p", colour="red")

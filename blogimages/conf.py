@@ -111,6 +111,12 @@ class AppSettings:
         return self._setting("RETRY_BACKOFF", 2.0)
 
     @property
+    def MAX_REQUEUES(self) -> int:
+        """How many times ``blogimages_requeue`` sends a transient failure to the queue again
+        before it marks the result failed for good (error kind permanent)."""
+        return self._setting("MAX_REQUEUES", 3)
+
+    @property
     def STUCK_AFTER(self) -> int:
         """Seconds without a heartbeat after which a running result counts as stuck."""
         return self._setting("STUCK_AFTER", 300)

@@ -512,6 +512,34 @@ def recover_lost(result: ImageGenerationResult) -> ImageGenerationResult:
     return result
 
 
+def requeue_limit_reached(result: ImageGenerationResult) -> bool:
+    """Whether a transient failure has been sent to the queue again ``BLOGIMAGES_MAX_REQUEUES``
+    times already (``enqueue_count`` less the first enqueue), so retrying it is pointless."""
+    return result.enqueue_count - 1 >= app_settings.MAX_REQUEUES
+
+
+def retry_transient_failure(result: ImageGenerationResult) -> bool:
+    """An operator's retry of a transient failure (``blogimages_requeue``): re-queued while
+    under ``BLOGIMAGES_MAX_REQUEUES``, else failed for good (``error_kind`` permanent, the
+    reason in ``error_message``) so a provider that is gone for good settles. True if re-queued."""
+    if not requeue_limit_reached(result):
+        requeue(result)
+        return True
+    message = (
+        f"Gave up after {result.enqueue_count - 1} re-queue(s) (BLOGIMAGES_MAX_REQUEUES="
+        f"{app_settings.MAX_REQUEUES}); last error: {result.error_message}"
+    )
+    now = timezone.now()
+    # Conditional, like a move: an editor's re-queue meanwhile wins.
+    updated = ImageGenerationResult.objects.filter(
+        pk=result.pk, status=ResultStatus.FAILED, error_kind=ErrorKind.TRANSIENT
+    ).update(error_kind=ErrorKind.PERMANENT, error_message=message, updated_at=now)
+    if not updated:
+        raise ConcurrentTransition(f"Result #{result.pk} is no longer a transient failure.")
+    result.error_kind, result.error_message, result.updated_at = ErrorKind.PERMANENT, message, now
+    return False
+
+
 def queue_errors(results: Iterable[ImageGenerationResult]) -> list[str]:
     """What Redis said when these results' jobs were enqueued (after the commit), if it
     refused; nothing while the commit is still to come."""

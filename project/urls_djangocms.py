@@ -5,8 +5,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from project import rq_dashboard
+
+rq_dashboard.guard_admin_site(admin.site)
+
 urlpatterns = [
-    path("admin/rq/", include("django_rq.urls")),
+    path("admin/rq/", include(rq_dashboard.urlpatterns())),  # needs the django_rq.admin permission
     path("admin/", admin.site.urls),
     path("", include("blogimages.urls")),
 ]

@@ -7,8 +7,12 @@ from wagtail import urls as wagtail_urls
 from wagtail.admin import urls as wagtailadmin_urls
 from wagtail.documents import urls as wagtaildocs_urls
 
+from project import rq_dashboard
+
+rq_dashboard.guard_admin_site(admin.site)
+
 urlpatterns = [
-    path("django-admin/rq/", include("django_rq.urls")),
+    path("django-admin/rq/", include(rq_dashboard.urlpatterns())),  # needs the django_rq.admin permission
     path("django-admin/", admin.site.urls),
     path("admin/", include(wagtailadmin_urls)),
     path("documents/", include(wagtaildocs_urls)),

@@ -326,9 +326,8 @@ def test_requeue_after_the_queue_was_flushed(
         command("blogimages_generate", "--post", "demo-post")
     rq_queue.empty()  # Redis lost the jobs
     assert run_worker() == 0
-    assert "Re-queued 0" in command("blogimages_requeue")  # too recent to be called lost yet
 
-    out = command("blogimages_requeue", "--dry-run", "--older-than", "0")
+    out = command("blogimages_requeue", "--dry-run")
     assert out.count("its job is gone from Redis: would re-queue") == 2
     assert len(rq_queue) == 0
 
@@ -338,6 +337,52 @@ def test_requeue_after_the_queue_was_flushed(
     assert len(rq_queue) == 2
     assert run_worker() == 2
     assert set(ImageGenerationResult.objects.values_list("status", "enqueue_count")) == {(ResultStatus.SUCCEEDED, 2)}
+
+
+@pytest.mark.django_db
+def test_requeue_recovers_what_redis_lost_at_once(
+    make_post, rq_queue, run_worker, placeholder_only, django_capture_on_commit_callbacks
+):
+    make_post(sections=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        command("blogimages_generate", "--post", "demo-post")
+    rq_queue.connection.flushdb()  # Redis came back empty, a moment after the rows were queued
+    with django_capture_on_commit_callbacks(execute=True):
+        out = command("blogimages_requeue")  # no --older-than: the default must not hold them back
+    assert out.count("its job is gone from Redis: re-queued") == 3
+    assert "Re-queued 3 result(s); skipped 0;" in out
+    assert run_worker() == 3
+    assert set(ImageGenerationResult.objects.values_list("status", flat=True)) == {ResultStatus.SUCCEEDED}
+
+
+@pytest.mark.django_db
+def test_requeue_says_what_it_skipped_and_why(
+    make_post, rq_queue, run_worker, placeholder_only, django_capture_on_commit_callbacks
+):
+    post = make_post(sections=3)
+    live, fresh, working = post.sections.order_by("position")
+    with django_capture_on_commit_callbacks(execute=True):
+        command("blogimages_generate", "--section", str(live.pk))
+        command("blogimages_generate", "--section", str(working.pk))
+    command("blogimages_generate", "--section", str(fresh.pk))  # committed, its on-commit enqueue not run yet
+    live_result, working_result = ImageGenerationResult.objects.exclude(job_id="").order_by("pk")
+    fresh_result = ImageGenerationResult.objects.get(job_id="")
+    now = timezone.now()
+    working_result.transition(ResultStatus.RUNNING, started_at=now, heartbeat_at=now)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        out = command("blogimages_requeue")
+    assert f"#{live_result.pk}  its job is queued in Redis: skipped" in out
+    assert f"#{fresh_result.pk}  queued a moment ago, its enqueue may still be on its way: skipped" in out
+    assert f"#{working_result.pk}  running, its worker reported 0 s ago (--older-than): skipped" in out
+    assert "Re-queued 0 result(s); skipped 3;" in out
+
+    # The grace is a few seconds, not a minute: past it, the row is recovered.
+    ImageGenerationResult.objects.filter(pk=fresh_result.pk).update(queued_at=now - timezone.timedelta(seconds=10))
+    with django_capture_on_commit_callbacks(execute=True):
+        out = command("blogimages_requeue")
+    assert f"#{fresh_result.pk}  never reached the queue: re-queued" in out
+    assert "Re-queued 1 result(s); skipped 2;" in out
 
 
 @pytest.mark.django_db
@@ -437,6 +482,50 @@ def test_requeue_transient_failures_but_not_permanent_ones(
     permanent.refresh_from_db()
     assert transient.status == ResultStatus.SUCCEEDED and transient.image
     assert permanent.status == ResultStatus.FAILED
+
+
+@pytest.mark.django_db
+def test_requeue_gives_up_on_a_transient_failure_after_max_requeues(
+    make_post, rq_queue, run_worker, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    down = tmp_path / "server-down"
+    down.touch()  # and it stays down: the provider is gone for good
+    settings.BLOGIMAGES_PROVIDERS = {"switch": provider(SwitchProvider, down_file=str(down))}
+    settings.BLOGIMAGES_DEFAULT_PROVIDER = "switch"
+    settings.BLOGIMAGES_MAX_ATTEMPTS = 1
+    settings.BLOGIMAGES_MAX_REQUEUES = 2
+    make_post(sections=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        command("blogimages_generate", "--post", "demo-post")
+    run_worker()
+    result = ImageGenerationResult.objects.get()
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            out = command("blogimages_requeue")
+        assert f"#{result.pk}  failed with a transient error: connection refused: re-queued" in out
+        assert run_worker() == 1
+    result.refresh_from_db()
+    assert (result.status, result.error_kind, result.enqueue_count) == (ResultStatus.FAILED, ErrorKind.TRANSIENT, 3)
+
+    out = command("blogimages_requeue", "--dry-run")
+    assert "(re-queued 2 time(s), BLOGIMAGES_MAX_REQUEUES): would fail for good" in out
+    with django_capture_on_commit_callbacks(execute=True):
+        out = command("blogimages_requeue")
+    assert f"#{result.pk}  failed with a transient error: connection refused" in out
+    assert "(re-queued 2 time(s), BLOGIMAGES_MAX_REQUEUES): failed for good" in out
+    assert "Re-queued 0 result(s); skipped 0; failed 1 for good;" in out
+    assert len(rq_queue) == 0
+    result.refresh_from_db()
+    assert (result.status, result.error_kind) == (ResultStatus.FAILED, ErrorKind.PERMANENT)
+    assert "Gave up after 2 re-queue(s) (BLOGIMAGES_MAX_REQUEUES=2)" in result.error_message
+    assert "connection refused" in result.error_message
+
+    # Settled: the cron leaves it alone from now on; an editor can still re-queue it by hand.
+    out = command("blogimages_requeue")
+    assert f"#{result.pk}" not in out and "Re-queued 0 result(s)" in out
+    services.requeue(result)
+    result.refresh_from_db()
+    assert result.status == ResultStatus.QUEUED
 
 
 @pytest.mark.django_db

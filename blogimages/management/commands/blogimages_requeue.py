@@ -15,14 +15,18 @@ from blogimages.models import ErrorKind, ImageGenerationResult, ResultStatus, Re
 # RQ statuses of a job that will still run (or is running) the result.
 LIVE_JOB_STATUSES = {"queued", "deferred", "scheduled", "started"}
 
+#: Seconds a just-queued result without a job in Redis is given for its on-commit enqueue.
+JUST_QUEUED = 5.0
+
 
 class Command(BaseCommand):
     help = (
         "Re-queue results that are stuck in queued or running with no live RQ job (the worker died, Redis was "
         "flushed or restarted) and results that failed with a transient error (timeouts, a server that was "
-        "down). Also sweeps running results whose worker stopped sending heartbeats. Safe to rerun: a job "
-        "that is still alive in Redis is left alone. Exit status: 0 done, 1 Redis cannot be reached or some "
-        "results could not be queued, 2 bad arguments."
+        "down); a transient failure already re-queued BLOGIMAGES_MAX_REQUEUES times is failed for good instead. "
+        "Also sweeps running results whose worker stopped sending heartbeats. Prints every result it skips, "
+        "and why. Safe to rerun: a job that is still alive in Redis is left alone. Exit status: 0 done, "
+        "1 Redis cannot be reached or some results could not be queued, 2 bad arguments."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,8 +36,10 @@ class Command(BaseCommand):
             type=float,
             default=60.0,
             metavar="SECONDS",
-            help="Leave results queued (or last heard from) less than this long ago alone: they may be on "
-            "their way to the queue right now (default 60).",
+            help="Leave running results whose worker reported less than this long ago alone: the worker may "
+            f"still be on it (default 60). Queued results are recovered at once, except one queued in the last "
+            f"{JUST_QUEUED:g} s (or --older-than, if less) whose job is not in Redis yet: its enqueue may be "
+            "on its way.",
         )
         parser.add_argument(
             "--skip-failed", action="store_true", help="Only stuck results; leave transient failures alone."
@@ -57,7 +63,9 @@ class Command(BaseCommand):
             ) from exc
 
         now = timezone.now()
-        cutoff = now - timezone.timedelta(seconds=max(0.0, options["older_than"]))
+        older_than = max(0.0, options["older_than"])
+        heard_cutoff = now - timezone.timedelta(seconds=older_than)
+        queued_cutoff = now - timezone.timedelta(seconds=min(JUST_QUEUED, older_than))
         stale_cutoff = now - timezone.timedelta(seconds=app_settings.STUCK_AFTER)
         if dry_run:
             swept = [r.pk for r in ImageGenerationResult.objects.stale(stale_cutoff)]
@@ -67,11 +75,11 @@ class Command(BaseCommand):
             self.stdout.write(f"  #{pk}  running without a heartbeat for {app_settings.STUCK_AFTER} s: swept")
 
         candidates: list[tuple[ImageGenerationResult, str]] = []
+        skipped: list[tuple[ImageGenerationResult, str]] = []
         active = ImageGenerationResult.objects.filter(status__in=(ResultStatus.QUEUED, ResultStatus.RUNNING))
         for result in active.exclude(pk__in=swept).order_by("pk").iterator(chunk_size=200):
-            reason = _lost_reason(result, connection, cutoff)
-            if reason:
-                candidates.append((result, reason))
+            lost, reason = _examine(result, connection, heard_cutoff, queued_cutoff)
+            (candidates if lost else skipped).append((result, reason))
         if not options["skip_failed"]:
             failed = ImageGenerationResult.objects.filter(status=ResultStatus.FAILED, error_kind=ErrorKind.TRANSIENT)
             approved_sections = SectionReview.objects.filter(status=ReviewStatus.APPROVED)
@@ -81,21 +89,34 @@ class Command(BaseCommand):
                 candidates.append((result, f"failed with a transient error: {result.error_message[:80]}"))
 
         requeued: list[ImageGenerationResult] = []
+        given_up: list[ImageGenerationResult] = []
         for result, reason in candidates:
-            verb = "would re-queue" if dry_run else "re-queued"
+            retry = result.status == ResultStatus.FAILED
+            if retry and services.requeue_limit_reached(result):
+                reason += f" (re-queued {result.enqueue_count - 1} time(s), BLOGIMAGES_MAX_REQUEUES)"
+                verb = "would fail for good" if dry_run else "failed for good"
+                bucket = given_up
+            else:
+                verb = "would re-queue" if dry_run else "re-queued"
+                bucket = requeued
             if not dry_run:
                 try:
-                    services.recover_lost(result)
+                    if retry:
+                        services.retry_transient_failure(result)
+                    else:
+                        services.recover_lost(result)
                 except (InvalidTransition, ConcurrentTransition) as exc:
-                    self.stdout.write(f"  #{result.pk}  changed meanwhile, left alone: {exc}")
+                    skipped.append((result, f"changed meanwhile: {exc}"))
                     continue
-                requeued.append(result)
+            bucket.append(result)
             self.stdout.write(f"  #{result.pk}  {reason}: {verb}")
+        for result, reason in skipped:
+            self.stdout.write(f"  #{result.pk}  {reason}: skipped")
 
         errors = [] if dry_run else services.queue_errors(requeued)
-        count = len(candidates) if dry_run else len(requeued)
         summary = (
-            f"{'Would re-queue' if dry_run else 'Re-queued'} {count} result(s); "
+            f"{'Would re-queue' if dry_run else 'Re-queued'} {len(requeued)} result(s); "
+            f"skipped {len(skipped)}; {'would fail' if dry_run else 'failed'} {len(given_up)} for good; "
             f"{'would sweep' if dry_run else 'swept'} {len(swept)} without a heartbeat."
         )
         self.stdout.write(self.style.SUCCESS(summary) if not errors else self.style.WARNING(summary))
@@ -105,28 +126,37 @@ class Command(BaseCommand):
             raise CommandError(f"Some results could not be queued: {errors[0]}", returncode=1)
 
 
-def _lost_reason(result: ImageGenerationResult, connection: Any, cutoff: Any) -> str | None:
-    """Why a queued or running result has no job that will finish it, or None if it has one."""
+def _examine(result: ImageGenerationResult, connection: Any, heard_cutoff: Any, queued_cutoff: Any) -> tuple[bool, str]:
+    """Whether a queued or running result is lost (no job will finish it), and why, or why not."""
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
     from rq.worker import Worker
 
-    if result.status == ResultStatus.QUEUED and result.queued_at and result.queued_at > cutoff:
-        return None  # just queued: its on-commit enqueue may not have run yet
-    if result.status == ResultStatus.RUNNING and result.heartbeat_at and result.heartbeat_at > cutoff:
-        return None  # its worker reported recently, whatever Redis says
-    if not result.job_id:
-        return "never reached the queue"
-    try:
-        job = Job.fetch(result.job_id, connection=connection)
-    except NoSuchJobError:
-        return "its job is gone from Redis"
-    raw = job.get_status(refresh=False)
+    if result.status == ResultStatus.RUNNING and result.heartbeat_at and result.heartbeat_at > heard_cutoff:
+        seconds = (timezone.now() - result.heartbeat_at).total_seconds()
+        return False, f"running, its worker reported {seconds:.0f} s ago (--older-than)"
+    job = None
+    if result.job_id:
+        try:
+            job = Job.fetch(result.job_id, connection=connection)
+        except NoSuchJobError:
+            job = None
+    raw = job.get_status(refresh=False) if job else None
     status = str(getattr(raw, "value", raw) or "unknown")
+    # Only this narrow case waits: a row committed a moment ago whose on-commit enqueue may
+    # not have run, so it has no job id yet, or still the previous job's, ended. A job id
+    # that Redis does not know at all is lost whatever its age.
+    not_sent_yet = not result.job_id or (job is not None and status not in LIVE_JOB_STATUSES)
+    if result.status == ResultStatus.QUEUED and not_sent_yet and result.queued_at and result.queued_at > queued_cutoff:
+        return False, "queued a moment ago, its enqueue may still be on its way"
+    if not result.job_id:
+        return True, "never reached the queue"
+    if job is None:
+        return True, "its job is gone from Redis"
     if status not in LIVE_JOB_STATUSES:
-        return f"its job is {status} but the result is still {result.status}"
+        return True, f"its job is {status} but the result is still {result.status}"
     if status == "started" and job.worker_name:
         worker_key = Worker.redis_worker_namespace_prefix + job.worker_name
         if not connection.exists(worker_key):
-            return "its worker is gone"
-    return None
+            return True, "its worker is gone"
+    return False, f"its job is {status} in Redis"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import random
 import time
 
 from django.db import close_old_connections, connection
@@ -29,9 +27,6 @@ logger = logging.getLogger("blogimages.jobs")
 # Writes of progress and heartbeat are throttled: a sampler can report 50 steps a second.
 PROGRESS_EVERY = 0.25
 CANCEL_CHECK_EVERY = 0.5
-#: An unpinned seed is chosen here, below the smallest limit a provider takes (32 bits),
-#: so the row records the seed sent even if the job is cancelled or fails.
-SEED_LIMIT = 2**32
 
 
 def short(text: object, limit: int) -> str:
@@ -99,10 +94,6 @@ def run_generation(result_id: int) -> str:
         logger.info("Result #%s is %s; skipping", result_id, result.status)
         return f"skipped ({result.status})"
     now = timezone.now()
-    # The seed to send, recorded as the job starts, so a result cancelled or failed on the
-    # way still offers "same seed". A provider that reports another seed wins on success.
-    pinned = result.seed_pinned and result.seed is not None
-    seed = result.seed if pinned else random.SystemRandom().randrange(SEED_LIMIT)
     try:
         result.move(
             "start",
@@ -111,7 +102,6 @@ def run_generation(result_id: int) -> str:
             progress=0,
             progress_message="",
             attempts=F("attempts") + 1,
-            seed=seed,
         )
     except ConcurrentTransition:
         return "skipped (taken by another worker)"
@@ -124,16 +114,11 @@ def run_generation(result_id: int) -> str:
     except Exception as exc:  # noqa: BLE001 - a provider removed from settings after queueing
         _fail(result, f"Provider {alias!r} is not available: {exc}", ErrorKind.PERMANENT)
         return "failed"
-    request = request_from_snapshot(
-        result.final_prompt, result.params, seed=seed if pinned else None, result_id=result.pk
-    )
+    request = request_from_snapshot(result.final_prompt, result.params, seed=result.seed, result_id=result.pk)
 
     while True:
         try:
             prepared, adjustments = provider.prepare(request)
-            if prepared.seed is None:
-                # Set after prepare(): a provider without seeds (OpenAI) then notes nothing.
-                prepared = dataclasses.replace(prepared, seed=seed)
             image = provider.generate(prepared, reporter)
             break
         except GenerationCancelled:
@@ -176,8 +161,7 @@ def run_generation(result_id: int) -> str:
             image.content,
             fields={
                 "provider_used": image.provider or alias,
-                # What the provider used; a pinned seed if it does not say; none if it ignores seeds.
-                "seed": image.seed if image.seed is not None else (seed if pinned else None),
+                "seed": image.seed if image.seed is not None else result.seed,
                 "model": image.model or result.model,
                 "provider_meta": meta,
                 **({"remote_id": image.remote_id[:200]} if image.remote_id else {}),

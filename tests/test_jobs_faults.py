@@ -147,23 +147,6 @@ def test_upload_with_storage_unreachable_is_a_clear_error_within_seconds(unreach
     assert ImageGenerationResult.objects.count() == 0
 
 
-def test_a_cancelled_job_records_the_seed_it_sent(settings, run_worker, django_capture_on_commit_callbacks):
-    settings.BLOGIMAGES_PROVIDERS = {
-        **settings.BLOGIMAGES_PROVIDERS,
-        "selfcancel": {"BACKEND": "tests.providers.SelfCancellingProvider"},
-    }
-    spec = services.GenerationSpec(prompt="a heron at dawn", providers=["selfcancel"])
-    with django_capture_on_commit_callbacks(execute=True):
-        (result,) = services.request_generation(spec)
-    run_worker()
-    result.refresh_from_db()
-    assert result.status == ResultStatus.CANCELLED
-    assert result.seed is not None and not result.seed_pinned
-    with django_capture_on_commit_callbacks(execute=False):
-        again = services.regenerate(result, same_seed=True)
-    assert again.seed == result.seed and again.seed_pinned
-
-
 def test_a_failed_row_does_not_keep_its_retrying_message(settings, run_worker, django_capture_on_commit_callbacks):
     long_message = "Could not reach the server at " + "http://gpu.example.com/" + "a" * 300 + " after a while"
     settings.BLOGIMAGES_PROVIDERS = {

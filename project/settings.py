@@ -60,6 +60,12 @@ WSGI_APPLICATION = "project.wsgi.application"
 
 # SQLite by default; DATABASE_URL=postgres://... for PostgreSQL.
 DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Client-side cursors for .iterator(): a loop over a server-side cursor that ends early
+    # (an exception mid-loop) closes its cursor whenever the generator is collected, which
+    # can be inside a later transaction on the same connection, and PostgreSQL then aborts
+    # that transaction ("cursor ... does not exist"). Needed behind PgBouncer anyway.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers and the dev server write at the same time; wait for the lock instead of
     # failing with "database is locked".

@@ -276,6 +276,33 @@ def s3_storage(s3_server, settings, monkeypatch):
 
 
 @pytest.fixture
+def silent_port():
+    """A local TCP server that accepts connections and never answers (a stalled service)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+@pytest.fixture
 def thread_server():
     """Run a ``serve_forever`` server in a thread; stopped after the test."""
     started = []

@@ -4,8 +4,6 @@ answers (stalled). The storage options bound botocore's waits, so each test take
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
@@ -25,30 +23,9 @@ SAVE_FAILED = "The image could not be saved to file storage ("
 
 
 @pytest.fixture
-def stalled_port():
-    """A TCP server that accepts connections and never answers, like a stalled S3."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    server.close()
+def stalled_port(silent_port):
+    """A port that accepts connections and never answers, like a stalled S3."""
+    return silent_port
 
 
 def use_s3(settings, endpoint: str, bucket: str = "blogimages-faults") -> None:

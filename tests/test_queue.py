@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
@@ -62,30 +61,9 @@ def _closed_port():
 
 
 @pytest.fixture
-def hung_redis():
-    """A TCP server that accepts connections and never answers, like a stuck Redis."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    server.close()
+def hung_redis(silent_port):
+    """A port that accepts connections and never answers, like a stuck Redis."""
+    return silent_port
 
 
 @pytest.mark.parametrize("kind", ["refused", "hung"])

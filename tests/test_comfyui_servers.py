@@ -149,12 +149,15 @@ def test_health_reports_version_gpu_memory_and_queue(comfy):
     server = comfy(system_devices=[gpu])
     busy(server, 2)
     health = provider_for([server.url]).health()
-    assert health.ok and health.detail == "1 of 1 ComfyUI server reachable"
+    assert health.ok and health.detail == (
+        f"1 of 1 ComfyUI server reachable; {server.url} runs ComfyUI 0.3.64 (/history and /queue)."
+    )
     (entry,) = health.info["servers"]
     assert entry == {
         "url": server.url,
         "ok": True,
         "version": "0.3.64",
+        "jobs_api": False,  # 0.3.64 has no /api/jobs: completion is read from /history and /queue
         "device": gpu["name"],
         "vram_free": 20000000000,
         "vram_total": 23580639232,

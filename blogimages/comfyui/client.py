@@ -16,6 +16,14 @@ It follows what the recordings in ``comfyui-protocol/`` show (ComfyUI 0.3.64):
   a handshake per image; a spare socket keeps reading and is closed when unused;
 * cancelling deletes the prompt from the queue and interrupts it *by id*: both are
   no-ops unless the prompt is ours and pending or running, so other work is never hit;
+* at the wall-clock limit the prompt is stopped the same way and the server is asked until
+  it no longer lists it as pending or running (an interrupt takes effect only at the next
+  node or sampler step). Only a stop that was confirmed may be retried: a prompt that may
+  still run fails with :class:`PromptStillRunning`, so no second prompt joins it;
+* newer ComfyUI servers have a jobs API (``GET /api/jobs``, ``/api/jobs/<id>``) that tells
+  "unknown id" (404) from "not finished" (``pending`` / ``in_progress``), which ``/history``
+  (``{}`` for both) cannot. It is used where a server answers ``/api/jobs``, detected per
+  server and re-checked every few minutes; 0.3.x servers keep ``/history`` + ``/queue``;
 * binary frames (previews) are skipped; a 400 with ``node_errors``, an
   ``execution_error`` or someone else's interrupt is a permanent error in one sentence;
   connection errors, 5xx and timeouts are transient. Every wait has a deadline.
@@ -49,6 +57,43 @@ SAMPLER_WEIGHT = 20
 RECV_SLICE = 0.25  # longest single wait on the socket, so cancels are seen quickly
 HISTORY_RETRY = 2.0  # how long an empty ``{}`` history is retried after completion
 LOST_CONTACT_AFTER = 3  # consecutive failed polls before giving up on a server mid-run
+SERVER_INFO_TTL = 300.0  # how long a server's version and protocol (jobs API or not) are trusted
+STOP_POLL = 0.2  # how often a stopped prompt's state is asked while waiting for the stop to take
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a server runs: its ``comfyui_version`` and whether it has the jobs API."""
+
+    version: str  # ``system.comfyui_version`` from /system_stats; "" when the server does not say
+    jobs_api: bool  # GET /api/jobs answers: completion and stops are checked with /api/jobs/<id>
+
+    @property
+    def protocol(self) -> str:
+        return "jobs API" if self.jobs_api else "/history and /queue"
+
+
+@dataclass
+class PromptState:
+    """Where one prompt is on its server."""
+
+    state: str  # "pending", "running", "done", or "unknown" (neither queued nor in history)
+    entry: dict[str, Any] | None = None  # when done: a history entry ({"status", "outputs"})
+    ahead: int | None = None  # when pending: prompts that run before it, if known
+    via: str = "history"  # what told us: "history" (/history + /queue) or "jobs" (/api/jobs/<id>)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("pending", "running")
+
+
+@dataclass
+class StopOutcome:
+    """What :meth:`ComfyUIClient.stop_confirmed` found out."""
+
+    confirmed: bool  # the server no longer lists the prompt as pending or running
+    state: PromptState | None = None  # the last state seen (None: the server could not be asked)
+    error: str = ""  # why the server could not be asked or answered, when it could not
 
 
 @dataclass
@@ -57,6 +102,7 @@ class Submission:
     client_id: str
     server: str
     queue_ahead: int | None = None
+    info: ServerInfo | None = None  # the server's version and protocol when the prompt was posted
 
 
 @dataclass
@@ -66,6 +112,19 @@ class Output:
     image: dict[str, str]
     all_images: list[dict[str, str]] = field(default_factory=list)
     via: str = "websocket"
+
+
+class PromptStillRunning(PermanentProviderError):
+    """A prompt was asked to stop but may still be running on its server.
+
+    Permanent on purpose: a retry would post a second prompt next to the first one (three
+    timeouts would burn the GPU three times). ``server`` and ``prompt_id`` name the prompt.
+    """
+
+    def __init__(self, message: str, *, server: str, prompt_id: str):
+        super().__init__(message)
+        self.server = server
+        self.prompt_id = prompt_id
 
 
 class ComfyUIClient:
@@ -82,6 +141,7 @@ class ComfyUIClient:
         self.session.trust_env = False
         self._spare: list[_Socket] = []
         self._spare_lock = threading.Lock()
+        self._info: tuple[float, ServerInfo] | None = None  # (expires, what the server runs)
 
     def __repr__(self) -> str:
         return f"<ComfyUIClient {self.url}>"
@@ -143,10 +203,113 @@ class ComfyUIClient:
             return self.get_json("/object_info", timeout=timeout)
         return self.get_json(f"/object_info/{quote(node_class, safe='')}", timeout=timeout)
 
-    def history(self, prompt_id: str) -> dict[str, Any] | None:
+    def history(self, prompt_id: str, *, timeout: float | None = None) -> dict[str, Any] | None:
         """The prompt's history entry, or None while it is queued or running (``{}``)."""
-        data = self.get_json(f"/history/{prompt_id}")
+        data = self.get_json(f"/history/{prompt_id}", timeout=timeout)
         return data.get(prompt_id) if isinstance(data, dict) else None
+
+    # --- which protocol the server speaks ----------------------------------------------------------
+
+    def server_info(self, *, timeout: float | None = None, stats: dict[str, Any] | None = None) -> ServerInfo:
+        """The server's version and whether it has the jobs API; cached for ``SERVER_INFO_TTL``.
+
+        ``stats`` (an answer to ``/system_stats`` the caller just fetched) forces a fresh
+        check. The jobs API is detected by asking for it: ``GET /api/jobs?limit=1`` answers
+        ``{"jobs": [...], "pagination": {...}}`` on servers that have it and 404 on 0.3.x
+        (a version number alone would not say what a patched or forked server runs).
+        """
+        cached = self._info
+        if stats is None and cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        if stats is None:
+            stats = self.system_stats(timeout=timeout)
+        version = str(((stats or {}).get("system") or {}).get("comfyui_version") or "")
+        response = self.request("GET", "/api/jobs", timeout=timeout, params={"limit": 1})
+        try:
+            body = response.json() if response.status_code == 200 else None
+        except ValueError:
+            body = None
+        info = ServerInfo(version=version, jobs_api=isinstance(body, dict) and isinstance(body.get("jobs"), list))
+        if cached is None or cached[1] != info:
+            logger.info("ComfyUI at %s runs version %s; using %s", self.url, version or "(unknown)", info.protocol)
+        self._info = (time.monotonic() + SERVER_INFO_TTL, info)
+        return info
+
+    def prompt_state(self, prompt_id: str, *, timeout: float | None = None) -> PromptState:
+        """Where the prompt is: pending, running, done (with its entry) or unknown to the server."""
+        if self.server_info(timeout=timeout).jobs_api:
+            state = self._job_state(prompt_id, timeout=timeout)
+            if state is not None:
+                return state
+        return self._history_state(prompt_id, timeout=timeout)
+
+    def _job_state(self, prompt_id: str, *, timeout: float | None) -> PromptState | None:
+        """``GET /api/jobs/<id>``; None when the answer cannot be read as a job (then /history is asked).
+
+        The shapes are ComfyUI's ``server.py`` (``get_job_by_id``) and ``comfy_execution/jobs.py``
+        (Comfy-Org/ComfyUI, PR #11054): 404 ``{"error": "Job not found"}`` for an id that is
+        neither queued nor in history; otherwise ``{"id", "status", "priority", ...}`` with
+        ``status`` ``pending`` / ``in_progress`` (from the queue) or ``completed`` / ``failed``
+        (from history, with ``outputs`` and ``execution_status``, the history entry's
+        ``status`` with its messages).
+        """
+        path = f"/api/jobs/{quote(prompt_id, safe='')}"
+        response = self.request("GET", path, timeout=timeout)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code == 404:
+            if isinstance(body, dict) and "error" in body:
+                return PromptState("unknown", via="jobs")
+            # A plain 404: the route is gone (the server was downgraded). Detect again next time.
+            logger.warning("ComfyUI at %s no longer answers GET /api/jobs; going back to /history", self.url)
+            self._info = None
+            return None
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise PermanentProviderError(
+                f"ComfyUI at {self.url} answered {response.status_code} {response.reason} to GET {path}."
+            )
+        status = body.get("status")
+        if status == "in_progress":
+            return PromptState("running", via="jobs")
+        if status == "pending":
+            return PromptState("pending", ahead=self._jobs_ahead(body.get("priority"), timeout=timeout), via="jobs")
+        if status in ("completed", "failed", "cancelled"):  # "cancelled": Comfy Cloud's API lists it too
+            execution = body.get("execution_status") or {
+                "status_str": "success" if status == "completed" else "error",
+                "completed": status == "completed",
+                "messages": [],
+            }
+            return PromptState("done", entry={"status": execution, "outputs": body.get("outputs") or {}}, via="jobs")
+        logger.warning("ComfyUI at %s reports prompt %s as %r; asking /history instead", self.url, prompt_id, status)
+        return None
+
+    def _jobs_ahead(self, priority: Any, *, timeout: float | None) -> int | None:
+        """How many queued or running jobs run before one of ``priority`` (lower runs first)."""
+        try:
+            data = self.get_json("/api/jobs", timeout=timeout, params={"status": "in_progress,pending"})
+            jobs = data.get("jobs") or []
+            running = [job for job in jobs if job.get("status") == "in_progress"]
+            before = [job for job in jobs if job.get("status") == "pending" and job.get("priority", 0) < priority]
+            return len(running) + len(before)
+        except (ProviderError, AttributeError, TypeError):
+            return None  # only the progress line needs it
+
+    def _history_state(self, prompt_id: str, *, timeout: float | None) -> PromptState:
+        """History, then the queue, then history again (it may have finished between the two calls)."""
+        entry = self.history(prompt_id, timeout=timeout)
+        if entry is not None:
+            return PromptState("done", entry=entry)
+        queue = self.queue(timeout=timeout)
+        running = [item[1] for item in queue.get("queue_running", [])]
+        pending = [item[1] for item in sorted(queue.get("queue_pending", []), key=lambda item: item[0])]  # heap order
+        if prompt_id in running:
+            return PromptState("running")
+        if prompt_id in pending:
+            return PromptState("pending", ahead=pending.index(prompt_id) + len(running))
+        entry = self.history(prompt_id, timeout=timeout)
+        return PromptState("done", entry=entry) if entry is not None else PromptState("unknown")
 
     def post_prompt(self, graph: dict[str, Any], client_id: str, prompt_id: str | None = None) -> str:
         """Queue ``graph``; returns the prompt id the server uses (ours, when it takes a client's id)."""
@@ -189,6 +352,34 @@ class ComfyUIClient:
         self.request("POST", "/queue", json={"delete": [prompt_id]})
         self.request("POST", "/interrupt", json={"prompt_id": prompt_id})
 
+    def stop_confirmed(self, prompt_id: str, within: float) -> StopOutcome:
+        """:meth:`stop`, then ask for the prompt until it is neither pending nor running, for ``within`` s.
+
+        An interrupt takes effect at the next node boundary or sampler step (recording 05),
+        so a running prompt stays listed for a moment; a node that never checks for
+        interrupts keeps it there. ``/api/jobs/<id>`` answers where the server has it,
+        ``/history`` + ``/queue`` elsewhere.
+        """
+        try:
+            self.stop(prompt_id)
+        except ProviderError as exc:
+            return StopOutcome(confirmed=False, error=str(exc))
+        deadline = time.monotonic() + max(0.0, within)
+        state, error = None, ""
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                state = self.prompt_state(prompt_id, timeout=max(1.0, min(self.read_timeout, remaining)))
+                error = ""
+            except ProviderError as exc:
+                error = str(exc)
+            else:
+                if not state.active:
+                    return StopOutcome(confirmed=True, state=state)
+            if time.monotonic() >= deadline:
+                return StopOutcome(confirmed=False, state=state, error=error)
+            time.sleep(min(STOP_POLL, max(0.0, deadline - time.monotonic())))
+
     # --- running a prompt ------------------------------------------------------------------------
 
     def ws_url(self, client_id: str) -> str:
@@ -206,13 +397,17 @@ class ComfyUIClient:
         poll_interval: float,
         queue_ahead: int | None = None,
         limit: float | None = None,
+        stop_timeout: float = 10.0,
     ) -> tuple[Submission, Output]:
         """Submit ``graph`` and wait for its image; the deadline is ``timeout`` from now.
 
         ``limit`` is the configured wall-clock limit that the error message names (the
-        caller may already have spent part of it choosing a server).
+        caller may already have spent part of it choosing a server). When it runs out, the
+        prompt is stopped and the server asked for up to ``stop_timeout`` seconds whether
+        it is gone.
         """
         deadline = time.monotonic() + timeout
+        info = self.server_info()  # which protocol this server speaks, before anything is queued there
         socket = self._take_socket()
         try:
             client_id = socket.client_id
@@ -227,12 +422,21 @@ class ComfyUIClient:
                 except ProviderError:
                     pass
                 raise
-            submission = Submission(prompt_id, client_id, self.url, queue_ahead)
+            submission = Submission(prompt_id, client_id, self.url, queue_ahead, info)
             reporter.remote_id(prompt_id, self.url)
             if queue_ahead:
                 reporter.progress(0, f"queued on ComfyUI ({queue_ahead} ahead)")
             waiter = _Waiter(
-                self, submission, graph, reporter, socket, output_node, deadline, limit or timeout, poll_interval
+                self,
+                submission,
+                graph,
+                reporter,
+                socket,
+                output_node,
+                deadline,
+                limit or timeout,
+                poll_interval,
+                stop_timeout=stop_timeout,
             )
             return submission, waiter.wait()
         finally:
@@ -354,7 +558,20 @@ class _Socket:
 class _Waiter:
     """Waits for one prompt: socket messages first, ``/history`` and ``/queue`` when it is quiet."""
 
-    def __init__(self, client, submission, graph, reporter, socket, output_node, deadline, timeout, poll_interval):
+    def __init__(
+        self,
+        client,
+        submission,
+        graph,
+        reporter,
+        socket,
+        output_node,
+        deadline,
+        timeout,
+        poll_interval,
+        *,
+        stop_timeout,
+    ):
         self.client: ComfyUIClient = client
         self.submission: Submission = submission
         self.graph = graph
@@ -368,6 +585,7 @@ class _Waiter:
         self.images: list[dict[str, str]] | None = None
         self.failed_polls = 0
         self.percent = 0.0
+        self.stop_timeout = stop_timeout
 
     @property
     def prompt_id(self) -> str:
@@ -378,23 +596,22 @@ class _Waiter:
         while True:
             now = time.monotonic()
             if now >= self.deadline:
-                self._stop_quietly()
-                raise TransientProviderError(
-                    f"ComfyUI at {self.client.url} did not finish prompt {self.prompt_id} within "
-                    f"{self.timeout:g} s; it was removed from the server."
-                )
+                return self._timed_out()
             if self.reporter.cancelled():
                 self._stop_quietly()
-                raise GenerationCancelled(f"Cancelled; ComfyUI prompt {self.prompt_id} was stopped.")
+                raise GenerationCancelled(
+                    f"Cancelled; ComfyUI at {self.client.url} was asked to remove prompt {self.prompt_id} from its "
+                    "queue or interrupt it."
+                )
             if self.socket.conn is None and self.socket.drops and now - last_reconnect >= self.poll_interval:
                 # Same client id: ComfyUI routes the rest of the run to the new socket. What
                 # was sent meanwhile is lost, so history is checked right after.
                 last_reconnect = now
                 if self.socket.open():
                     last_poll = now
-                    entry = self._poll()
-                    if entry is not None:
-                        return self._from_history(entry)
+                    state = self._poll()
+                    if state is not None:
+                        return self._from_history(state.entry, via=state.via)
             frame = self.socket.recv(min(RECV_SLICE, self.poll_interval, max(0.0, self.deadline - now)))
             if isinstance(frame, str):
                 last_heard = time.monotonic()
@@ -406,9 +623,36 @@ class _Waiter:
             now = time.monotonic()
             if now - last_heard >= self.poll_interval and now - last_poll >= self.poll_interval:
                 last_poll = now
-                entry = self._poll()
-                if entry is not None:
-                    return self._from_history(entry)
+                state = self._poll()
+                if state is not None:
+                    return self._from_history(state.entry, via=state.via)
+
+    def _timed_out(self) -> Output:
+        """Stop the prompt at the wall-clock limit and raise an error that says what the server did."""
+        url, within = self.client.url, self.stop_timeout
+        outcome = self.client.stop_confirmed(self.prompt_id, within)
+        late = f"ComfyUI at {url} did not finish prompt {self.prompt_id} within {self.timeout:g} s"
+        if outcome.confirmed:
+            entry = (outcome.state.entry if outcome.state else None) or {}
+            status = entry.get("status") or {}
+            kinds = [message[0] for message in status.get("messages") or [] if message]
+            if status.get("status_str") == "success" or "execution_error" in kinds:
+                # It ended on its own while it was being stopped: use its image, or say why it failed.
+                return self._from_history(entry, via=outcome.state.via)
+            raise TransientProviderError(f"{late}; it was stopped and confirmed gone from {url}.")
+        state = outcome.state.state if outcome.state else ""
+        if state:
+            where = "still running" if state == "running" else "still in its queue"
+            what = f"blogimages asked {url} to stop it but it was {where} after {within:g} s"
+        else:
+            reason = outcome.error.rstrip(".")
+            what = f"blogimages could not confirm that {url} stopped it ({reason}), so it may still be running"
+        raise PromptStillRunning(
+            f"{late}; {what}. It is not retried, so that no second prompt runs next to it: check the server's "
+            "queue, then generate the image again.",
+            server=url,
+            prompt_id=self.prompt_id,
+        )
 
     # --- socket messages ---------------------------------------------------------------------
 
@@ -463,17 +707,17 @@ class _Waiter:
         # an empty answer briefly as the recordings advise.
         until = min(self.deadline, time.monotonic() + HISTORY_RETRY)
         while True:
-            entry = self.client.history(self.prompt_id)
-            if entry is not None or time.monotonic() >= until:
+            state = self.client.prompt_state(self.prompt_id)
+            if state.state == "done" or time.monotonic() >= until:
                 break
             time.sleep(0.05)
-        if entry is None:
+        if state.state != "done":
             raise TransientProviderError(
                 f"ComfyUI at {self.client.url} reported prompt {self.prompt_id} finished but has no history for it."
             )
-        return self._from_history(entry)
+        return self._from_history(state.entry, via=state.via)
 
-    def _from_history(self, entry: dict[str, Any]) -> Output:
+    def _from_history(self, entry: dict[str, Any], *, via: str = "history") -> Output:
         status = entry.get("status") or {}
         if status.get("status_str") == "error" or status.get("completed") is False:
             for kind, data in status.get("messages") or []:
@@ -487,30 +731,16 @@ class _Waiter:
         for node_id in nodes:
             images = (outputs.get(node_id) or {}).get("images") or []
             if images:
-                return Output(images[0], images, via="history")
+                return Output(images[0], images, via=via)
         raise PermanentProviderError(
             f"ComfyUI at {self.client.url} finished prompt {self.prompt_id} without an image from "
             f"{_node_label(self.output_node, self.graph) if self.output_node else 'any output node'}."
         )
 
-    def _poll(self) -> dict[str, Any] | None:
-        """History, then the queue: the entry when done, None while queued or running."""
+    def _poll(self) -> PromptState | None:
+        """Ask the server where the prompt is: its state when done, None while queued or running."""
         try:
-            entry = self.client.history(self.prompt_id)
-            if entry is not None:
-                return entry
-            queue = self.client.queue()
-            running = [item[1] for item in queue.get("queue_running", [])]
-            pending = sorted(queue.get("queue_pending", []), key=lambda item: item[0])  # heap order on the wire
-            if self.prompt_id in running:
-                self.failed_polls = 0
-                return None
-            if self.prompt_id in [item[1] for item in pending]:
-                ahead = [item[1] for item in pending].index(self.prompt_id) + len(running)
-                self.reporter.progress(0, f"queued on ComfyUI ({ahead} ahead)")
-                self.failed_polls = 0
-                return None
-            entry = self.client.history(self.prompt_id)  # it may have finished between the two calls
+            state = self.client.prompt_state(self.prompt_id)
         except TransientProviderError as exc:
             self.failed_polls += 1
             if self.failed_polls >= LOST_CONTACT_AFTER:
@@ -518,8 +748,13 @@ class _Waiter:
                     f"Lost contact with ComfyUI at {self.client.url} while it ran prompt {self.prompt_id}: {exc}"
                 ) from exc
             return None
-        if entry is not None:
-            return entry
+        self.failed_polls = 0
+        if state.state == "done":
+            return state
+        if state.state == "pending" and state.ahead is not None:
+            self.reporter.progress(0, f"queued on ComfyUI ({state.ahead} ahead)")
+        if state.active:
+            return None
         message = f"ComfyUI at {self.client.url} no longer has prompt {self.prompt_id} in its queue or history"
         if self.socket.drops:
             # The socket dropped too: most likely the server restarted and forgot its queue.

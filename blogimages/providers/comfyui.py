@@ -54,6 +54,7 @@ class ComfyUIProvider(WorkflowProvider):
         "workflow": "sd35_large_turbo",  # the workflow used when the request names none
         "workflows": {},  # operator workflows: {name: {"graph", "parameters", "output", "lora", ...}}
         "timeout": 600.0,  # wall-clock limit for one image, time in the server's queue included
+        "stop_timeout": 10.0,  # after the limit: how long the server may take to confirm the prompt stopped
         "connect_timeout": 5.0,
         "read_timeout": 30.0,  # for each HTTP answer
         "health_timeout": 2.0,  # /system_stats and /queue when choosing a server or reporting health
@@ -112,6 +113,7 @@ class ComfyUIProvider(WorkflowProvider):
                     poll_interval=float(self.options["poll_interval"]),
                     queue_ahead=server.queue,
                     limit=limit,
+                    stop_timeout=float(self.options["stop_timeout"]),
                 )
                 content = client.view(output.image)
             except TransientProviderError as exc:
@@ -135,6 +137,12 @@ class ComfyUIProvider(WorkflowProvider):
                     "output": output.image,
                     "images": len(output.all_images),
                     "completion": output.via,
+                    **({"protocol": submission.info.protocol} if submission.info else {}),
+                    **(
+                        {"comfyui_version": submission.info.version}
+                        if submission.info and submission.info.version
+                        else {}
+                    ),
                     "loras": [{"name": lora.name, "strength": lora.strength, "role": lora.role} for lora in stack],
                     **({"model_file": model_file} if model_file else {}),
                     **({"queue_ahead": server.queue} if server.queue else {}),
@@ -185,6 +193,14 @@ class ComfyUIProvider(WorkflowProvider):
         failing = [server for server in servers if not server["ok"]]
         if failing:
             detail += f"; {failing[0]['error']}"
+        # Which ComfyUI each server runs and how completion is checked there (the jobs API or not).
+        versions = ", ".join(
+            f"{server['url']} runs ComfyUI {server['version'] or '(version unknown)'} "
+            f"({'jobs API' if server['jobs_api'] else '/history and /queue'})"
+            for server in reachable
+        )
+        if versions:
+            detail = f"{detail.rstrip('.')}; {versions}."
         return ProviderHealth(ok=bool(reachable), detail=detail, info={"servers": servers})
 
     def _server_health(self, url: str) -> dict[str, Any]:
@@ -192,6 +208,7 @@ class ComfyUIProvider(WorkflowProvider):
         timeout = float(self.options["health_timeout"])
         try:
             stats = client.system_stats(timeout=timeout)
+            info = client.server_info(timeout=timeout, stats=stats)  # checked afresh: a server may be upgraded
             queue = client.queue(timeout=timeout)
         except ProviderError as exc:
             return {"url": url, "ok": False, "error": str(exc), "skipped_for": round(self.pool.skipped_for(url))}
@@ -200,7 +217,8 @@ class ComfyUIProvider(WorkflowProvider):
         return {
             "url": url,
             "ok": True,
-            "version": (stats.get("system") or {}).get("comfyui_version", ""),
+            "version": info.version,
+            "jobs_api": info.jobs_api,  # completion and stops checked with /api/jobs/<id>, else /history + /queue
             "device": device.get("name", ""),
             "vram_free": device.get("vram_free"),
             "vram_total": device.get("vram_total"),

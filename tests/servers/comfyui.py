@@ -34,6 +34,13 @@ the recorded ``/object_info``, ``/system_stats``, execution errors and traceback
   sends only ``progress_state``/``progress`` (to everyone) and no ``executing``. A socket
   that reconnects mid-run gets ``executing {node}`` without a ``prompt_id``.
 * A foreign ``Origin`` header gets 403 with an empty body; every route is also under ``/api``.
+* With ``jobs_api=True`` it is a newer ComfyUI (``/system_stats`` reports ``comfyui_version``
+  ``NEWER_VERSION`` unless ``comfyui_version`` says otherwise): ``GET /api/jobs`` and
+  ``GET /api/jobs/<id>`` answer as ComfyUI's ``server.py`` and ``comfy_execution/jobs.py``
+  do (Comfy-Org/ComfyUI PR #11054): a job is ``pending`` / ``in_progress`` from the queue or
+  ``completed`` / ``failed`` from history (with ``outputs`` and ``execution_status``), an
+  unknown id is 404 ``{"error": "Job not found"}``, and ``POST /prompt`` stamps
+  ``extra_data.create_time``. By default those routes are 404, as on 0.3.64.
 
 Knobs for tests: ``run_time`` (seconds per prompt, or a callable of the graph; a prompt's
 ``extra_data["fake_run_time"]`` overrides it), ``models`` (files per model folder),
@@ -43,7 +50,9 @@ mid-run), ``gc_stall`` (block the whole loop that long before ``executing {node:
 when ``gc_idle`` seconds passed since the last one, like ComfyUI's ``gc.collect()``),
 ``history_lag`` (between ``execution_success`` and the history write; the recordings show
 a fraction of a millisecond), ``fail_next()`` (answer the next requests with a 5xx) and
-``system_devices``. ``python -m tests.servers.comfyui`` runs one on its own.
+``system_devices``; ``ignore_interrupt`` answers ``POST /interrupt`` with 200 and stops
+nothing (a node stuck in a long call that never checks for interrupts), ``jobs_api`` and
+``comfyui_version`` as above. ``python -m tests.servers.comfyui`` runs one on its own.
 """
 
 from __future__ import annotations
@@ -99,6 +108,8 @@ DEFAULT_MODELS = {
     "loras": [],
 }
 SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
+NEWER_VERSION = "0.5.1"  # what a jobs_api fake reports: a release after the jobs API was added (0.3.64 has none)
+JOB_STATUSES = ["pending", "in_progress", "completed", "failed"]  # comfy_execution/jobs.py JobStatus.ALL
 BROKEN_PREFIXES = ("broken", "garbage", "valid_but_unknown")
 
 
@@ -131,6 +142,9 @@ class FakeComfyUI:
         gc_idle: float = 10.0,
         history_lag: float = 0.0005,
         system_devices: list[dict[str, Any]] | None = None,
+        jobs_api: bool = False,
+        comfyui_version: str | None = None,
+        ignore_interrupt: bool = False,
         port: int = 0,
     ):
         self.run_time = run_time
@@ -142,6 +156,9 @@ class FakeComfyUI:
         self.gc_idle = gc_idle
         self.history_lag = history_lag
         self.system_devices = system_devices
+        self.jobs_api = jobs_api
+        self.comfyui_version = comfyui_version or (NEWER_VERSION if jobs_api else None)
+        self.ignore_interrupt = ignore_interrupt
         self._port = port
         # Observations for tests (appended on the server thread, read anywhere).
         self.requests: list[tuple[str, str, Any]] = []
@@ -286,6 +303,10 @@ class FakeComfyUI:
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
             app.router.add_route(method, "/api" + path, handler)
+        if self.jobs_api:
+            # Registered as "/api/jobs" in ComfyUI's server.py: there is no unprefixed /jobs.
+            app.router.add_route("GET", "/api/jobs", self.get_jobs)
+            app.router.add_route("GET", "/api/jobs/{job_id}", self.get_job)
         return app
 
     @web.middleware
@@ -373,6 +394,8 @@ class FakeComfyUI:
         stats = copy.deepcopy(recorded()["system_stats"])
         if self.system_devices is not None:
             stats["devices"] = self.system_devices
+        if self.comfyui_version:
+            stats["system"]["comfyui_version"] = self.comfyui_version
         return web.json_response(stats)
 
     async def features(self, request: web.Request) -> web.Response:
@@ -479,9 +502,125 @@ class FakeComfyUI:
             body = {}
         self.interrupts.append(body)
         target = (body or {}).get("prompt_id")
-        if self.running and (target is None or target == self.running[1]):
+        if self.running and (target is None or target == self.running[1]) and not self.ignore_interrupt:
             self._interrupt = True
         return web.Response(status=200)
+
+    # --- the jobs API (newer servers) -----------------------------------------------------------------
+
+    @staticmethod
+    def _job_from_queue(item: tuple, status: str) -> dict:
+        number, prompt_id, _, extra_data, _ = item
+        job = {
+            "id": prompt_id,
+            "status": status,
+            "priority": number,
+            "create_time": extra_data.get("create_time"),
+            "outputs_count": 0,
+            "workflow_id": ((extra_data.get("extra_pnginfo") or {}).get("workflow") or {}).get("id"),
+        }
+        return {key: value for key, value in job.items() if value is not None}  # ComfyUI's prune_dict
+
+    @staticmethod
+    def _job_from_history(prompt_id: str, entry: dict, *, full: bool) -> dict:
+        number, _, prompt, extra_data, _ = entry["prompt"]
+        status_info = entry.get("status") or {}
+        started = ended = error = None
+        for name, data in status_info.get("messages") or []:
+            if name == "execution_start":
+                started = data.get("timestamp")
+            elif name in ("execution_success", "execution_error", "execution_interrupted"):
+                ended = data.get("timestamp")
+                if name == "execution_error":
+                    error = data
+        outputs = entry.get("outputs") or {}
+        items = [
+            {**item, "nodeId": node_id, "mediaType": kind}
+            for node_id, node_outputs in outputs.items()
+            for kind, node_items in node_outputs.items()
+            if isinstance(node_items, list)
+            for item in node_items
+        ]
+        preview = next((item for item in items if item.get("type") == "output"), items[0] if items else None)
+        job = {
+            "id": prompt_id,
+            "status": "failed" if status_info.get("status_str") == "error" else "completed",
+            "priority": number,
+            "create_time": extra_data.get("create_time"),
+            "execution_start_time": started,
+            "execution_end_time": ended,
+            "execution_error": error,
+            "outputs_count": len(items),
+            "preview_output": preview,
+            "workflow_id": ((extra_data.get("extra_pnginfo") or {}).get("workflow") or {}).get("id"),
+        }
+        job = {key: value for key, value in job.items() if value is not None}
+        if full:
+            job.update(
+                outputs=outputs, execution_status=status_info, workflow={"prompt": prompt, "extra_data": extra_data}
+            )
+        return job
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        job_id = request.match_info["job_id"]
+        if job_id in self.history:
+            return web.json_response(self._job_from_history(job_id, self.history[job_id], full=True))
+        if self.running and self.running[1] == job_id:
+            return web.json_response(self._job_from_queue(self.running, "in_progress"))
+        for item in self.pending:
+            if item[1] == job_id:
+                return web.json_response(self._job_from_queue(item, "pending"))
+        return web.json_response({"error": "Job not found"}, status=404)
+
+    async def get_jobs(self, request: web.Request) -> web.Response:
+        query = request.query
+        statuses = JOB_STATUSES
+        if query.get("status"):
+            statuses = [part.strip().lower() for part in query["status"].split(",") if part.strip()]
+            invalid = [part for part in statuses if part not in JOB_STATUSES]
+            if invalid:
+                message = f"Invalid status value(s): {', '.join(invalid)}. Valid values: {', '.join(JOB_STATUSES)}"
+                return web.json_response({"error": message}, status=400)
+        sort_by, order = query.get("sort_by", "created_at").lower(), query.get("sort_order", "desc").lower()
+        if sort_by not in ("created_at", "execution_duration"):
+            return web.json_response({"error": "sort_by must be 'created_at' or 'execution_duration'"}, status=400)
+        if order not in ("asc", "desc"):
+            return web.json_response({"error": "sort_order must be 'asc' or 'desc'"}, status=400)
+        limit = None
+        if "limit" in query:
+            try:
+                limit = int(query["limit"])
+            except ValueError:
+                return web.json_response({"error": "limit must be an integer"}, status=400)
+            if limit <= 0:
+                return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        try:
+            offset = max(0, int(query.get("offset", 0)))
+        except ValueError:
+            return web.json_response({"error": "offset must be an integer"}, status=400)
+        jobs = []
+        if "in_progress" in statuses and self.running:
+            jobs.append(self._job_from_queue(self.running, "in_progress"))
+        if "pending" in statuses:
+            jobs.extend(self._job_from_queue(item, "pending") for item in self.pending)
+        for prompt_id, entry in self.history.items():
+            failed = (entry.get("status") or {}).get("status_str") == "error"
+            if ("failed" if failed else "completed") in statuses:
+                jobs.append(self._job_from_history(prompt_id, entry, full=False))
+
+        def key(job: dict) -> float:
+            if sort_by == "execution_duration":
+                start, end = job.get("execution_start_time", 0), job.get("execution_end_time", 0)
+                return end - start if start and end else 0
+            return job.get("create_time", 0)
+
+        jobs.sort(key=key, reverse=order == "desc")
+        total = len(jobs)
+        jobs = jobs[offset:]
+        if limit is not None:
+            jobs = jobs[:limit]
+        pagination = {"offset": offset, "limit": limit, "total": total, "has_more": offset + len(jobs) < total}
+        return web.json_response({"jobs": jobs, "pagination": pagination})
 
     # --- POST /prompt and validation ----------------------------------------------------------------
 
@@ -508,6 +647,8 @@ class FakeComfyUI:
             extra_data["client_id"] = body["client_id"]
         if not ok:
             return web.json_response({"error": error, "node_errors": node_errors}, status=400)
+        if self.jobs_api:
+            extra_data["create_time"] = int(time.time() * 1000)  # newer servers stamp it for /api/jobs
         self.prompts[prompt_id] = prompt
         self.timeline[prompt_id] = {"posted": time.time()}
         heapq.heappush(self.pending, (number, prompt_id, prompt, extra_data, outputs))
@@ -844,7 +985,7 @@ class FakeComfyUI:
         # here must not make the fake slower than the run time it was given.
         loop = asyncio.get_running_loop()
         renders = {
-            node_id: loop.run_in_executor(None, self._render, prompt, node_id)
+            node_id: loop.run_in_executor(None, self._render, prompt, node_id, extra_data.get("extra_pnginfo"))
             for node_id in to_run
             if info[prompt[node_id]["class_type"]]["output_node"]
         }
@@ -990,9 +1131,9 @@ class FakeComfyUI:
         else:
             await self.send_bytes(struct.pack(">II", 1, 1) + jpeg, sid)
 
-    def _render(self, prompt: dict, node_id: str) -> list[bytes]:
+    def _render(self, prompt: dict, node_id: str, extra_pnginfo: dict | None = None) -> list[bytes]:
         width, height, batch, seed_text = self._image_params(prompt, node_id)
-        return [_png(width, height, f"{seed_text}:{index}", prompt) for index in range(batch)]
+        return [_png(width, height, f"{seed_text}:{index}", prompt, extra_pnginfo) for index in range(batch)]
 
     def _save(self, prompt: dict, node_id: str, rendered: list[bytes]) -> dict:
         node = prompt[node_id]
@@ -1034,11 +1175,15 @@ class FakeComfyUI:
         return width, height, batch, "|".join(sorted(texts))
 
 
-def _png(width: int, height: int, key: str, prompt: dict) -> bytes:
+def _png(width: int, height: int, key: str, prompt: dict, extra_pnginfo: dict | None = None) -> bytes:
     digest = hashlib.sha256(key.encode()).digest()
     image = Image.new("RGB", (max(1, width), max(1, height)), tuple(digest[:3]))
+    # As ComfyUI's SaveImage: the API graph as tEXt "prompt", then one tEXt chunk per key of
+    # extra_data["extra_pnginfo"] (the UI sends its "workflow" there), each value as JSON.
     info = PngImagePlugin.PngInfo()
-    info.add_text("prompt", json.dumps(prompt))  # ComfyUI embeds the API graph
+    info.add_text("prompt", json.dumps(prompt))
+    for name, value in (extra_pnginfo or {}).items():
+        info.add_text(name, json.dumps(value))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, compress_level=1)
     return buffer.getvalue()
@@ -1119,8 +1264,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--run-time", type=float, default=2.0, help="seconds each prompt takes")
     parser.add_argument("--models", default="", help='JSON, e.g. {"loras": ["ink.safetensors"]}')
+    parser.add_argument("--jobs-api", action="store_true", help=f"speak the jobs API, as ComfyUI {NEWER_VERSION}")
     args = parser.parse_args(argv)
-    server = FakeComfyUI(run_time=args.run_time, port=args.port, models=json.loads(args.models or "{}"))
+    server = FakeComfyUI(
+        run_time=args.run_time, port=args.port, models=json.loads(args.models or "{}"), jobs_api=args.jobs_api
+    )
     server.start()
     print(f"Fake ComfyUI listening on {server.url}", flush=True)
     stop = threading.Event()

@@ -16,6 +16,7 @@ def check_settings(app_configs=None, **kwargs):
     errors += _check_providers()
     errors += _check_queue()
     errors += _check_storage()
+    errors += _check_openai_lifecycle(kwargs.get("databases"))
     return errors
 
 
@@ -228,3 +229,72 @@ def _check_storage_timeouts(storage, alias: str):
             id="blogimages.W033",
         )
     ]
+
+
+def _check_openai_lifecycle(databases=None):
+    """W040: a model that settings name and that OpenAI shuts down soon or already did;
+    E041: a BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS entry that leads nowhere.
+
+    Only cached shutdown dates and the capability table are used: checks make no network
+    calls. Image settings and prompt examples are read only when the check is given
+    databases (``manage.py check --database default``, ``migrate``), as Django's own
+    database checks do; without, the providers' default models are still checked.
+    """
+    from .providers import providers
+    from .providers.lifecycle import SETTING, model_uses, retirement_warnings
+    from .status import aliases_where
+
+    aliases = aliases_where(kind="openai")
+    if not aliases:
+        return []
+    errors = []
+    replacements = app_settings.OPENAI_MODEL_REPLACEMENTS
+    if not isinstance(replacements, dict):
+        return [
+            checks.Error(
+                f"{SETTING} must be a dict of {{retired model: successor}}, not {type(replacements).__name__}.",
+                hint=f'{SETTING} = {{"gpt-image-1.5": "gpt-image-2.6-flare"}}',
+                id="blogimages.E041",
+            )
+        ]
+    built = []
+    for alias in aliases:
+        try:
+            built.append(providers[alias])
+        except ImproperlyConfigured:
+            continue  # E011 says why
+    for model, successor in replacements.items():
+        known = [lc for lc in (p.lifecycle(str(successor)) for p in built) if lc is not None]
+        if built and not known:
+            problem = "is not a model the OpenAI provider knows"
+        elif any(lc.retired() for lc in known):
+            problem = f"is itself retired (on {known[0].shutdown})"
+        else:
+            continue
+        errors.append(
+            checks.Error(
+                f"{SETTING} sends {model!r} to {successor!r}, which {problem}.",
+                hint="Name a current model, e.g. 'gpt-image-2.6-flare', or add it under the provider's "
+                "OPTIONS['models'].",
+                id="blogimages.E041",
+            )
+        )
+    uses = {}
+    if databases:
+        from django.db import DatabaseError
+
+        try:
+            uses = model_uses()
+        except DatabaseError:
+            uses = {}  # not migrated yet, so no settings to read
+    for warning in retirement_warnings(aliases, uses=uses):
+        errors.append(
+            checks.Warning(
+                warning.sentence(),
+                hint=f"Change those settings to a current model, or map the old one: "
+                f"{SETTING} = {{{warning.lifecycle.model!r}: '<successor>'}}. "
+                f"BLOGIMAGES_OPENAI_RETIREMENT_WARNING_DAYS sets how early this warns.",
+                id="blogimages.W040",
+            )
+        )
+    return errors

@@ -53,6 +53,10 @@ class ProviderStatus:
     detail: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None  # how long the health check took; None when it never ran
+    #: Sentences an operator should act on although the provider works: for OpenAI, models that
+    #: settings name and that OpenAI shuts down soon or already did, or shutdown dates read from
+    #: the table because GET /models failed. Also under ``info`` so the status page shows them.
+    warnings: list[str] = field(default_factory=list)
 
 
 def _backend(alias: str) -> str:
@@ -127,10 +131,42 @@ def provider_health(aliases: Iterable[str] | None = None, *, timeout: float = HE
     wait(futures, timeout=timeout)
     pool.shutdown(wait=False, cancel_futures=True)
     late = _("No answer within %(s)s seconds.") % {"s": f"{timeout:g}"}
-    return [
-        future.result() if future.done() else replace(row, ok=False, detail=late, seconds=timeout)
-        for row, future in zip(rows, futures, strict=True)
-    ]
+    return _with_lifecycle_warnings(
+        [
+            future.result() if future.done() else replace(row, ok=False, detail=late, seconds=timeout)
+            for row, future in zip(rows, futures, strict=True)
+        ]
+    )
+
+
+def _with_lifecycle_warnings(rows: list[ProviderStatus]) -> list[ProviderStatus]:
+    """OpenAI rows with their retiring models (read here, in the request's thread and
+    database transaction, after the health checks refreshed the cached shutdown dates)."""
+    from django.db import DatabaseError
+
+    from .providers import providers
+    from .providers.lifecycle import model_uses, retirement_warnings
+
+    openai_rows = [row for row in rows if row.kind == "openai"]
+    if not openai_rows:
+        return rows
+    try:
+        uses = model_uses()
+    except DatabaseError as exc:
+        uses = {}
+        for row in openai_rows:
+            row.warnings.append(_("Image settings could not be read to find retiring models: %(e)s") % {"e": exc})
+    found = retirement_warnings([row.alias for row in openai_rows], uses=uses)
+    for row in openai_rows:
+        try:
+            note = providers[row.alias].lifecycle_note()
+        except Exception:  # noqa: BLE001 - its health row already says why it cannot be built
+            note = ""
+        row.warnings += [note] if note else []
+        row.warnings += [warning.sentence() for warning in found if warning.alias == row.alias]
+        if row.warnings:
+            row.info = {**row.info, "warnings": row.warnings}
+    return rows
 
 
 # --- OpenAI ------------------------------------------------------------------------------------------

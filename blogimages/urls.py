@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api
+from . import api, webhooks
 
 app_name = "blogimages"
 urlpatterns = [
@@ -18,4 +18,6 @@ urlpatterns = [
     path("api/v1/prompt-examples/<int:pk>", api.prompt_example, name="api-prompt-example"),
     path("api/v1/posts/<int:pk>/generate", api.generate_for_post, name="api-post-generate"),
     path("api/v1/comfyui/status", api.comfyui_status, name="api-comfyui-status"),
+    # Hosted image APIs call back here; see blogimages.webhooks.
+    path("api/v1/webhooks/<str:alias>/<str:nonce>/<str:token>", webhooks.receive, name="api-webhook"),
 ]

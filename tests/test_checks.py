@@ -157,3 +157,32 @@ def test_bad_host_adapter_is_e004(settings):
     settings.BLOGIMAGES_HOST_ADAPTER = "blogimages.nowhere.Adapter"
     errors = [e for e in check_settings() if e.id == "blogimages.E004"]
     assert len(errors) == 1 and "cannot be imported" in errors[0].msg
+
+
+OPENAI = "blogimages.providers.openai.OpenAIImagesProvider"
+
+
+def test_a_default_model_openai_shut_down_is_w040(settings):
+    settings.BLOGIMAGES_PROVIDERS = {
+        **settings.BLOGIMAGES_PROVIDERS,
+        "openai": {"BACKEND": OPENAI, "OPTIONS": {"api_key": "sk-test", "model": "gpt-image-1.5"}},
+    }
+    [warning] = messages("blogimages.W040")
+    assert warning.msg.startswith(
+        "gpt-image-1.5 (used by BLOGIMAGES_PROVIDERS['openai'] as its default model) was shut down by OpenAI on "
+        "2026-12-01; requests for it are refused: use gpt-image-2.6-sunburst or gpt-image-2.6-flare instead"
+    )
+    settings.BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS = {"gpt-image-1.5": "gpt-image-2.6-flare"}
+    assert "its requests go to gpt-image-2.6-flare" in messages("blogimages.W040")[0].msg
+
+
+def test_a_replacement_that_leads_nowhere_is_e041(settings):
+    settings.BLOGIMAGES_PROVIDERS = {**settings.BLOGIMAGES_PROVIDERS, "openai": {"BACKEND": OPENAI}}
+    settings.BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS = {"gpt-image-1.5": "dall-e-3"}
+    [error] = messages("blogimages.E041")
+    assert error.msg == (
+        "BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS sends 'gpt-image-1.5' to 'dall-e-3', which is itself retired "
+        "(on 2026-05-12)."
+    )
+    settings.BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS = {"gpt-image-1.5": "gpt-image-2.6-flare"}
+    assert messages("blogimages.E041") == []

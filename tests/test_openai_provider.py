@@ -141,7 +141,9 @@ def test_quota_429_is_permanent(openai, server, generate):
     assert len(server.generations) == 1
 
 
-def test_size_is_snapped_and_the_change_recorded(openai, server, generate):
+def test_size_is_snapped_and_the_change_recorded(settings, server, generate):
+    # gpt-image-1.5 (fixed sizes) was shut down on 2026-12-01; a compatible server may still have it.
+    configure(settings, api_key="sk-test", base_url=server.url, models={"gpt-image-1.5": {"retired": None}})
     [result] = generate(
         GenerationSpec(
             prompt="A wide beach",
@@ -361,6 +363,12 @@ def test_bad_table_entries_are_improperly_configured(settings):
             "use gpt-image-2.5-sunburst or gpt-image-2.5-flare instead.",
         ),
         ({}, "dall-e-2", "OpenAI retired DALL·E 2 (dall-e-2) on 2026-05-12; use gpt-image-2 instead."),
+        (
+            {},
+            "gpt-image-1.5",
+            "OpenAI retired GPT Image 1.5 (gpt-image-1.5) on 2026-12-01; "
+            "use gpt-image-2.6-sunburst or gpt-image-2.6-flare instead",
+        ),
         ({}, "gpt-image-9", "OpenAI model 'gpt-image-9' is not one this site knows; use one of gpt-image-2,"),
     ],
 )
@@ -426,7 +434,16 @@ def test_size_rule_for_the_gpt_image_2_family(size, expected):
 
 def test_the_default_table_marks_the_retired_models():
     retired = {model: entry["retired"] for model, entry in DEFAULT_MODELS.items() if entry.get("retired")}
-    assert retired == {"dall-e-2": "2026-05-12", "dall-e-3": "2026-05-12", "gpt-image-1": "2026-10-23"}
+    assert retired == {
+        "dall-e-2": "2026-05-12",
+        "dall-e-3": "2026-05-12",
+        "gpt-image-1": "2026-10-23",
+        # OpenAI's deprecations page: shut down on Dec 1, 2026.
+        "gpt-image-1.5": "2026-12-01",
+        "gpt-image-1.5-2025-12-16": "2026-12-01",
+        "gpt-image-1-mini": "2026-12-01",
+        "chatgpt-image-latest": "2026-12-01",
+    }
     assert OpenAIImagesProvider.default_options["model"] == "gpt-image-2"
 
 

@@ -1,13 +1,18 @@
 """OpenAI's image API (and servers that speak it: Azure OpenAI, LiteLLM) through the official client.
 
 What a model accepts is data (:mod:`.capabilities`), checked in :meth:`prepare` before
-any money is spent. The client is built with ``max_retries=0``: the job owns retries,
-so a 429 is not retried twice over and the editor sees one count of attempts.
+any money is spent. So is when OpenAI shuts a model down (:mod:`.lifecycle`): the table's
+date, or the one ``GET /v1/models`` reports, read at most once a day. A model past that
+date is refused, naming its successor, or sent to the one ``BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS``
+names (recorded on the result like a snapped size). The client is built with
+``max_retries=0``: the job owns retries, so a 429 is not retried twice over and the
+editor sees one count of attempts.
 """
 
 from __future__ import annotations
 
 import binascii
+import logging
 import math
 import os
 import threading
@@ -18,11 +23,23 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ..contract import GeneratedImage, GenerationRequest, ModelChoice, PreparedRequest, ProgressReporter, ProviderHealth
+from ..conf import app_settings
+from ..contract import (
+    GeneratedImage,
+    GenerationRequest,
+    ModelChoice,
+    PreparedRequest,
+    ProgressReporter,
+    ProviderHealth,
+    plain_request,
+)
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
 from ..remote import BlockingCall, decode_base64_image, is_transient_status, retry_after
+from . import lifecycle
 from .base import BaseProvider
 from .capabilities import CHOICE_KEYS, DEFAULT_MODEL, ModelCaps, build_table, parse_size
+
+logger = logging.getLogger("blogimages.providers.openai")
 
 SAFETY_CODES = {"moderation_blocked", "content_policy_violation"}
 # A 429 that waiting cannot fix: the account is out of money, not over a rate.
@@ -56,8 +73,9 @@ class OpenAIImagesProvider(BaseProvider):
         "output_format": "",
         "style": "",
         "moderation": "",
+        "complexity": "",
         "timeout": 180.0,  # seconds for one image; keep below BLOGIMAGES_STUCK_AFTER
-        "health_timeout": 5.0,
+        "health_timeout": 5.0,  # also bounds the daily read of GET /models for shutdown dates
         "models": {},  # capability table additions and overrides, see capabilities.py
     }
 
@@ -114,7 +132,70 @@ class OpenAIImagesProvider(BaseProvider):
             return client
 
     def models(self) -> list[str]:
-        return [model for model, caps in self.table.items() if not caps.retired]
+        snapshot = self.lifecycle_snapshot()
+        return [model for model, caps in self.table.items() if not lifecycle.merge(caps, snapshot).retired()]
+
+    # --- when models shut down ------------------------------------------------------------------
+
+    def models_url(self) -> str:
+        return (self.base_url() or "https://api.openai.com/v1").rstrip("/")
+
+    def lifecycle_snapshot(self) -> lifecycle.ModelsSnapshot | None:
+        """The cached read of ``GET /models`` (no network call); None when there is none."""
+        return lifecycle.cached(self.models_url())
+
+    def lifecycle(self, model: str) -> lifecycle.Lifecycle | None:
+        """``model``'s shutdown date and successor, from the cache and the table; None for a model not in the table."""
+        caps = self.table.get(model)
+        return None if caps is None else lifecycle.merge(caps, self.lifecycle_snapshot())
+
+    def refresh_lifecycle(self) -> lifecycle.ModelsSnapshot | None:
+        """Read ``GET /models`` unless a read (or a failed one) is still cached; never raises.
+
+        The one network call of the lifecycle, bounded by ``health_timeout``. None without an
+        API key (nothing is sent; the table applies).
+        """
+        snapshot = self.lifecycle_snapshot()
+        if snapshot is not None or not self.api_key():
+            return snapshot
+        import openai
+
+        try:
+            page = self.client().with_options(timeout=float(self.options["health_timeout"])).models.list()
+        except openai.OpenAIError as exc:
+            logger.warning("Could not read shutdown dates from %s/models: %s", self.models_url(), _short(exc))
+            return lifecycle.remember(lifecycle.failed(self.models_url(), _short(exc)))
+        return lifecycle.remember(lifecycle.from_models(self.models_url(), page.data))
+
+    def lifecycle_note(self) -> str:
+        """Where shutdown dates come from now, when that is the table because the live read failed; else ""."""
+        snapshot = self.lifecycle_snapshot()
+        return snapshot.describe() if snapshot is not None and not snapshot.ok else ""
+
+    def _current_model(self, model: str) -> tuple[str, str]:
+        """The model to send for ``model`` and a note when it was swapped for its successor.
+
+        Raises PermanentProviderError for a model past its shutdown date that
+        BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS does not map.
+        """
+        lc = self.lifecycle(model)
+        if lc is None or not lc.retired():
+            return model, ""
+        said = "" if lc.source == lifecycle.TABLE else f" ({lifecycle.LIVE})"
+        successor = (app_settings.OPENAI_MODEL_REPLACEMENTS or {}).get(model)
+        if not successor:
+            # The operator's way out (a successor in BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS) is
+            # named by check W040 and the status page, which operators read; editors read this.
+            raise PermanentProviderError(f"OpenAI retired {lc.label} ({model}) on {lc.shutdown}{said}; {lc.instead()}.")
+        target = self.lifecycle(successor)
+        if target is None or target.retired():
+            why = "is not a model this site knows" if target is None else f"was itself retired on {target.shutdown}"
+            raise PermanentProviderError(
+                f"OpenAI retired {model} on {lc.shutdown}{said}, and {lifecycle.SETTING} sends it to "
+                f"{successor!r}, which {why}; {lc.instead()}."
+            )
+        note = f"model {model} was retired by OpenAI on {lc.shutdown}; sent {successor} ({lifecycle.SETTING})"
+        return successor, note
 
     # --- checking a request ---------------------------------------------------------------------
 
@@ -134,9 +215,6 @@ class OpenAIImagesProvider(BaseProvider):
                 f"OpenAI model {model!r} is not one this site knows; use one of {', '.join(self.models())} "
                 "(an operator can add models under the provider's 'models' option)."
             )
-        if caps.retired:
-            instead = f"; use {caps.replacement} instead" if caps.replacement else ""
-            raise PermanentProviderError(f"OpenAI retired {caps.label} ({model}) on {caps.retired}{instead}.")
         return caps
 
     def adjust(self, request: GenerationRequest, choice: ModelChoice) -> tuple[GenerationRequest, list[str]]:
@@ -144,13 +222,14 @@ class OpenAIImagesProvider(BaseProvider):
 
         The prepared request holds every value the API is sent (see :meth:`api_arguments`).
         """
-        model = choice.name
+        self._caps(choice.name)  # a model this site knows (its lifecycle is in the table)
+        model, swapped = self._current_model(choice.name)
         caps = self._caps(model)
         if caps.max_prompt and len(request.prompt) > caps.max_prompt:
             raise PermanentProviderError(
                 f"The prompt is {len(request.prompt)} characters; {model} takes at most {caps.max_prompt}."
             )
-        adjustments: list[str] = []
+        adjustments: list[str] = [swapped] if swapped else []
         extra = dict(request.extra)
         self._check_choices(caps, extra, adjustments)
         _check_compression(extra)
@@ -206,8 +285,14 @@ class OpenAIImagesProvider(BaseProvider):
 
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
         request = self.prepared(request)
-        kwargs = self.api_arguments(request)
         client = self.client()
+        late: list[str] = []
+        self.refresh_lifecycle()  # at most once a day; the image request below is what costs money
+        current = self.lifecycle(request.model)
+        if current is not None and current.retired():
+            # Prepared while the cache did not yet know: refused or swapped now, still before paying.
+            request, late = self.prepare(plain_request(request))
+        kwargs = self.api_arguments(request)
         if reporter.cancelled():
             raise GenerationCancelled("Cancelled before the request was sent to OpenAI.")
         reporter.progress(2, f"sent to OpenAI ({request.model})")
@@ -234,7 +319,10 @@ class OpenAIImagesProvider(BaseProvider):
             "output_format": response.output_format or kwargs.get("output_format") or "png",
             "request_id": request_id or None,
             "seconds": round(elapsed, 2),
+            "adjustments": late or None,
         }
+        if request.choice.name and request.choice.name != request.model:
+            metadata["model_replaced"] = {"requested": request.choice.name, "sent": request.model}
         reporter.progress(100, "received from OpenAI")
         return GeneratedImage(
             content=content,
@@ -309,18 +397,25 @@ class OpenAIImagesProvider(BaseProvider):
         if not self.api_key():
             return ProviderHealth(ok=False, detail=NOT_CONFIGURED, info=info)
         try:
-            # Listing models costs nothing, unlike generating a test image.
+            # Listing models costs nothing, unlike generating a test image; the list also
+            # carries the shutdown dates, so it refreshes the cached ones.
             page = self.client().with_options(timeout=float(self.options["health_timeout"])).models.list()
             info["models"] = len(page.data)
-        except openai.AuthenticationError as exc:
-            return ProviderHealth(ok=False, detail=f"API key rejected (401): {_api_message(exc)}"[:300], info=info)
-        except openai.NotFoundError:
-            # Some compatible servers have no /models; they answered, so they are up.
-            return ProviderHealth(ok=True, detail="reachable (no /models endpoint)", info=info)
-        except openai.APIStatusError as exc:
-            return ProviderHealth(ok=False, detail=f"answered {exc.status_code}: {_api_message(exc)}"[:300], info=info)
-        except openai.APIConnectionError as exc:
-            return ProviderHealth(ok=False, detail=f"unreachable: {exc.__cause__ or exc}"[:300], info=info)
+        except openai.OpenAIError as exc:
+            snapshot = lifecycle.remember(lifecycle.failed(self.models_url(), _short(exc)))
+            info["model lifecycle"] = snapshot.describe()
+            if isinstance(exc, openai.AuthenticationError):
+                return ProviderHealth(ok=False, detail=f"API key rejected (401): {_api_message(exc)}"[:300], info=info)
+            if isinstance(exc, openai.NotFoundError):
+                # Some compatible servers have no /models; they answered, so they are up.
+                return ProviderHealth(ok=True, detail="reachable (no /models endpoint)", info=info)
+            if isinstance(exc, openai.APIStatusError):
+                detail = f"answered {exc.status_code}: {_api_message(exc)}"
+                return ProviderHealth(ok=False, detail=detail[:300], info=info)
+            if isinstance(exc, openai.APIConnectionError):
+                return ProviderHealth(ok=False, detail=f"unreachable: {exc.__cause__ or exc}"[:300], info=info)
+            return ProviderHealth(ok=False, detail=f"its answer could not be read: {exc}"[:300], info=info)
+        info["model lifecycle"] = lifecycle.remember(lifecycle.from_models(self.models_url(), page.data)).describe()
         return ProviderHealth(ok=True, detail=f"reachable at {info['base_url']}", info=info)
 
 
@@ -350,7 +445,7 @@ def _check_compression(extra: dict[str, Any]) -> None:
         return
     if extra.get("output_format") not in ("jpeg", "webp"):
         raise PermanentProviderError("Output compression only applies to jpeg or webp output; set output_format.")
-    if not (isinstance(compression, int) and 0 <= compression <= 100):
+    if isinstance(compression, bool) or not (isinstance(compression, int) and 0 <= compression <= 100):
         raise PermanentProviderError(f"Output compression must be a whole number from 0 to 100, not {compression!r}.")
 
 
@@ -388,6 +483,17 @@ def _sized(
     if why:
         adjustments.append(f"size {width}x{height} changed to {new_w}x{new_h}: {caps.model} {why}")
     return new_w, new_h
+
+
+def _short(exc: Exception) -> str:
+    """An SDK error as one short clause for the status page."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return f"{exc.status_code}: {_clause(_api_message(exc))}"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"unreachable: {exc.__cause__ or exc}"
+    return f"{exc.__class__.__name__}: {exc}"
 
 
 def _api_message(exc) -> str:

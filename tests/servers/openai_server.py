@@ -2,12 +2,16 @@
 
 It answers ``POST /v1/images/generations`` the way api.openai.com does (base64 image,
 ``usage``, error bodies ``{"error": {"message", "type", "param", "code"}}``) and
-``GET /v1/models`` for health checks. Tests script what the next requests get::
+``GET /v1/models`` with each model's ``shutdown_date`` ("YYYY-MM-DD" or null, the shape of
+https://developers.openai.com/api/reference/resources/models/methods/list). Tests script
+what the next requests get::
 
     server = OpenAIImagesServer(api_key="sk-test")
     server.script("rate_limit", "ok")      # first a 429 with Retry-After, then an image
     ...
     server.generations[0]["json"]["size"]  # what the client sent
+    server.models = {"gpt-image-2": "2026-12-20"}  # GET /v1/models: id -> shutdown_date (None: null)
+    server.models_error = 500                 # GET /v1/models fails with this status instead
 
 Outcomes: ``ok``, ``moderation_blocked``, ``content_policy_violation``, ``rate_limit``
 (429, ``Retry-After: <retry_after>``), ``insufficient_quota`` (429 that waiting cannot
@@ -22,6 +26,7 @@ import io
 import json
 import threading
 import time
+import zlib
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -86,6 +91,56 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     ),
 }
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+#: What ``GET /v1/models`` lists by default: the image models OpenAI serves, none with a shutdown announced.
+MODELS: dict[str, str | None] = {
+    "gpt-image-2": None,
+    "gpt-image-2-2026-04-21": None,
+    "gpt-image-2.5-sunburst": None,
+    "gpt-image-2.5-flare": None,
+    "gpt-image-2.6-sunburst": None,
+    "gpt-image-2.6-flare": None,
+}
+
+
+PROVENANCE_XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:dcterms="http://purl.org/dc/terms/" dcterms:provenance="self#jumbf=c2pa"/>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
+
+
+def c2pa_manifest_store() -> bytes:
+    """A C2PA manifest store's outer JUMBF box, labelled "c2pa", holding the claim as JSON.
+
+    OpenAI's images carry Content Credentials saying which service made them. The real
+    store is a signed CBOR claim; its shape here (a "jumb" superbox with a "jumd"
+    description and a content box) is what matters, as the container is where it is found.
+    """
+    claim = json.dumps({"claim_generator": "OpenAI-API", "title": "image.png", "actions": ["c2pa.created"]}).encode()
+    description = b"jumd" + bytes.fromhex("6332706100110010800000aa00389b71") + b"\x03" + b"c2pa\x00"
+    description = len(description + b"1234").to_bytes(4, "big") + description
+    content = len(claim + b"12345678").to_bytes(4, "big") + b"json" + claim
+    body = b"jumb" + description + content
+    return (len(body) + 4).to_bytes(4, "big") + body
+
+
+def with_content_credentials(data: bytes, fmt: str) -> bytes:
+    """``data`` with a C2PA manifest store where the C2PA specification puts it: a PNG
+    "caBX" chunk, JPEG APP11 segments (JPEG XT box framing), a WebP "C2PA" chunk."""
+    store = c2pa_manifest_store()
+    if fmt == "PNG":
+        chunk = b"caBX" + store
+        crc = zlib.crc32(chunk).to_bytes(4, "big")
+        ihdr_end = 8 + 8 + 13 + 4
+        return data[:ihdr_end] + len(store).to_bytes(4, "big") + chunk + crc + data[ihdr_end:]
+    if fmt == "JPEG":
+        # "JP", box instance 1, packet sequence 1, then the box.
+        payload = b"JP" + (1).to_bytes(2, "big") + (1).to_bytes(4, "big") + store
+        return data[:2] + b"\xff\xeb" + (len(payload) + 2).to_bytes(2, "big") + payload + data[2:]
+    # WebP: the extended format (Pillow writes VP8X when asked for XMP), the store appended.
+    chunk = b"C2PA" + len(store).to_bytes(4, "little") + store + (b"\x00" if len(store) % 2 else b"")
+    body = data[8:] + chunk
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
 
 
 class OpenAIImagesServer(ThreadingHTTPServer):
@@ -97,7 +152,10 @@ class OpenAIImagesServer(ThreadingHTTPServer):
         self.retry_after = retry_after
         self.delay = delay
         self.default = "ok"
+        self.models: dict[str, str | None] = dict(MODELS)
+        self.models_error: int | None = None
         self.requests: list[dict[str, Any]] = []  # every request, in order; header names lower-cased
+        self.images: list[bytes] = []  # every image file served, in order
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
 
@@ -122,6 +180,10 @@ class OpenAIImagesServer(ThreadingHTTPServer):
     @property
     def generations(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"] == "/v1/images/generations"]
+
+    @property
+    def model_lists(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"].rstrip("/") == "/v1/models"]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -167,16 +229,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(None)
         if not self._authorised():
             return
-        if self.path.rstrip("/") == "/v1/models":
+        if self.path.rstrip("/") == "/v1/models" and self.server.models_error:
             self._send(
-                200,
+                self.server.models_error,
                 {
-                    "object": "list",
-                    "data": [
-                        {"id": "gpt-image-2", "object": "model", "created": 1776729600, "owned_by": "system"},
-                    ],
+                    "error": {
+                        "message": "The server had an error while processing your request. Sorry about that!",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
                 },
             )
+        elif self.path.rstrip("/") == "/v1/models":
+            models = [
+                {"id": model, "object": "model", "created": 1776729600, "owned_by": "system", "shutdown_date": date}
+                for model, date in self.server.models.items()
+            ]
+            self._send(200, {"object": "list", "data": models})
         else:
             self._send(
                 404,
@@ -231,7 +301,11 @@ class _Handler(BaseHTTPRequestHandler):
         output_format = body.get("output_format") or "png"
         image = Image.new("RGB", (width, height), (30, 90, 160))
         buffer = io.BytesIO()
-        image.save(buffer, format=FORMATS[output_format])
+        # The XMP names the manifest (dcterms:provenance), as C2PA suggests; for WebP it also
+        # makes Pillow write the extended format, which extra chunks need.
+        image.save(buffer, format=FORMATS[output_format], **({"xmp": PROVENANCE_XMP} if output_format != "png" else {}))
+        buffer = io.BytesIO(with_content_credentials(buffer.getvalue(), FORMATS[output_format]))
+        self.server.images.append(buffer.getvalue())
         prompt_tokens = max(1, len(body["prompt"]) // 4)
         self._send(
             200,

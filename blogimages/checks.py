@@ -17,7 +17,41 @@ def check_settings(app_configs=None, **kwargs):
     errors += _check_queue()
     errors += _check_storage()
     errors += _check_openai_lifecycle(kwargs.get("databases"))
+    errors += _check_webhooks()
     return errors
+
+
+def _check_webhooks():
+    """E042: a BLOGIMAGES_WEBHOOK_BASE_URL that hosted APIs cannot call, or whose path
+    this site does not serve (``blogimages.urls`` not included)."""
+    from urllib.parse import urlsplit
+
+    from django.urls import NoReverseMatch, reverse
+
+    base = app_settings.WEBHOOK_BASE_URL
+    if not base:
+        return []
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        return [
+            checks.Error(
+                f"BLOGIMAGES_WEBHOOK_BASE_URL is {base!r}; hosted image APIs need this site's public "
+                "address to call back.",
+                hint='BLOGIMAGES_WEBHOOK_BASE_URL = "https://blog.example.com" (or leave it blank to only poll).',
+                id="blogimages.E042",
+            )
+        ]
+    try:
+        reverse("blogimages:api-webhook", kwargs={"alias": "a", "nonce": "n", "token": "t"})
+    except NoReverseMatch:
+        return [
+            checks.Error(
+                "BLOGIMAGES_WEBHOOK_BASE_URL is set but blogimages' URLs are not included, so callbacks would get 404.",
+                hint='urlpatterns += [path("", include("blogimages.urls"))]',
+                id="blogimages.E042",
+            )
+        ]
+    return []
 
 
 def _check_host_models():

@@ -78,6 +78,12 @@ class AppSettings:
         """Whether paid cloud providers may join ``auto`` fallback (env ``ENABLE_CLOUD_APIS``)."""
         return self._setting("ENABLE_CLOUD_APIS", _env_flag("ENABLE_CLOUD_APIS"))
 
+    @property
+    def WEBHOOK_BASE_URL(self) -> str:
+        """This site's public address (``https://blog.example.com``) for hosted image APIs to call back
+        when a job finishes (env ``BLOGIMAGES_WEBHOOK_BASE_URL``); blank: jobs are only polled."""
+        return self._setting("WEBHOOK_BASE_URL", os.environ.get("BLOGIMAGES_WEBHOOK_BASE_URL", ""))
+
     # --- generation defaults ---------------------------------------------------------
     @property
     def DEFAULT_WIDTH(self) -> int:
@@ -118,8 +124,11 @@ class AppSettings:
 
     @property
     def STUCK_AFTER(self) -> int:
-        """Seconds without a heartbeat after which a running result counts as stuck."""
-        return self._setting("STUCK_AFTER", 300)
+        """Seconds without a heartbeat after which a running result counts as stuck. A running
+        job beats every 10 seconds whatever its provider does, so only a dead worker goes
+        this long; with the recovery round every 10 seconds, a killed job is queued again
+        within STUCK_AFTER + 10 seconds."""
+        return self._setting("STUCK_AFTER", 45)
 
     # --- storage -------------------------------------------------------------------------
     @property
@@ -175,6 +184,19 @@ class AppSettings:
     def API_TOKENS(self) -> dict[str, str]:
         """``{token: username}`` for scripts calling the JSON API with ``Authorization: Bearer``."""
         return self._setting("API_TOKENS", {})
+
+    # --- OpenAI model lifecycle -------------------------------------------------------------------
+    @property
+    def OPENAI_MODEL_REPLACEMENTS(self) -> dict[str, str]:
+        """``{retired model: successor}``: from a model's shutdown date on, its requests are sent to the
+        successor (recorded on each result) instead of being refused, e.g. ``{"gpt-image-1.5": "gpt-image-2.6-flare"}``.
+        """
+        return self._setting("OPENAI_MODEL_REPLACEMENTS", {})
+
+    @property
+    def OPENAI_RETIREMENT_WARNING_DAYS(self) -> int:
+        """Days before an OpenAI model's shutdown date that checks, the status page and ``blogimages_status`` warn."""
+        return int(self._setting("OPENAI_RETIREMENT_WARNING_DAYS", 30))
 
 
 app_settings = AppSettings()

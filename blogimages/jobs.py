@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from django.db import close_old_connections, connection
@@ -27,6 +28,11 @@ logger = logging.getLogger("blogimages.jobs")
 # Writes of progress and heartbeat are throttled: a sampler can report 50 steps a second.
 PROGRESS_EVERY = 0.25
 CANCEL_CHECK_EVERY = 0.5
+#: Seconds between two heartbeats of a running job, whatever its provider is doing; well
+#: under BLOGIMAGES_STUCK_AFTER, so only a dead worker looks stuck.
+HEARTBEAT_EVERY = 10.0
+#: A retry due sooner than this waits in the job: RQ's scheduler works in whole seconds.
+SCHEDULE_RETRIES_FROM = 1.0
 
 
 def short(text: object, limit: int) -> str:
@@ -80,10 +86,49 @@ class _RowReporter(ProgressReporter):
         self.result.remote_id, self.result.remote_server = remote_id, server
 
 
+class _Heartbeat(threading.Thread):
+    """Writes the running result's heartbeat every ``HEARTBEAT_EVERY`` seconds.
+
+    Providers heartbeat when they report progress or check for cancel, but one blocked in
+    a long call would look dead; this thread dies with the work-horse, so a silent row
+    means a dead worker and the sweep can act after ``BLOGIMAGES_STUCK_AFTER`` seconds.
+    """
+
+    def __init__(self, result_id: int):
+        super().__init__(name=f"blogimages-heartbeat-{result_id}", daemon=True)
+        self.result_id = result_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from django.db import connections
+
+        try:
+            while not self.stopped.wait(HEARTBEAT_EVERY):
+                try:
+                    ImageGenerationResult.objects.filter(pk=self.result_id, status=ResultStatus.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except Exception:  # noqa: BLE001 - a missed beat is retried; the job goes on
+                    logger.warning("Heartbeat for result #%s failed", self.result_id, exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
 def run_generation(result_id: int) -> str:
     """Generate the image for one result. Safe to run twice: only one run can start it."""
-    if not connection.in_atomic_block:  # inside a test transaction there is nothing to recycle
-        close_old_connections()
+    if connection.in_atomic_block:
+        # Inside a test's transaction (SimpleWorker in the test process): nothing to
+        # recycle, and a second connection could neither see the row nor write beside it.
+        return _run_generation(result_id, heartbeat=False)
+    close_old_connections()
+    return _run_generation(result_id, heartbeat=True)
+
+
+def _run_generation(result_id: int, *, heartbeat: bool) -> str:
     _sweep_if_due()
     result = ImageGenerationResult.objects.filter(pk=result_id).first()
     if result is None:
@@ -106,9 +151,18 @@ def run_generation(result_id: int) -> str:
     except ConcurrentTransition:
         return "skipped (taken by another worker)"
     result.refresh_from_db(fields=["attempts"])
+    beat = _Heartbeat(result.pk) if heartbeat else None
+    if beat:
+        beat.start()
+    try:
+        return _generate_and_store(result, reporter=_RowReporter(result))
+    finally:
+        if beat:
+            beat.stop()
 
+
+def _generate_and_store(result: ImageGenerationResult, reporter: _RowReporter) -> str:
     alias = result.provider
-    reporter = _RowReporter(result)
     try:
         provider = providers[alias]
     except Exception as exc:  # noqa: BLE001 - a provider removed from settings after queueing
@@ -132,6 +186,8 @@ def run_generation(result_id: int) -> str:
                     else (app_settings.RETRY_BACKOFF * 2 ** (result.attempts - 1))
                 )
                 logger.warning("Result #%s attempt %s: %s; retrying in %.1fs", result.pk, result.attempts, exc, delay)
+                if delay >= SCHEDULE_RETRIES_FROM and _schedule_retry(result, exc, delay):
+                    return "retry scheduled"
                 ImageGenerationResult.objects.filter(pk=result.pk).update(
                     attempts=F("attempts") + 1,
                     progress_message=short(f"retrying: {exc}", 200),
@@ -153,6 +209,9 @@ def run_generation(result_id: int) -> str:
     from .services import store_output
 
     meta = dict(image.metadata)
+    # What prepare() changed, then what the provider learned it had to change while it ran
+    # (e.g. a model retired since the request was made), each once.
+    adjustments = list(dict.fromkeys([*adjustments, *meta.get("adjustments", [])]))
     if adjustments:
         meta["adjustments"] = adjustments
     try:
@@ -187,6 +246,32 @@ def run_generation(result_id: int) -> str:
     return "succeeded"
 
 
+def _schedule_retry(result: ImageGenerationResult, exc: ProviderError, delay: float) -> bool:
+    """Put the result back in the queue with its next attempt scheduled ``delay`` seconds
+    from now on RQ's scheduler, so this worker takes other work meanwhile. False where
+    there is no scheduler to hand it to (no RQ job, or RQ's synchronous mode): the job
+    then waits itself."""
+    from rq import get_current_job
+
+    from .services import enqueue_retry
+
+    job = get_current_job()
+    if job is None or not job.origin:
+        return False
+    from rq import Queue
+
+    if not Queue(job.origin, connection=job.connection).is_async:
+        return False
+    attempt = result.attempts + 1
+    message = short(f"retry {attempt} of {app_settings.MAX_ATTEMPTS} in {delay:.0f} s: {exc}", 200)
+    try:
+        result.move("retry", progress=0, progress_message=message, queued_at=timezone.now())
+    except ConcurrentTransition:  # cancelled meanwhile: nothing to retry
+        return True
+    enqueue_retry(result, delay)
+    return True
+
+
 def _fail(result: ImageGenerationResult, message: str, kind: str) -> None:
     try:
         # The progress line ("retrying: ...") is cleared: the error message says what happened.
@@ -198,23 +283,41 @@ def _fail(result: ImageGenerationResult, message: str, kind: str) -> None:
 
 
 def _sweep_if_due() -> None:
+    """A worker picking up a job runs the recovery round if none ran for RECOVER_EVERY
+    seconds, so a busy queue recovers even where no scheduler process runs."""
     from rq import get_current_job
 
-    from .services import sweep_stuck_if_due
+    job = get_current_job()
+    if job is not None:
+        _recover(job.connection)
+
+
+def recover_results() -> str:
+    """The recovery round as a job of its own: ``blogimages.cron`` enqueues it every
+    RECOVER_EVERY seconds (``manage.py rqcron blogimages.cron``), so an idle system
+    recovers too. See ``services.recover``."""
+    from rq import get_current_job
 
     job = get_current_job()
     if job is None:
-        return
+        import django_rq
+
+        return _recover(django_rq.get_connection(app_settings.QUEUE))
+    return _recover(job.connection)
+
+
+def _recover(redis) -> str:
+    from .services import recover_if_due
+
     try:
-        swept = sweep_stuck_if_due(job.connection)
-    except Exception:  # noqa: BLE001 - a failed sweep must not cost this job its image
-        logger.exception("Sweeping stuck results failed")
-        return
-    if swept:
-        logger.warning("Re-queued stuck result(s) %s: their worker stopped reporting", swept)
-
-
-def sweep_stuck_results() -> list[int]:
-    from .services import sweep_stuck
-
-    return sweep_stuck()
+        recovery = recover_if_due(redis)
+    except Exception:  # noqa: BLE001 - a failed round must not cost a job its image
+        logger.exception("Recovering stuck and lost results failed")
+        return "failed"
+    if recovery is None:
+        return "not due"
+    if recovery.swept:
+        logger.warning("Re-queued stuck result(s) %s: their worker stopped reporting", recovery.swept)
+    if recovery.recovered:
+        logger.warning("Re-queued result(s) %s: their job was lost", recovery.recovered)
+    return f"swept {len(recovery.swept)}, recovered {len(recovery.recovered)}"

@@ -260,6 +260,8 @@ TRANSITIONS: dict[str, Transition] = {
         ),
         # A running result whose worker stopped reporting goes back to the queue.
         Transition("sweep", frozenset({ResultStatus.RUNNING}), ResultStatus.QUEUED),
+        # A transient provider error: back to the queue, its next attempt scheduled.
+        Transition("retry", frozenset({ResultStatus.RUNNING}), ResultStatus.QUEUED),
     )
 }
 
@@ -550,3 +552,30 @@ class ReviewEvent(models.Model):
         if self.pk is not None:
             raise InvalidTransition("Review history is append-only; events cannot be edited.")
         super().save(*args, **kwargs)
+
+
+class RequestKey(models.Model):
+    """An idempotency key that a generate or regenerate request carried, and what it made.
+
+    The review page's forms carry a fresh key per render, API clients send an
+    ``Idempotency-Key`` header. The unique constraint makes a second request with the same
+    key (a double click, a client retrying after a lost answer) find the first one's
+    results instead of queuing again; on PostgreSQL its insert waits until the first
+    request's transaction ends, so the two cannot both pass. Rows older than
+    ``services.REQUEST_KEY_WINDOW`` are deleted as new ones arrive.
+    """
+
+    key = models.CharField(_("key"), max_length=64)
+    operation = models.CharField(_("operation"), max_length=200)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, null=True, blank=True, related_name="+")
+    result_ids = models.JSONField(_("results"), default=list, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True, editable=False)
+
+    class Meta:
+        verbose_name = _("request key")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key", "operation"], name="blogimages_one_request_per_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.key}"

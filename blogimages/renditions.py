@@ -29,11 +29,13 @@ def target_widths(original_width: int | None) -> list[int]:
     return sorted({int(w) for w in app_settings.RENDITION_WIDTHS if 0 < int(w) < original_width})
 
 
-def _resize(image: Image.Image, width: int) -> bytes:
+def _resize(image: Image.Image, width: int, icc: bytes | None = None) -> bytes:
+    """A WebP copy ``width`` pixels wide. Only the ICC profile goes with it (colour, not
+    provenance); ``save_bytes`` strips whatever else an encoder might add."""
     height = max(1, round(image.height * width / image.width))
     resized = image.resize((width, height), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    resized.save(buffer, format="WEBP", quality=WEBP_QUALITY, method=4)
+    resized.save(buffer, format="WEBP", quality=WEBP_QUALITY, method=4, **({"icc_profile": icc} if icc else {}))
     return buffer.getvalue()
 
 
@@ -62,10 +64,11 @@ def make_renditions(result_id: int) -> dict[str, str]:
     try:
         with Image.open(io.BytesIO(data)) as source:
             source.load()
+            icc = source.info.get("icc_profile")
             image = source.convert("RGBA" if source.mode in ("RGBA", "LA", "P") else "RGB")
         made = {}
         for width in wanted:
-            name = save_bytes(_resize(image, width), "image/webp", kind="renditions")
+            name = save_bytes(_resize(image, width, icc), "image/webp", kind="renditions")
             written.append(name)
             made[str(width)] = name
         combined = {**existing, **made}

@@ -7,16 +7,18 @@ a result row always exists before its job, so nothing is lost if Redis is down.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .chunks import keyset
 from .conf import app_settings
 from .exceptions import (
     BlogImagesError,
@@ -26,13 +28,14 @@ from .exceptions import (
     QueueUnavailable,
 )
 from .hosts import Section, get_host, post_reference
-from .images import analyse, clean_upload
+from .images import analyse, clean_upload, prepare_output
 from .models import (
     ACTIVE_STATUSES,
     TRANSITIONS,
     ErrorKind,
     ImageGenerationResult,
     PostImageSettings,
+    RequestKey,
     ResultSource,
     ResultStatus,
     ReviewAction,
@@ -142,8 +145,8 @@ def reviews_of_removed_sections() -> Iterator[SectionReview]:
     from django.contrib.contenttypes.models import ContentType
 
     host = get_host()
-    posts = SectionReview.objects.order_by().values_list("post_type_id", "post_id").distinct()
-    for post_type_id, post_id in posts.iterator(chunk_size=200):
+    posts = SectionReview.objects.values_list("post_type_id", "post_id").distinct()
+    for post_type_id, post_id in keyset(posts, ("post_type_id", "post_id")):
         reviews = SectionReview.objects.filter(post_type_id=post_type_id, post_id=post_id).order_by("pk")
         post = host.get_post(ContentType.objects.get_for_id(post_type_id), post_id)
         if post is not None:
@@ -246,12 +249,59 @@ def _preflight(alias: str, prompt: str, params: dict[str, Any]) -> None:
         raise ValidationError({"provider": f"{alias}: {exc}"}) from exc
 
 
+#: How long a generate request's idempotency key is remembered: a repeat within it (a
+#: double click, a client retrying after a lost answer) gets the first request's results.
+REQUEST_KEY_WINDOW = timezone.timedelta(hours=24)
+REQUEST_KEY_MAX = 64
+
+
+def _claim_request_key(key: str | None, user, operation: str) -> tuple[RequestKey | None, list | None]:
+    """Inside the caller's transaction: ``(claim, None)`` for a new key (``claim`` is
+    ``None`` without a key), or ``(None, results)`` for a key this user already sent for
+    this operation: the results that first request made, each with ``repeated = True``.
+
+    The insert carries the decision: on PostgreSQL a second insert of the same key waits
+    until the first request's transaction ends, then fails, and the first one's results
+    are there to read; if the first failed and rolled back, the second goes ahead.
+    """
+    key = (key or "").strip()
+    if not key:
+        return None, None
+    if len(key) > REQUEST_KEY_MAX:
+        raise ValidationError({"idempotency_key": f"An idempotency key has at most {REQUEST_KEY_MAX} characters."})
+    owner = user if user is not None and user.is_authenticated else None
+    RequestKey.objects.filter(created_at__lt=timezone.now() - REQUEST_KEY_WINDOW).delete()
+    try:
+        with transaction.atomic():
+            return RequestKey.objects.create(key=key, user=owner, operation=operation[:200]), None
+    except IntegrityError:
+        first = RequestKey.objects.get(key=key, user=owner, operation=operation[:200])
+    results = list(ImageGenerationResult.objects.filter(pk__in=first.result_ids).order_by("pk"))
+    for result in results:
+        result.repeated, result.queue_error = True, None
+    logger.info("Repeated request %s (%s): answered with results %s", key, operation, first.result_ids)
+    return None, results
+
+
+def _record_request_key(claim: RequestKey | None, results: Sequence[ImageGenerationResult]) -> None:
+    if claim is not None:
+        claim.result_ids = [result.pk for result in results]
+        claim.save(update_fields=["result_ids"])
+
+
 def request_generation(
-    spec: GenerationSpec, *, section: ReviewTarget | None = None, user=None, group: uuid.UUID | None = None
+    spec: GenerationSpec,
+    *,
+    section: ReviewTarget | None = None,
+    user=None,
+    group: uuid.UUID | None = None,
+    idempotency_key: str | None = None,
 ) -> list[ImageGenerationResult]:
     """Create one queued result per provider and enqueue their jobs after commit.
 
-    Several providers make a comparison group that admin shows side by side.
+    Several providers make a comparison group that admin shows side by side. A repeated
+    ``idempotency_key`` gets the first request's results, marked ``repeated``, and
+    queues nothing (see :func:`_claim_request_key`).
     """
     example = spec.prompt_example
     style = spec.style or (example.style if example else None)
@@ -277,6 +327,9 @@ def request_generation(
     group = group or uuid.uuid4()
     results = []
     with transaction.atomic():
+        claim, earlier = _claim_request_key(idempotency_key, user, "generate")
+        if earlier is not None:
+            return earlier
         review = review_for(section) if section is not None else None
         for alias in aliases:
             result = ImageGenerationResult.objects.create(
@@ -301,24 +354,42 @@ def request_generation(
             if review is not None:
                 _log(review, ReviewAction.GENERATED, user, result)
             enqueue_on_commit(result)
+        _record_request_key(claim, results)
     return results
 
 
-def generate_for_section(section: Section, *, user=None, provider: str | None = None, prompt_example=None):
+def generate_for_section(
+    section: Section,
+    *,
+    user=None,
+    provider: str | None = None,
+    prompt_example=None,
+    idempotency_key: str | None = None,
+):
+    """Queue the section's image; a repeated ``idempotency_key`` gets the first request's
+    results (marked ``repeated``) and queues nothing."""
     section = as_section(section)
-    review = review_for(section)
-    example = prompt_example or prompt_example_for(review)
-    prompt = section_prompt(section, review, example)
-    if not prompt:
-        raise NothingToGenerate(f"Section {section.title!r} has no text and no prompt.")
-    spec = GenerationSpec(prompt=prompt, prompt_example=example, providers=[provider] if provider else ())
-    return request_generation(spec, section=section, user=user)
+    with transaction.atomic():
+        review = review_for(section)
+        claim, earlier = _claim_request_key(idempotency_key, user, f"generate-section:{review.pk}:{provider or ''}")
+        if earlier is not None:
+            return earlier
+        example = prompt_example or prompt_example_for(review)
+        prompt = section_prompt(section, review, example)
+        if not prompt:
+            raise NothingToGenerate(f"Section {section.title!r} has no text and no prompt.")
+        spec = GenerationSpec(prompt=prompt, prompt_example=example, providers=[provider] if provider else ())
+        results = request_generation(spec, section=section, user=user)
+        _record_request_key(claim, results)
+    return results
 
 
 @dataclass
 class PostGeneration:
     results: list[ImageGenerationResult]
     skipped: list[tuple[Section, str]]  # (section, reason)
+    #: The request repeated an idempotency key: ``results`` are the first request's, nothing was queued.
+    repeated: bool = False
 
 
 def missing_image_skip_reason(section: Section) -> str | None:
@@ -340,12 +411,20 @@ def generate_for_sections(
     provider: str | None = None,
     prompt_example: ImagePromptExample | None = None,
     only_missing: bool = False,
+    idempotency_key: str | None = None,
 ) -> PostGeneration:
     """Queue one job per section; sections without a prompt (or, with ``only_missing``,
-    with an approved or in-flight image) are skipped, each with the reason why."""
+    with an approved or in-flight image) are skipped, each with the reason why. A repeated
+    ``idempotency_key`` answers with the first request's results and queues nothing."""
     results, skipped = [], []
+    sections = [as_section(section) for section in sections]
+    keys = hashlib.sha256("\0".join(sorted(section.key for section in sections)).encode()).hexdigest()[:16]
+    operation = f"generate-sections:{provider or ''}:{int(only_missing)}:{keys}"
     with transaction.atomic():
-        for section in map(as_section, sections):
+        claim, earlier = _claim_request_key(idempotency_key, user, operation)
+        if earlier is not None:
+            return PostGeneration(results=earlier, skipped=[], repeated=True)
+        for section in sections:
             reason = missing_image_skip_reason(section) if only_missing else None
             if reason:
                 skipped.append((section, reason))
@@ -356,6 +435,7 @@ def generate_for_sections(
                 skipped.append((section, str(exc)))
             except ValidationError as exc:  # e.g. a prompt over the length limit: that section only
                 skipped.append((section, " ".join(exc.messages)))
+        _record_request_key(claim, results)
     return PostGeneration(results=results, skipped=skipped)
 
 
@@ -364,13 +444,19 @@ def generate_for_post(post, **options: Any) -> PostGeneration:
     return generate_for_sections(get_host().sections(post), **options)
 
 
-def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = False) -> ImageGenerationResult:
-    """A new candidate with the same snapshot; a new seed unless ``same_seed``."""
+def regenerate(
+    result: ImageGenerationResult, *, user=None, same_seed: bool = False, idempotency_key: str | None = None
+) -> ImageGenerationResult:
+    """A new candidate with the same snapshot; a new seed unless ``same_seed``. A repeated
+    ``idempotency_key`` gets the first request's candidate (``repeated``) and queues nothing."""
     if result.source == ResultSource.UPLOADED:
         raise InvalidTransition("An uploaded image cannot be regenerated; generate a new one for the section instead.")
     params = dict(result.params)
     params["seed"] = result.seed if same_seed and result.seed is not None else None
     with transaction.atomic():
+        claim, earlier = _claim_request_key(idempotency_key, user, f"regenerate:{result.pk}:{int(same_seed)}")
+        if earlier:
+            return earlier[0]
         new = ImageGenerationResult.objects.create(
             group=uuid.uuid4(),
             review_id=result.review_id,
@@ -392,6 +478,7 @@ def regenerate(result: ImageGenerationResult, *, user=None, same_seed: bool = Fa
         if result.review_id:
             _log(result.review, ReviewAction.REGENERATED, user, new, comment=f"from #{result.pk}")
         enqueue_on_commit(new)
+        _record_request_key(claim, [new])
     return new
 
 
@@ -442,25 +529,56 @@ def enqueue_on_commit(result: ImageGenerationResult) -> None:
 def enqueue(result_id: int) -> str | None:
     """Put the job for a queued result on RQ. On a Redis error the row records why and
     stays queued, so ``requeue`` can send it again; returns that error, else ``None``."""
-    import django_rq
-    from redis.exceptions import RedisError
-
     result = ImageGenerationResult.objects.get(pk=result_id)
     if result.status != ResultStatus.QUEUED:
         return None
     job_id = result.next_job_id()
+    error = _send_job(result, job_id)
+    if error:
+        return error
+    ImageGenerationResult.objects.filter(pk=result.pk).update(
+        job_id=job_id,
+        enqueue_count=result.enqueue_count + 1,
+        error_message="",
+        error_kind="",
+    )
+    return None
+
+
+def enqueue_retry(result: ImageGenerationResult, delay: float) -> str | None:
+    """Schedule the next attempt of a result the job moved back to the queue ("retry") on
+    RQ's scheduler, ``delay`` seconds from now. Not a re-queue: ``enqueue_count`` (which
+    BLOGIMAGES_MAX_REQUEUES counts) stays; the job id names the attempt."""
+    job_id = f"blogimages-result-{result.pk}-{result.enqueue_count}-attempt-{result.attempts + 1}"
+    error = _send_job(result, job_id, delay=delay)
+    if not error:
+        ImageGenerationResult.objects.filter(pk=result.pk).update(job_id=job_id)
+    return error
+
+
+def _send_job(result: ImageGenerationResult, job_id: str, *, delay: float | None = None) -> str | None:
+    """Enqueue (or schedule) ``run_generation`` for ``result``; the Redis error, recorded on
+    the row, else ``None``."""
+    import datetime
+
+    import django_rq
+    from redis.exceptions import RedisError
+
+    options = dict(
+        args=(result.pk,),
+        job_id=job_id,
+        job_timeout=app_settings.JOB_TIMEOUT,
+        result_ttl=3600,
+        failure_ttl=7 * 86400,
+        description=f"blogimages result #{result.pk}",
+    )
     try:
         # commit_mode="auto": we are already running after commit.
         queue = django_rq.get_queue(app_settings.QUEUE, commit_mode="auto")
-        queue.enqueue_call(
-            "blogimages.jobs.run_generation",
-            args=(result.pk,),
-            job_id=job_id,
-            timeout=app_settings.JOB_TIMEOUT,
-            result_ttl=3600,
-            failure_ttl=7 * 86400,
-            description=f"blogimages result #{result.pk}",
-        )
+        if delay is None:
+            queue.enqueue("blogimages.jobs.run_generation", **options)
+        else:
+            queue.enqueue_in(datetime.timedelta(seconds=delay), "blogimages.jobs.run_generation", **options)
     except RedisError as exc:
         message = (
             f"Could not reach the job queue (Redis: {exc.__class__.__name__}: {exc}). "
@@ -471,12 +589,6 @@ def enqueue(result_id: int) -> str | None:
         )
         logger.error("Enqueue failed for result #%s: %s", result.pk, exc)
         return message
-    ImageGenerationResult.objects.filter(pk=result.pk).update(
-        job_id=job_id,
-        enqueue_count=result.enqueue_count + 1,
-        error_message="",
-        error_kind="",
-    )
     return None
 
 
@@ -582,21 +694,49 @@ def cancel(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult
 # --- review decisions ----------------------------------------------------------------------------
 
 
-def approve(result: ImageGenerationResult, *, user=None, comment: str = "") -> SectionReview:
+#: ``approve(replaces=UNCHECKED)``: replace whatever is approved now (admin actions, scripts).
+UNCHECKED: Any = object()
+
+
+class ApprovalConflict(ConcurrentTransition):
+    """The section's approval changed since the editor looked: someone else decided first."""
+
+
+def approve(
+    result: ImageGenerationResult, *, user=None, comment: str = "", replaces: int | None = UNCHECKED
+) -> SectionReview:
     """Make ``result`` the section's one approved image (replacing any earlier approval).
 
-    The host adapter hears of it after commit (``image_approved``), so a Wagtail site gets
-    the image in its library only once the approval is certain.
+    ``replaces`` is the approved result the editor saw (``None``: none), sent by the review
+    page and the API: if the approval changed meanwhile (another editor, another tab), the
+    request is refused with :class:`ApprovalConflict` saying who approved what, instead of
+    quietly replacing a decision the editor never saw. Approving the result that is already
+    approved changes nothing (the returned review has ``unchanged = True``); without
+    ``replaces`` it runs the host's idempotent publish hook again, so re-approving retries
+    a hook that failed. The returned review's ``replaced_id`` names the approval replaced.
+
+    The host adapter hears of it after commit (``image_approved``), and renditions are
+    queued after commit, for the winning request only: a Wagtail site gets the image in
+    its library only once the approval is certain.
     """
     if result.review_id is None:
         raise InvalidTransition("Only an image made for a section can be approved.")
     if result.status != ResultStatus.SUCCEEDED or not result.image:
         raise InvalidTransition(f"Result #{result.pk} has no finished image to approve.")
     with transaction.atomic():
-        # Lock the review so two editors approving at once take turns; the partial
-        # unique constraint on results is the backstop where locks are not available.
+        # Lock the review so two editors approving at once take turns: the second reads
+        # the first one's decision, after it committed, and is told. The one-to-one
+        # approved_result is the backstop where locks are not available.
         review = SectionReview.objects.select_for_update().get(pk=result.review_id)
-        replaced_id = review.approved_result_id if review.approved_result_id != result.pk else None
+        current = review.approved_result_id
+        review.unchanged, review.replaced_id = current == result.pk, None
+        if current == result.pk:
+            if replaces is UNCHECKED:
+                _publish_on_commit("approved", review.pk, result.pk, None, user)
+            return review
+        if replaces is not UNCHECKED and current != replaces:
+            raise ApprovalConflict(_approval_changed(review, replaces))
+        review.replaced_id = current
         review.status = ReviewStatus.APPROVED
         review.approved_result = result
         review.reviewed_by = user if user and user.is_authenticated else None
@@ -611,8 +751,29 @@ def approve(result: ImageGenerationResult, *, user=None, comment: str = "") -> S
         from .renditions import enqueue_on_commit as enqueue_renditions_on_commit
 
         enqueue_renditions_on_commit(result.pk)
-        _publish_on_commit("approved", review.pk, result.pk, replaced_id, user)
+        _publish_on_commit("approved", review.pk, result.pk, current, user)
     return review
+
+
+def _approval_changed(review: SectionReview, expected: int | None) -> str:
+    """One sentence for an editor whose approval lost: who decided what, and when."""
+    who = str(review.reviewed_by) if review.reviewed_by_id else _("someone")
+    when = _("a moment ago")
+    if review.reviewed_at and timezone.now() - review.reviewed_at > timezone.timedelta(minutes=1):
+        from django.utils.timesince import timesince
+
+        when = _("%(time)s ago") % {"time": timesince(review.reviewed_at)}
+    if review.approved_result_id is not None:
+        return _("Already changed: #%(id)s was approved by %(who)s %(when)s; reload to see it.") % {
+            "id": review.approved_result_id,
+            "who": who,
+            "when": when,
+        }
+    return _("Already changed: #%(id)s is no longer approved (%(who)s, %(when)s); reload to see it.") % {
+        "id": expected,
+        "who": who,
+        "when": when,
+    }
 
 
 def approve_batch(
@@ -723,7 +884,8 @@ def add_comment(section: ReviewTarget, *, user=None, text: str) -> ReviewEvent:
 
 
 def upload(section: ReviewTarget, uploaded_file, *, user=None, approve_now: bool = False) -> ImageGenerationResult:
-    """Store an editor's file as a candidate for the section (vetted and re-encoded first)."""
+    """Store an editor's file as a candidate for the section (vetted, re-encoded and stripped
+    of its metadata first: a camera's GPS position and serial number stay out of storage)."""
     data, content_type = clean_upload(uploaded_file)
     info, thumbnail = analyse(data)
     with stored_image(data, content_type, thumbnail) as (name, thumb), transaction.atomic():
@@ -769,8 +931,12 @@ def _stored_fields(name: str, thumbnail: str, info) -> dict[str, Any]:
 
 
 def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str, Any]) -> None:
-    """Store a finished image once and mark the result succeeded; no orphan if it lost a race."""
-    info, thumbnail = analyse(data)
+    """Store a finished image once and mark the result succeeded; no orphan if it lost a race.
+
+    The stored file carries no generator metadata (``images.prepare_output``): what was
+    sent stays in the row's snapshot, not in a file the public page serves.
+    """
+    data, info, thumbnail = prepare_output(data)
     with stored_image(data, info.content_type, thumbnail) as (name, thumb):
         result.move(
             "succeed",
@@ -784,20 +950,105 @@ def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str
         )
 
 
-#: Seconds between two sweeps for stuck results, whichever worker does it.
-SWEEP_EVERY = 30
+#: Seconds between two recovery rounds: ``blogimages.cron`` schedules one this often, and a
+#: worker picking up a job runs one if none ran for this long.
+RECOVER_EVERY = 10
+
+# RQ statuses of a job that will still run (or is running) the result.
+LIVE_JOB_STATUSES = {"queued", "deferred", "scheduled", "started"}
+
+#: Seconds a just-queued result without a job in Redis is given for its on-commit enqueue.
+JUST_QUEUED = 5.0
 
 
-def sweep_stuck_if_due(redis) -> list[int]:
-    """Sweep for stuck results if no worker did in the last ``SWEEP_EVERY`` seconds.
+@dataclass
+class Recovery:
+    swept: list[int]  # running without a heartbeat for STUCK_AFTER: re-queued (or failed)
+    recovered: list[int]  # queued or running with no live job in Redis: re-queued
 
-    Workers call this as they pick up a job, so recovery runs on the workers' schedule,
-    not as a side effect of an editor's page polling; ``SET NX EX`` on the queue's Redis
-    lets one worker a period win, however many there are.
+
+def recover_if_due(redis) -> Recovery | None:
+    """Run :func:`recover` unless one ran in the last ``RECOVER_EVERY`` seconds.
+
+    ``SET NX EX`` on the queue's Redis lets one caller a period win, however many workers
+    and schedulers there are; editors' pages never call this.
     """
-    if not redis.set("blogimages:sweep-stuck", 1, nx=True, ex=SWEEP_EVERY):
-        return []
-    return sweep_stuck()
+    if not redis.set("blogimages:recover", 1, nx=True, ex=RECOVER_EVERY - 1):
+        return None
+    return recover(redis)
+
+
+def recover(redis) -> Recovery:
+    """The workers' own recovery: sweep running results whose worker went silent, and
+    re-queue queued or running results whose job Redis lost (a flush, a restart). What
+    ``blogimages_requeue`` does without an operator, except retrying transient failures."""
+    swept = sweep_stuck()
+    recovered = []
+    for result, lost, _reason in examine_active(redis, older_than=app_settings.STUCK_AFTER, exclude=swept):
+        if not lost:
+            continue
+        try:
+            recover_lost(result)
+        except (InvalidTransition, ConcurrentTransition):
+            continue  # it moved on by itself meanwhile
+        recovered.append(result.pk)
+    return Recovery(swept, recovered)
+
+
+def examine_active(
+    redis, *, older_than: float, exclude: Iterable[int] = ()
+) -> Iterator[tuple[ImageGenerationResult, bool, str]]:
+    """Each queued or running result, whether it is lost (no job will finish it), and why.
+
+    A running result whose worker reported in the last ``older_than`` seconds is not lost.
+    Jobs are read from Redis a page of results at a time, in one round trip.
+    """
+    from rq.job import Job
+
+    now = timezone.now()
+    heard_cutoff = now - timezone.timedelta(seconds=older_than)
+    queued_cutoff = now - timezone.timedelta(seconds=min(JUST_QUEUED, older_than))
+    active = ImageGenerationResult.objects.active().exclude(pk__in=list(exclude))
+    page: list[ImageGenerationResult] = []
+
+    def examine_page() -> Iterator[tuple[ImageGenerationResult, bool, str]]:
+        ids = [r.job_id for r in page if r.job_id]
+        jobs = {job.id: job for job in Job.fetch_many(ids, connection=redis) if job is not None} if ids else {}
+        for result in page:
+            yield result, *_examine(result, jobs.get(result.job_id), redis, heard_cutoff, queued_cutoff)
+
+    for result in keyset(active):
+        page.append(result)
+        if len(page) == 200:
+            yield from examine_page()
+            page = []
+    yield from examine_page()
+
+
+def _examine(result: ImageGenerationResult, job: Any, redis: Any, heard_cutoff: Any, queued_cutoff: Any):
+    from rq.worker import Worker
+
+    if result.status == ResultStatus.RUNNING and result.heartbeat_at and result.heartbeat_at > heard_cutoff:
+        seconds = (timezone.now() - result.heartbeat_at).total_seconds()
+        return False, f"running, its worker reported {seconds:.0f} s ago"
+    raw = job.get_status(refresh=False) if job else None
+    status = str(getattr(raw, "value", raw) or "unknown")
+    # Only this narrow case waits: a row committed a moment ago whose on-commit enqueue may
+    # not have run, so it has no job id yet, or still the previous job's, ended. A job id
+    # that Redis does not know at all is lost whatever its age.
+    not_sent_yet = not result.job_id or (job is not None and status not in LIVE_JOB_STATUSES)
+    if result.status == ResultStatus.QUEUED and not_sent_yet and result.queued_at and result.queued_at > queued_cutoff:
+        return False, "queued a moment ago, its enqueue may still be on its way"
+    if not result.job_id:
+        return True, "never reached the queue"
+    if job is None:
+        return True, "its job is gone from Redis"
+    if status not in LIVE_JOB_STATUSES:
+        return True, f"its job is {status} but the result is still {result.status}"
+    if status == "started" and job.worker_name:
+        if not redis.exists(Worker.redis_worker_namespace_prefix + job.worker_name):
+            return True, "its worker is gone"
+    return False, f"its job is {status} in Redis"
 
 
 def sweep_stuck(now=None) -> list[int]:

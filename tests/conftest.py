@@ -65,10 +65,12 @@ def run_worker(rq_queue):
     def done() -> int:
         return len(FinishedJobRegistry(queue=rq_queue)) + len(FailedJobRegistry(queue=rq_queue))
 
-    def run(max_jobs: int | None = None) -> int:
+    def run(max_jobs: int | None = None, *, with_scheduler: bool = False) -> int:
+        """``with_scheduler``: first move scheduled jobs that are due to the queue, as the
+        scheduler of a worker started with ``--with-scheduler`` does."""
         before = done()
         worker = SimpleWorker([rq_queue], connection=rq_queue.connection)
-        worker.work(burst=True, max_jobs=max_jobs, with_scheduler=False)
+        worker.work(burst=True, max_jobs=max_jobs, with_scheduler=with_scheduler)
         return done() - before
 
     return run

@@ -12,13 +12,13 @@ CALLS: dict[str, int] = {}
 class FlakyProvider(BaseProvider):
     """Fails ``fail_times`` times with a transient (or permanent) error, then succeeds."""
 
-    default_options = {"fail_times": 1, "permanent": False, "message": "server busy"}
+    default_options = {"fail_times": 1, "permanent": False, "message": "server busy", "retry_after": 0}
 
     def generate(self, request, reporter):
         CALLS[self.alias] = CALLS.get(self.alias, 0) + 1
         if CALLS[self.alias] <= self.options["fail_times"]:
             error = PermanentProviderError if self.options["permanent"] else TransientProviderError
-            raise error(self.options["message"], retry_after=0)
+            raise error(self.options["message"], retry_after=self.options["retry_after"])
         return GeneratedImage(render_placeholder(request, 7), seed=7, provider=self.alias)
 
 

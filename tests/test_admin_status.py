@@ -94,7 +94,7 @@ def test_openai_configured_or_not(client, admin_user, settings, monkeypatch, rq_
 def test_queues_workers_and_dashboard_link(client, admin_user, rq_queue):
     from rq import Worker
 
-    rq_queue.enqueue("blogimages.jobs.sweep_stuck_results")
+    rq_queue.enqueue("blogimages.jobs.recover_results")
     worker = Worker([rq_queue], connection=rq_queue.connection, name="status-page-worker")
     worker.register_birth()
     try:

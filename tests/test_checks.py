@@ -42,6 +42,11 @@ def test_example_project_is_clean():
         ({"BLOGIMAGES_QUEUE": "images"}, "blogimages.E020"),
         ({"RQ_QUEUES": {"default": {"URL": "redis://127.0.0.1:6379/0"}}}, "blogimages.W021"),
         ({"BLOGIMAGES_STORAGE": "images"}, "blogimages.E030"),
+        ({"BLOGIMAGES_WEBHOOK_BASE_URL": "blog.example.com"}, "blogimages.E042"),
+        (
+            {"BLOGIMAGES_WEBHOOK_BASE_URL": "https://blog.example.com", "ROOT_URLCONF": "tests.urls_no_api"},
+            "blogimages.E042",
+        ),
     ],
 )
 def test_misconfiguration_is_reported(settings, overrides, expected):
@@ -186,3 +191,8 @@ def test_a_replacement_that_leads_nowhere_is_e041(settings):
     )
     settings.BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS = {"gpt-image-1.5": "gpt-image-2.6-flare"}
     assert messages("blogimages.E041") == []
+
+
+def test_a_public_webhook_address_with_the_urls_included_is_clean(settings):
+    settings.BLOGIMAGES_WEBHOOK_BASE_URL = "https://blog.example.com"
+    assert messages("blogimages.E042") == []

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from blogimages import services
+from blogimages.images import strip_metadata
 from blogimages.models import ErrorKind, ImageGenerationResult, ResultStatus
 from tests.servers.comfyui import FakeComfyUI
 
@@ -63,12 +64,13 @@ def test_a_section_image_is_generated_stored_and_recorded(
     assert graph["9"]["inputs"]["filename_prefix"] == f"blogimages/result_{result.pk}"
     assert result.remote_server == comfyui.url
     assert result.provider_meta["workflow"] == "sdxl"
-    # The stored file is exactly what ComfyUI wrote, and its thumbnail exists.
+    # The stored file is what ComfyUI wrote less its metadata (the graph in the "prompt"
+    # chunk), and its thumbnail exists.
     output = result.provider_meta["output"]
     served = comfyui.files[("output", output["subfolder"], output["filename"])]
     with result.image.open("rb") as stored:
         data = stored.read()
-    assert data == served and result.checksum == hashlib.sha256(served).hexdigest()
+    assert data == strip_metadata(served) != served and result.checksum == hashlib.sha256(data).hexdigest()
     assert Image.open(io.BytesIO(data)).size == (320, 256) == (result.width, result.height)
     assert result.thumbnail and result.thumbnail.storage.exists(result.thumbnail.name)
     assert result.progress == 100 and result.attempts == 1

@@ -225,7 +225,7 @@ def test_a_worker_sweeps_stuck_results_as_it_picks_up_a_job_once_a_period(
     (stuck,) = generate()
     old = timezone.now() - timezone.timedelta(seconds=app_settings.STUCK_AFTER + 5)
     stuck.transition(ResultStatus.RUNNING, started_at=old, heartbeat_at=old, attempts=1)
-    rq_queue.connection.delete("blogimages:sweep-stuck")
+    rq_queue.connection.delete("blogimages:recover")
     with django_capture_on_commit_callbacks(execute=True):
         (fresh,) = generate("a new one")
     with django_capture_on_commit_callbacks(execute=True):
@@ -235,8 +235,8 @@ def test_a_worker_sweeps_stuck_results_as_it_picks_up_a_job_once_a_period(
     fresh.refresh_from_db()
     assert fresh.status == ResultStatus.SUCCEEDED
     assert stuck.status == ResultStatus.SUCCEEDED and stuck.attempts == 2
-    ttl = rq_queue.connection.ttl("blogimages:sweep-stuck")
-    assert 0 < ttl <= services.SWEEP_EVERY  # the next worker within the period does not sweep again
+    ttl = rq_queue.connection.ttl("blogimages:recover")
+    assert 0 < ttl <= services.RECOVER_EVERY  # the next worker within the period does not sweep again
     again = generate("stuck again")[0]
     again.transition(ResultStatus.RUNNING, started_at=old, heartbeat_at=old, attempts=1)
     with django_capture_on_commit_callbacks(execute=True):

@@ -259,7 +259,8 @@ def test_readme_install_on_a_fresh_startproject(tmp_path, redis_url):
         "python manage.py makemigrations blog",
         "python manage.py migrate",
         "python manage.py check",
-        "python manage.py rqworker default",
+        "python manage.py rqworker --with-scheduler default",
+        "python manage.py rqcron blogimages.cron",
     )
     follow_steps(project, install_section(), MARKED, commands)
 
@@ -361,7 +362,8 @@ def test_readme_install_on_a_fresh_wagtail_start(tmp_path, redis_url):
         "python manage.py makemigrations blog",
         "python manage.py migrate",
         "python manage.py check",
-        "python manage.py rqworker default",
+        "python manage.py rqworker --with-scheduler default",
+        "python manage.py rqcron blogimages.cron",
     )
     follow_steps(project, wagtail_section(), WAGTAIL_MARKED, commands, "Wagtail ")
 
@@ -498,7 +500,8 @@ def test_readme_install_on_a_fresh_django_cms_site(tmp_path, redis_url):
         "python manage.py migrate",
         "python manage.py createsuperuser",
         "python manage.py check",
-        "python manage.py rqworker default",
+        "python manage.py rqworker --with-scheduler default",
+        "python manage.py rqcron blogimages.cron",
     )
     follow_steps(project, djangocms_section(), DJANGOCMS_MARKED, commands, "django CMS ")
 

@@ -108,7 +108,7 @@ def test_openai_status_reads_the_key_without_calling_the_api(settings, monkeypat
 def test_queue_status_counts_jobs_and_workers(rq_queue):
     from rq import Worker
 
-    rq_queue.enqueue("blogimages.jobs.sweep_stuck_results")
+    rq_queue.enqueue("blogimages.jobs.recover_results")
     worker = Worker([rq_queue], connection=rq_queue.connection, name="status-module-worker")
     worker.register_birth()
     try:

@@ -5,6 +5,7 @@ Django admin ModelAdmin (``PostImagesAdminMixin``)."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -222,6 +223,9 @@ class ReviewPage:
 
     def panel_context(self, request: HttpRequest, post, perms: dict[str, bool] | None = None) -> dict[str, Any]:
         return {
+            # Sent back by the page's forms: a double click's second request (same key,
+            # same operation) gets the first one's outcome instead of a second job.
+            "request_key": uuid.uuid4().hex,
             "post": post,
             "perms_bi": perms if perms is not None else user_perms(request.user, post),
             "urls": self.urls_for(post),
@@ -365,6 +369,31 @@ class Action:
     def provider(self) -> str | None:
         return self.request.POST.get("provider") or None
 
+    @property
+    def request_key(self) -> str | None:
+        """The form's idempotency key (``services._claim_request_key``)."""
+        return self.request.POST.get("request_key") or None
+
+    @property
+    def replaces(self) -> int | None:
+        """The approved image the editor saw (``""``: none); unchecked if the form did not say."""
+        raw = self.request.POST.get("replaces")
+        if raw is None:
+            return services.UNCHECKED
+        try:
+            return int(raw) if raw.strip() else None
+        except ValueError:
+            raise ValidationError(_("The form's approved image is not an image id; reload the page.")) from None
+
+    def repeated(self, results) -> bool:
+        """Say so when the request repeated an earlier one (a double click): nothing new was queued."""
+        if not results or not getattr(results[0], "repeated", False):
+            return False
+        ids = ", ".join(f"#{result.pk}" for result in results)
+        text = _("This request was already made (%(ids)s); nothing new was queued.") % {"ids": ids}
+        messages.info(self.request, text)
+        return True
+
     def done(self, text: str, **values: Any) -> None:
         """Say what was done; ``ref`` (the image) and ``section`` (its title) are filled in."""
         ref = _("image #%(id)s") % {"id": self.result.pk} if self.result else ""
@@ -373,19 +402,25 @@ class Action:
 
 def _generate_post(act: Action) -> None:
     missing = act.op == "generate-missing"
-    outcome = services.generate_for_post(act.post, user=act.user, provider=act.provider, only_missing=missing)
-    report_generation(act.request, outcome.results, outcome.skipped, posts=1)
+    outcome = services.generate_for_post(
+        act.post, user=act.user, provider=act.provider, only_missing=missing, idempotency_key=act.request_key
+    )
+    if not act.repeated(outcome.results):
+        report_generation(act.request, outcome.results, outcome.skipped, posts=1)
 
 
 def _generate_section(act: Action) -> None:
-    results = services.generate_for_section(act.section, user=act.user, provider=act.provider)
-    report_generation(act.request, results, [], posts=0)
+    results = services.generate_for_section(
+        act.section, user=act.user, provider=act.provider, idempotency_key=act.request_key
+    )
+    if not act.repeated(results):
+        report_generation(act.request, results, [], posts=0)
 
 
 def _regenerate(act: Action) -> None:
     same_seed = act.op == "regenerate-same-seed"
-    new = services.regenerate(act.result, user=act.user, same_seed=same_seed)
-    if not report_queue_errors(act.request, [new]):
+    new = services.regenerate(act.result, user=act.user, same_seed=same_seed, idempotency_key=act.request_key)
+    if not act.repeated([new]) and not report_queue_errors(act.request, [new]):
         seed = _("the same seed") if same_seed else _("a new seed")
         act.done(_("Queued image #%(new)s for “%(section)s”, like %(ref)s with %(seed)s."), new=new.pk, seed=seed)
 
@@ -402,8 +437,14 @@ def _requeue(act: Action) -> None:
 
 
 def _approve(act: Action) -> None:
-    services.approve(act.result, user=act.user, comment=act.comment)
-    act.done(_("Approved %(ref)s for “%(section)s”."))
+    review = services.approve(act.result, user=act.user, comment=act.comment, replaces=act.replaces)
+    if review.unchanged:
+        ref = _("Image #%(id)s") % {"id": act.result.pk}
+        messages.info(act.request, _("%(ref)s is already approved; nothing changed.") % {"ref": ref})
+    elif review.replaced_id:
+        act.done(_("Approved %(ref)s for “%(section)s”; it replaces image #%(old)s."), old=review.replaced_id)
+    else:
+        act.done(_("Approved %(ref)s for “%(section)s”."))
 
 
 def _reject(act: Action) -> None:

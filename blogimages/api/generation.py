@@ -115,6 +115,12 @@ def _section(data: dict[str, Any], errors: Errors):
     return section
 
 
+def idempotency_key(request: HttpRequest) -> str | None:
+    """The ``Idempotency-Key`` header: a client that sends a request again (its answer was
+    lost, a retry loop) with the same key gets the first request's results, nothing new."""
+    return request.headers.get("Idempotency-Key") or None
+
+
 def _raise_for_queue(request: HttpRequest, results: list[ImageGenerationResult]) -> None:
     errors = services.queue_errors(results)
     if errors:
@@ -155,7 +161,9 @@ def generate(request: HttpRequest) -> HttpResponse:
         overrides=overrides,
     )
     try:
-        results = services.request_generation(spec, section=section, user=request.user)
+        results = services.request_generation(
+            spec, section=section, user=request.user, idempotency_key=idempotency_key(request)
+        )
     except ValidationError as exc:
         found = errors_of(exc)
         if "provider" in found and provider_field == "providers":
@@ -166,6 +174,8 @@ def generate(request: HttpRequest) -> HttpResponse:
     response = json_response(body, status=202)
     if len(results) == 1:
         response["Location"] = result_url(request, results[0].pk)
+    if any(getattr(result, "repeated", False) for result in results):
+        response["Idempotent-Replayed"] = "true"  # the first request's results; nothing new was queued
     return response
 
 
@@ -184,7 +194,11 @@ def generate_for_post(request: HttpRequest, pk: int) -> HttpResponse:
     if post is None:
         raise ApiError(404, f"No post with id {pk}.")
     outcome = services.generate_for_post(
-        post, user=request.user, provider=aliases[0] if aliases else None, only_missing=only_missing
+        post,
+        user=request.user,
+        provider=aliases[0] if aliases else None,
+        only_missing=only_missing,
+        idempotency_key=idempotency_key(request),
     )
     _raise_for_queue(request, outcome.results)
     body = {
@@ -194,4 +208,7 @@ def generate_for_post(request: HttpRequest, pk: int) -> HttpResponse:
             {"section": section.key, "title": section.title, "reason": reason} for section, reason in outcome.skipped
         ],
     }
-    return json_response(body, status=202 if outcome.results else 200)
+    response = json_response(body, status=202 if outcome.results else 200)
+    if outcome.repeated:
+        response["Idempotent-Replayed"] = "true"
+    return response

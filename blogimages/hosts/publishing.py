@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
+from ..images import strip_metadata
 from ..models import ImageGenerationResult, ResultSource, SectionReview
 from ..storage import get_storage
 from ..text import plain_text
@@ -41,9 +42,11 @@ def alt_text(review: SectionReview, result: ImageGenerationResult, limit: int) -
 
 
 def read_image(result: ImageGenerationResult) -> bytes:
-    """The result's image file, through blogimages' storage API (S3 has no ``.path``)."""
+    """The result's image file, through blogimages' storage API (S3 has no ``.path``),
+    without metadata: files stored before blogimages stripped it get no further with it
+    (stripping a stripped file changes nothing)."""
     with get_storage().open(result.image.name, "rb") as source:
-        return source.read()
+        return strip_metadata(source.read())
 
 
 def publish_once(

@@ -11,6 +11,7 @@ from typing import Any
 from django.apps import apps
 from django.urls import NoReverseMatch, reverse
 
+from ..chunks import keyset
 from ..conf import app_settings
 from ..text import plain_text
 from .base import HostAdapter, Section
@@ -35,7 +36,7 @@ class ModelSectionsAdapter(HostAdapter):
         return post
 
     def posts(self):
-        return self.post_model()._default_manager.all().iterator(chunk_size=200)
+        return keyset(self.post_model()._default_manager.all())
 
     def find_section(self, key):
         try:

@@ -46,7 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 OUTPUT_FORMATS = ("images_data", "images_image", "images_b64", "data_url", "message", "job_results", "s3_url")
 OUTCOMES = ("ok", "failed", "failed_text", "timed_out", "stuck", "queued")
@@ -240,10 +240,14 @@ def seed_of(workflow: Any) -> int:
 
 
 def render(workflow: Any) -> bytes:
+    """The PNG the worker returns: the file ComfyUI's SaveImage wrote, with the graph it ran
+    as a tEXt "prompt" chunk."""
     seed = seed_of(workflow)
     image = Image.new("RGB", latent_size(workflow), (seed % 251, 100, 200))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(workflow))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 

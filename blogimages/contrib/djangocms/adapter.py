@@ -14,6 +14,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.utils import translation
 
+from ...chunks import keyset
 from ...hosts.base import ACTIONS, HostAdapter, Section
 from . import publishing
 from .conf import djangocms_settings
@@ -88,7 +89,7 @@ class DjangoCMSAdapter(HostAdapter):
             if model is None:
                 continue
             ids = content_queryset(config).values(config.grouper_field)
-            yield from model._base_manager.filter(pk__in=ids).order_by("pk").iterator(chunk_size=200)
+            yield from keyset(model._base_manager.filter(pk__in=ids))
 
     def current_content(self, post: Any, language: str | None = None):
         """The content an editor works on in ``language`` (else the active language, else the first)."""

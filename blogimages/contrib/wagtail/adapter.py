@@ -14,6 +14,7 @@ from wagtail.images import get_image_model
 from wagtail.models import Collection, Page
 from wagtail.permissions import policy_registry
 
+from ...chunks import keyset
 from ...hosts.base import ACTIONS, HostAdapter, Section
 from ...text import plain_text
 from . import publishing
@@ -60,7 +61,7 @@ class WagtailPageAdapter(HostAdapter):
     def posts(self):
         """Every page of a configured model, drafts included (editors generate before publishing)."""
         for model in self.page_models():
-            yield from model._default_manager.order_by("path").iterator(chunk_size=200)
+            yield from keyset(model._default_manager.all(), ("path",))
 
     def page_models(self) -> list[type[Page]]:
         models = []

@@ -9,19 +9,21 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from django.core.files.storage import Storage
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from blogimages import services
+from blogimages.chunks import keyset
 from blogimages.conf import app_settings
 from blogimages.exceptions import BlogImagesError
+from blogimages.management.base import BlogImagesCommand
 from blogimages.models import ImageGenerationResult, SectionReview
 from blogimages.storage import get_storage, rendition_names
 
 
-class Command(BaseCommand):
+class Command(BlogImagesCommand):
     help = (
         "Find stored files under BLOGIMAGES_KEY_PREFIX that no result references (image, thumbnail or "
         "rendition), and results whose stored image is gone. A dry run by default: it only lists them. "
@@ -66,9 +68,8 @@ class Command(BaseCommand):
         # it, and a file listed before its row committed is protected by --min-age.
         listed = set(_walk(storage, prefix))
         referenced: set[str] = set()
-        for image, thumbnail, renditions in ImageGenerationResult.objects.values_list(
-            "image", "thumbnail", "renditions"
-        ).iterator(chunk_size=500):
+        rows = ImageGenerationResult.objects.values_list("pk", "image", "thumbnail", "renditions")
+        for _pk, image, thumbnail, renditions in keyset(rows, size=500):
             referenced.update(n for n in (image, thumbnail, *rendition_names(renditions)) if n)
 
         cutoff = timezone.now() - timezone.timedelta(seconds=options["min_age"])
@@ -155,8 +156,8 @@ class Command(BaseCommand):
             SectionReview.objects.exclude(approved_result=None).values_list("approved_result_id", flat=True)
         )
         broken, dangling, needs_editor = [], [], []
-        rows = ImageGenerationResult.objects.filter(~Q(image="") | ~Q(thumbnail="")).order_by("pk")
-        for result in rows.iterator(chunk_size=200):
+        rows = ImageGenerationResult.objects.filter(~Q(image="") | ~Q(thumbnail=""))
+        for result in keyset(rows):
 
             def gone(name: str) -> bool:
                 # The listing is the cheap answer; exists() is the sure one for names outside

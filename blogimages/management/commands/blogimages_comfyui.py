@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from blogimages import local_comfyui
+from blogimages.management.base import BlogImagesCommand
 
 # LSB init-script convention, which monitoring scripts already understand.
 EXIT_NOT_RUNNING = 3
 
 
-class Command(BaseCommand):
+class Command(BlogImagesCommand):
     help = (
         "Start, stop or show the local ComfyUI started by BLOGIMAGES_COMFYUI_START_COMMAND (run in "
         "BLOGIMAGES_COMFYUI_WORKDIR); the status page shows its state, this command alone starts and stops it. "

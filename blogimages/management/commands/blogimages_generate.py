@@ -6,11 +6,12 @@ import time
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import OperationalError
 
 from blogimages import services
 from blogimages.hosts import Section, get_host
+from blogimages.management.base import BlogImagesCommand
 from blogimages.models import (
     ACTIVE_STATUSES,
     ImageGenerationResult,
@@ -23,7 +24,7 @@ POLL_SECONDS = 0.5
 BAR_WIDTH = 30
 
 
-class Command(BaseCommand):
+class Command(BlogImagesCommand):
     help = (
         "Queue image generation for whole posts (--post, by id or slug), single sections (--section), or every "
         "section that has no approved image yet (--all-missing). Jobs run on the RQ workers; --wait shows a "

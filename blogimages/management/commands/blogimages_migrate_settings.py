@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from blogimages.chunks import keyset
 from blogimages.legacy import LegacyParse, parse_legacy_text
+from blogimages.management.base import BlogImagesCommand
 from blogimages.models import ImageSetting
 
 NAME_MAX = ImageSetting._meta.get_field("name").max_length
@@ -45,7 +47,7 @@ class Row:
     changes: list[str] = field(default_factory=list)
 
 
-class Command(BaseCommand):
+class Command(BlogImagesCommand):
     help = (
         "Fill the structured fields of image settings (size, steps, guidance, sampler, seed, ...) from the "
         "freeform text of an older system. Reads ImageSetting.legacy_text of settings not yet migrated, or an "
@@ -109,7 +111,7 @@ class Command(BaseCommand):
         if not self.force:
             queryset = queryset.filter(legacy_parsed_at__isnull=True)
         # Locked for the run so an editor's save cannot interleave with ours (a no-op on SQLite).
-        for setting in queryset.select_for_update().iterator(chunk_size=500):
+        for setting in keyset(queryset.select_for_update(), size=500):
             yield Row(name=setting.name, text=setting.legacy_text, setting=setting, source="database")
 
     def _file_rows(self, path: Path) -> Iterator[Row]:

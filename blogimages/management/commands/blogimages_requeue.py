@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from blogimages import services
+from blogimages.chunks import keyset
 from blogimages.conf import app_settings
 from blogimages.exceptions import ConcurrentTransition, InvalidTransition
+from blogimages.management.base import BlogImagesCommand
 from blogimages.models import ErrorKind, ImageGenerationResult, ResultStatus, ReviewStatus, SectionReview
 
-# RQ statuses of a job that will still run (or is running) the result.
-LIVE_JOB_STATUSES = {"queued", "deferred", "scheduled", "started"}
 
-#: Seconds a just-queued result without a job in Redis is given for its on-commit enqueue.
-JUST_QUEUED = 5.0
-
-
-class Command(BaseCommand):
+class Command(BlogImagesCommand):
     help = (
         "Re-queue results that are stuck in queued or running with no live RQ job (the worker died, Redis was "
         "flushed or restarted) and results that failed with a transient error (timeouts, a server that was "
@@ -38,8 +34,8 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="Leave running results whose worker reported less than this long ago alone: the worker may "
             f"still be on it (default 60). Queued results are recovered at once, except one queued in the last "
-            f"{JUST_QUEUED:g} s (or --older-than, if less) whose job is not in Redis yet: its enqueue may be "
-            "on its way.",
+            f"{services.JUST_QUEUED:g} s (or --older-than, if less) whose job is not in Redis yet: its enqueue "
+            "may be on its way.",
         )
         parser.add_argument(
             "--skip-failed", action="store_true", help="Only stuck results; leave transient failures alone."
@@ -64,8 +60,6 @@ class Command(BaseCommand):
 
         now = timezone.now()
         older_than = max(0.0, options["older_than"])
-        heard_cutoff = now - timezone.timedelta(seconds=older_than)
-        queued_cutoff = now - timezone.timedelta(seconds=min(JUST_QUEUED, older_than))
         stale_cutoff = now - timezone.timedelta(seconds=app_settings.STUCK_AFTER)
         if dry_run:
             swept = [r.pk for r in ImageGenerationResult.objects.stale(stale_cutoff)]
@@ -76,16 +70,16 @@ class Command(BaseCommand):
 
         candidates: list[tuple[ImageGenerationResult, str]] = []
         skipped: list[tuple[ImageGenerationResult, str]] = []
-        active = ImageGenerationResult.objects.filter(status__in=(ResultStatus.QUEUED, ResultStatus.RUNNING))
-        for result in active.exclude(pk__in=swept).order_by("pk").iterator(chunk_size=200):
-            lost, reason = _examine(result, connection, heard_cutoff, queued_cutoff)
+        for result, lost, reason in services.examine_active(connection, older_than=older_than, exclude=swept):
+            if not lost and reason.startswith("running, its worker reported"):
+                reason += " (--older-than)"
             (candidates if lost else skipped).append((result, reason))
         if not options["skip_failed"]:
             failed = ImageGenerationResult.objects.filter(status=ResultStatus.FAILED, error_kind=ErrorKind.TRANSIENT)
             approved_sections = SectionReview.objects.filter(status=ReviewStatus.APPROVED)
             # A section that got its image meanwhile does not need the retry.
-            failed = failed.exclude(review__in=approved_sections).order_by("pk")
-            for result in failed.iterator(chunk_size=200):
+            failed = failed.exclude(review__in=approved_sections)
+            for result in keyset(failed):
                 candidates.append((result, f"failed with a transient error: {result.error_message[:80]}"))
 
         requeued: list[ImageGenerationResult] = []
@@ -124,39 +118,3 @@ class Command(BaseCommand):
             self.stdout.write(self.style.NOTICE("Dry run: nothing was changed."))
         if errors:
             raise CommandError(f"Some results could not be queued: {errors[0]}", returncode=1)
-
-
-def _examine(result: ImageGenerationResult, connection: Any, heard_cutoff: Any, queued_cutoff: Any) -> tuple[bool, str]:
-    """Whether a queued or running result is lost (no job will finish it), and why, or why not."""
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-    from rq.worker import Worker
-
-    if result.status == ResultStatus.RUNNING and result.heartbeat_at and result.heartbeat_at > heard_cutoff:
-        seconds = (timezone.now() - result.heartbeat_at).total_seconds()
-        return False, f"running, its worker reported {seconds:.0f} s ago (--older-than)"
-    job = None
-    if result.job_id:
-        try:
-            job = Job.fetch(result.job_id, connection=connection)
-        except NoSuchJobError:
-            job = None
-    raw = job.get_status(refresh=False) if job else None
-    status = str(getattr(raw, "value", raw) or "unknown")
-    # Only this narrow case waits: a row committed a moment ago whose on-commit enqueue may
-    # not have run, so it has no job id yet, or still the previous job's, ended. A job id
-    # that Redis does not know at all is lost whatever its age.
-    not_sent_yet = not result.job_id or (job is not None and status not in LIVE_JOB_STATUSES)
-    if result.status == ResultStatus.QUEUED and not_sent_yet and result.queued_at and result.queued_at > queued_cutoff:
-        return False, "queued a moment ago, its enqueue may still be on its way"
-    if not result.job_id:
-        return True, "never reached the queue"
-    if job is None:
-        return True, "its job is gone from Redis"
-    if status not in LIVE_JOB_STATUSES:
-        return True, f"its job is {status} but the result is still {result.status}"
-    if status == "started" and job.worker_name:
-        worker_key = Worker.redis_worker_namespace_prefix + job.worker_name
-        if not connection.exists(worker_key):
-            return True, "its worker is gone"
-    return False, f"its job is {status} in Redis"

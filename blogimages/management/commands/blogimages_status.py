@@ -6,13 +6,14 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from blogimages import status
 from blogimages.conf import app_settings
+from blogimages.management.base import BlogImagesCommand
 
 
-class Command(BaseCommand):
+class Command(BlogImagesCommand):
     help = (
         "Show each provider's health (ComfyUI servers reachable, OpenAI configured, ...), the job queue "
         "(waiting, running and failed jobs, workers) and how many results are in each status. --format json "
@@ -67,6 +68,8 @@ class Command(BaseCommand):
             default = " (default)" if p["default"] else ""
             took = f"{p['seconds']:.2f} s" if p["seconds"] is not None else "not checked"
             write(f"  {mark}  {p['alias']}{default}  {p['label']}: {p['detail']}  [{took}]")
+            for warning in p.get("warnings") or ():
+                write(style.WARNING(f"        ! {warning}"))
         if not report["providers"]:
             write(style.WARNING("  none configured (BLOGIMAGES_PROVIDERS is empty)"))
         q = report["queue"]

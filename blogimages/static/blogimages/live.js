@@ -4,7 +4,8 @@
  * about once a second while any of its candidates is queued or running. Progress bars
  * update in place; when a candidate finishes, the review page re-renders that section's
  * panel (data-section-url, with 0 standing for the section id) and the playground swaps
- * the card for the HTML the status answer carries. Forms keep working without script.
+ * the card for the HTML the status answer carries. A form marked data-bi-once is sent
+ * once: its buttons are disabled while the request runs. Forms keep working without script.
  */
 (function () {
   "use strict";
@@ -152,6 +153,39 @@
     }
   }
 
+  // One request, one effect: once a form marked data-bi-once is sent, its buttons (those
+  // outside it that name it with form="..." too) stay disabled until the answer replaces
+  // the page, and a second submit is dropped. The server holds the rule anyway: the
+  // form's request_key makes a repeated generate answer with the first one's images.
+  function setBusy(form, busy) {
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (el.tagName !== "BUTTON" && el.type !== "submit") return;
+      el.disabled = busy;
+      if (busy) el.setAttribute("aria-busy", "true");
+      else el.removeAttribute("aria-busy");
+    });
+  }
+
+  function sendOnce(event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-bi-once")) return;
+    if (form.dataset.biSending) {
+      event.preventDefault();
+      return;
+    }
+    form.dataset.biSending = "1";
+    // After this event: a button disabled now would drop its name=value from the request.
+    window.setTimeout(function () { setBusy(form, true); }, 0);
+  }
+
+  function reviveForms(event) {
+    if (!event.persisted) return; // back/forward cache: the page is live again
+    document.querySelectorAll("form[data-bi-once][data-bi-sending]").forEach(function (form) {
+      delete form.dataset.biSending;
+      setBusy(form, false);
+    });
+  }
+
   function loadModels(form) {
     var list = document.getElementById("bi-models");
     if (!list) return;
@@ -178,6 +212,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-bi-live]").forEach(watch);
     document.addEventListener("click", requireComment, true);
+    document.addEventListener("submit", sendOnce);
+    window.addEventListener("pageshow", reviveForms);
     var compose = document.querySelector("form[data-models-url]");
     if (compose) {
       compose.addEventListener("change", function (event) {

@@ -4,16 +4,17 @@ integration was installed after the approvals). Safe to rerun: the hook is idemp
 from __future__ import annotations
 
 from django.contrib.contenttypes.models import ContentType
-from django.core.management.base import BaseCommand
 
+from blogimages.chunks import keyset
 from blogimages.hosts import get_host
+from blogimages.management.base import BlogImagesCommand
 from blogimages.models import SectionReview
 
 from ...adapter import WagtailPageAdapter
 from ...models import PublishedImage
 
 
-class Command(BaseCommand):
+class Command(BlogImagesCommand):
     help = "Make the Wagtail image of every approved result that lacks one."
 
     def add_arguments(self, parser):
@@ -33,7 +34,7 @@ class Command(BaseCommand):
             .order_by("pk")
         )
         done = failed = 0
-        for review in reviews.iterator(chunk_size=200):
+        for review in keyset(reviews):
             if dry_run:
                 self.stdout.write(f"Would publish result #{review.approved_result_id} ({review})")
                 done += 1

@@ -114,6 +114,10 @@ class ProgressReporter:
         if self._on_remote_id:
             self._on_remote_id(remote_id, server)
 
+    def seed(self, seed: int) -> None:
+        """Record the seed the provider is about to send, before it sends it, so a result
+        cancelled or failed on the way still knows it ("same seed" works for it)."""
+
 
 class ForwardingReporter(ProgressReporter):
     """Passes every report to ``inner``; subclasses change or note what passes."""
@@ -130,6 +134,9 @@ class ForwardingReporter(ProgressReporter):
 
     def remote_id(self, remote_id: str, server: str = "") -> None:
         self.inner.remote_id(remote_id, server)
+
+    def seed(self, seed: int) -> None:
+        self.inner.seed(seed)
 
 
 # --- request arithmetic every backend shares -------------------------------------------------------

@@ -85,6 +85,10 @@ class _RowReporter(ProgressReporter):
         )
         self.result.remote_id, self.result.remote_server = remote_id, server
 
+    def seed(self, seed: int) -> None:
+        ImageGenerationResult.objects.filter(pk=self.result.pk).update(seed=seed)
+        self.result.seed = seed
+
 
 class _Heartbeat(threading.Thread):
     """Writes the running result's heartbeat every ``HEARTBEAT_EVERY`` seconds.

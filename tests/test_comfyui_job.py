@@ -130,3 +130,7 @@ def test_an_execution_error_fails_the_result(comfyui, run_worker, django_capture
         "RuntimeError: ERROR: Could not detect model type of: "
         "/opt/ComfyUI/models/checkpoints/valid_but_unknown.safetensors."
     )
+    # The seed it sent is on the failed row, so "same seed" can try it again.
+    (graph,) = comfyui.prompts.values()
+    sent = [node["inputs"]["seed"] for node in graph.values() if "seed" in node.get("inputs", {})]
+    assert result.seed is not None and sent == [result.seed]

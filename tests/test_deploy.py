@@ -20,7 +20,9 @@ PRODUCTION = {
 
 
 def manage(*args: str, settings: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, **env}
+    # Not the test process's own switches (the browser tests allow async-unsafe calls).
+    environ = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    environ.update(DJANGO_SETTINGS_MODULE=settings, **env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
     )

@@ -95,6 +95,7 @@ class ComfyUIProvider(WorkflowProvider):
         limit = float(self.options["timeout"])
         request = self.prepared(request)
         workflow, graph, stack, seed = self.build_graph(request)
+        reporter.seed(seed)
         model_file = request.choice.file
         errors: list[str] = []
         for server in self.pool.ranked():

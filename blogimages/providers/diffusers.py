@@ -164,6 +164,7 @@ class DiffusersProvider(BaseProvider):
         if device == "cpu" and not self.options["allow_cpu"]:
             raise PermanentProviderError("The diffusers provider has no GPU here and allow_cpu is off.")
         seed = seed_for(request, 2**32)
+        reporter.seed(seed)
         with _RUN_LOCK:
             pipe = self.pipeline(model, path, device, torch)
             try:

@@ -122,6 +122,7 @@ class RunPodProvider(WorkflowProvider):
         key, endpoint = self._configured()
         request = self.prepared(request)
         workflow, graph, _, seed = self.build_graph(request)
+        reporter.seed(seed)
         timeout = float(self.options["request_timeout"])
         with requests.Session() as session:
             session.headers.update(self._headers(key))

@@ -960,6 +960,8 @@ LIVE_JOB_STATUSES = {"queued", "deferred", "scheduled", "started"}
 #: Seconds a just-queued result without a job in Redis is given for its on-commit enqueue.
 JUST_QUEUED = 5.0
 
+LAST_RECOVERY_KEY = "blogimages:recover:last"
+
 
 @dataclass
 class Recovery:
@@ -992,6 +994,8 @@ def recover(redis) -> Recovery:
         except (InvalidTransition, ConcurrentTransition):
             continue  # it moved on by itself meanwhile
         recovered.append(result.pk)
+    # For the status page: when did a round last run (is anything running them?).
+    redis.set(LAST_RECOVERY_KEY, timezone.now().timestamp(), ex=86400)
     return Recovery(swept, recovered)
 
 

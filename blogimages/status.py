@@ -8,6 +8,7 @@ whether OpenAI is configured. Nothing here starts, stops or changes anything.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import time
@@ -221,10 +222,36 @@ class QueueStatus:
     scheduled: int = 0
     workers: list[WorkerStatus] = field(default_factory=list)
     error: str = ""  # Redis could not be reached: "ConnectionError: ..."
+    # BLOGIMAGES_QUEUE only: does a worker run RQ's scheduler (scheduled retries), and when
+    # did the recovery round last run (None: not in the last day)?
+    scheduler: bool = False
+    last_recovery: Any = None
 
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def recovery_warnings(self) -> list[str]:
+        """What keeps scheduled retries or the recovery round from running, in sentences."""
+        from .services import RECOVER_EVERY
+
+        if not self.is_ours or self.error:
+            return []
+        warnings = []
+        if self.scheduled and not self.scheduler:
+            warnings.append(
+                f"{self.scheduled} job(s) are scheduled (retries) but no worker runs RQ's scheduler: "
+                "start the workers with --with-scheduler."
+            )
+        age = (timezone.now() - self.last_recovery).total_seconds() if self.last_recovery else None
+        if age is None or age > 3 * RECOVER_EVERY:
+            since = "in the last day" if age is None else f"for {age:.0f} s"
+            warnings.append(
+                f"No recovery round has run {since}: run python manage.py rqcron blogimages.cron beside the "
+                "workers, or results whose worker dies stay running until a worker picks up another job."
+            )
+        return warnings
 
 
 @dataclass
@@ -259,6 +286,14 @@ def _queue(name: str) -> QueueStatus:
         entry.finished = len(FinishedJobRegistry(queue=queue))
         entry.deferred = len(DeferredJobRegistry(queue=queue))
         entry.scheduled = len(ScheduledJobRegistry(queue=queue))
+        if entry.is_ours:
+            from rq.scheduler import RQScheduler
+
+            from .services import LAST_RECOVERY_KEY
+
+            entry.scheduler = bool(queue.connection.exists(RQScheduler.get_locking_key(name)))
+            last = queue.connection.get(LAST_RECOVERY_KEY)
+            entry.last_recovery = datetime.datetime.fromtimestamp(float(last), tz=datetime.UTC) if last else None
         entry.workers = [
             WorkerStatus(
                 name=w.name,

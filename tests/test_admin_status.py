@@ -194,3 +194,14 @@ def test_status_page_needs_staff_view_permission(client, make_editor, rq_queue):
     assert client.get(URL).status_code == 403
     client.logout()
     assert client.get(URL).status_code == 302
+
+
+def test_the_status_page_says_when_no_recovery_round_runs(client, admin_user, rq_queue):
+    from blogimages import services
+
+    rq_queue.connection.delete(services.LAST_RECOVERY_KEY)
+    client.force_login(admin_user)
+    html = client.get(URL).content.decode()
+    assert "data-recovery-warning>No recovery round has run in the last day: run python manage.py rqcron" in html
+    services.recover(rq_queue.connection)
+    assert "data-recovery-warning" not in client.get(URL).content.decode()

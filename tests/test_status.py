@@ -142,3 +142,34 @@ def test_result_counts_has_every_status():
 def test_local_comfyui_not_configured(settings):
     settings.BLOGIMAGES_COMFYUI_START_COMMAND = ""
     assert status.local_comfyui_state() == status.LocalComfyUIState(configured=False)
+
+
+@pytest.mark.django_db
+def test_queue_status_says_when_no_scheduler_or_recovery_round_runs(rq_queue):
+    """Scheduled retries need a worker running RQ's scheduler; recovery needs rqcron."""
+    import datetime
+
+    from rq.scheduler import RQScheduler
+
+    from blogimages import services
+
+    connection = rq_queue.connection
+    connection.delete(services.LAST_RECOVERY_KEY, RQScheduler.get_locking_key(rq_queue.name))
+    rq_queue.enqueue_in(datetime.timedelta(minutes=5), "blogimages.jobs.recover_results")
+    ours = status.queue_status().ours
+    assert ours.scheduled == 1 and not ours.scheduler and ours.last_recovery is None
+    assert ours.recovery_warnings == [
+        "1 job(s) are scheduled (retries) but no worker runs RQ's scheduler: start the workers with --with-scheduler.",
+        "No recovery round has run in the last day: run python manage.py rqcron blogimages.cron beside the "
+        "workers, or results whose worker dies stay running until a worker picks up another job.",
+    ]
+
+    services.recover(connection)  # what rqcron's job runs
+    connection.set(RQScheduler.get_locking_key(rq_queue.name), "a-worker", ex=60)  # a --with-scheduler worker
+    try:
+        ours = status.queue_status().ours
+    finally:
+        connection.delete(RQScheduler.get_locking_key(rq_queue.name))
+        for job_id in rq_queue.scheduled_job_registry.get_job_ids():
+            rq_queue.scheduled_job_registry.remove(job_id, delete_job=True)
+    assert ours.scheduler and ours.last_recovery is not None and ours.recovery_warnings == []

@@ -58,6 +58,9 @@ class Command(BlogImagesCommand):
             "deferred": queue.deferred,
             "scheduled": queue.scheduled,
             "workers": len(queue.workers),
+            "scheduler": queue.scheduler,
+            "last_recovery": queue.last_recovery.isoformat() if queue.last_recovery else None,
+            "warnings": queue.recovery_warnings,
         }
 
     def _print(self, report: dict[str, Any]) -> None:
@@ -81,6 +84,8 @@ class Command(BlogImagesCommand):
             )
             if not q["workers"]:
                 write(style.WARNING("  No worker is listening: start one with manage.py rqworker " + q["name"]))
+            for warning in q["warnings"]:
+                write(style.WARNING(f"  {warning}"))
         else:
             write(style.ERROR(f"  {q['error']}"))
         r = report["results"]

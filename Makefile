@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-wagtail demo-djangocms test test-postgres test-django61 python313 bench lint check clean
+.PHONY: install demo demo-wagtail demo-djangocms test test-postgres test-django61 python313 bench soak lint check clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ test-postgres: install
 
 bench: install
 	@for script in bench/bench_*.py; do $(PY) $$script || exit 1; done
+
+# Not in CI: SOAK_JOBS jobs (default 2000) through two workers under random faults (worker
+# SIGKILL, provider 5xx/stall/drop, Redis restarted empty, storage refused/stalled), then
+# the books: one JSON line per figure. SOAK_JOBS=200 make soak takes about a minute.
+soak: install
+	$(PY) bench/soak.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -80,6 +80,10 @@ class GeneratedImage:
     remote_id: str = ""
     remote_server: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Every image of a batched request (``extra["batch_size"]`` > 1, see
+    #: ``BaseProvider.can_batch``) in batch order, ``content`` first; empty for one image.
+    #: ``metadata["outputs"]`` may name each one, in the same order.
+    batch: list[bytes] = field(default_factory=list)
 
 
 @dataclass

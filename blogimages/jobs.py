@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 
 from django.db import close_old_connections, connection
 from django.db.models import F
@@ -51,9 +52,13 @@ def short(text: object, limit: int) -> str:
 
 
 class _RowReporter(ProgressReporter):
-    def __init__(self, result: ImageGenerationResult):
+    """Reports to the job's result rows: one, or each candidate of a batch (running ones)."""
+
+    def __init__(self, result: ImageGenerationResult, *others: ImageGenerationResult):
         super().__init__()
         self.result = result
+        self.results = [result, *others]
+        self.ids = [row.pk for row in self.results]
         self._last_write = 0.0
         self._last_check = 0.0
         self._cancelled = False
@@ -63,7 +68,7 @@ class _RowReporter(ProgressReporter):
         if now - self._last_write < PROGRESS_EVERY and percent < 100:
             return
         self._last_write = now
-        ImageGenerationResult.objects.filter(pk=self.result.pk, status=ResultStatus.RUNNING).update(
+        ImageGenerationResult.objects.filter(pk__in=self.ids, status=ResultStatus.RUNNING).update(
             progress=max(0, min(99, int(percent))), progress_message=short(message, 200), heartbeat_at=timezone.now()
         )
 
@@ -72,22 +77,26 @@ class _RowReporter(ProgressReporter):
         if self._cancelled or now - self._last_check < CANCEL_CHECK_EVERY:
             return self._cancelled
         self._last_check = now
-        # Checking is also the heartbeat: a provider that polls for cancel is alive.
-        updated = ImageGenerationResult.objects.filter(pk=self.result.pk, status=ResultStatus.RUNNING).update(
+        # Checking is also the heartbeat: a provider that polls for cancel is alive. A batch
+        # is cancelled once none of its candidates is running any more.
+        updated = ImageGenerationResult.objects.filter(pk__in=self.ids, status=ResultStatus.RUNNING).update(
             heartbeat_at=timezone.now()
         )
         self._cancelled = not updated
         return self._cancelled
 
     def remote_id(self, remote_id: str, server: str = "") -> None:
-        ImageGenerationResult.objects.filter(pk=self.result.pk).update(
+        ImageGenerationResult.objects.filter(pk__in=self.ids).update(
             remote_id=remote_id[:200], remote_server=server[:300]
         )
-        self.result.remote_id, self.result.remote_server = remote_id, server
+        for row in self.results:
+            row.remote_id, row.remote_server = remote_id, server
 
     def seed(self, seed: int) -> None:
-        ImageGenerationResult.objects.filter(pk=self.result.pk).update(seed=seed)
-        self.result.seed = seed
+        # A batch shares one seed; each candidate's batch index picks its noise.
+        ImageGenerationResult.objects.filter(pk__in=self.ids).update(seed=seed)
+        for row in self.results:
+            row.seed = seed
 
 
 class _Heartbeat(threading.Thread):
@@ -98,9 +107,10 @@ class _Heartbeat(threading.Thread):
     means a dead worker and the sweep can act after ``BLOGIMAGES_STUCK_AFTER`` seconds.
     """
 
-    def __init__(self, result_id: int):
+    def __init__(self, result_id: int, *others: int):
         super().__init__(name=f"blogimages-heartbeat-{result_id}", daemon=True)
         self.result_id = result_id
+        self.ids = [result_id, *others]
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -109,7 +119,7 @@ class _Heartbeat(threading.Thread):
         try:
             while not self.stopped.wait(HEARTBEAT_EVERY):
                 try:
-                    ImageGenerationResult.objects.filter(pk=self.result_id, status=ResultStatus.RUNNING).update(
+                    ImageGenerationResult.objects.filter(pk__in=self.ids, status=ResultStatus.RUNNING).update(
                         heartbeat_at=timezone.now()
                     )
                 except Exception:  # noqa: BLE001 - a missed beat is retried; the job goes on
@@ -132,9 +142,18 @@ def run_generation(result_id: int) -> str:
     return _run_generation(result_id, heartbeat=True)
 
 
-def _run_generation(result_id: int, *, heartbeat: bool) -> str:
-    _sweep_if_due()
-    result = ImageGenerationResult.objects.filter(pk=result_id).first()
+def run_generation_batch(result_ids: list[int]) -> str:
+    """Generate several candidates of one request as one batch (one prompt, one model pass,
+    ``batch_size`` N): each result is started, filled from its batch index and finished on
+    its own. Candidates no longer queued (cancelled meanwhile) are left out."""
+    if connection.in_atomic_block:
+        return _run_generation(list(result_ids), heartbeat=False)
+    close_old_connections()
+    return _run_generation(list(result_ids), heartbeat=True)
+
+
+def _start(result_id: int, result: ImageGenerationResult | None) -> str | None:
+    """Move a queued result to running; what was done instead if it could not be started."""
     if result is None:
         logger.warning("Result #%s no longer exists; nothing to do", result_id)
         return "missing"
@@ -155,24 +174,60 @@ def _run_generation(result_id: int, *, heartbeat: bool) -> str:
     except ConcurrentTransition:
         return "skipped (taken by another worker)"
     result.refresh_from_db(fields=["attempts"])
-    beat = _Heartbeat(result.pk) if heartbeat else None
+    return None
+
+
+def _run_generation(result_ids: int | list[int], *, heartbeat: bool) -> str:
+    _sweep_if_due()
+    ids = [result_ids] if isinstance(result_ids, int) else result_ids
+    rows = ImageGenerationResult.objects.in_bulk(ids)
+    started, skipped = [], []
+    for result_id in ids:
+        outcome = _start(result_id, rows.get(result_id))
+        if outcome is None:
+            started.append(rows[result_id])
+        else:
+            skipped.append(f"#{result_id} {outcome}")
+    if not started:
+        return skipped[0].split(" ", 1)[1] if isinstance(result_ids, int) else "; ".join(skipped)
+    beat = _Heartbeat(*[row.pk for row in started]) if heartbeat else None
     if beat:
         beat.start()
     try:
-        return _generate_and_store(result, reporter=_RowReporter(result))
+        outcome = _generate_and_store(started, reporter=_RowReporter(*started))
     finally:
         if beat:
             beat.stop()
+    return outcome if isinstance(result_ids, int) else "; ".join([*skipped, outcome])
 
 
-def _generate_and_store(result: ImageGenerationResult, reporter: _RowReporter) -> str:
+def batch_index(result: ImageGenerationResult) -> int:
+    """The result's place in its batch (0 where it was not made in one)."""
+    return int(result.params.get("batch_index") or 0)
+
+
+def _generate_and_store(results: list[ImageGenerationResult], reporter: _RowReporter) -> str:
+    """Run the provider once for ``results`` (one, or the candidates of a batch) and store
+    each one's image. A batch is asked for with ``batch_size`` = the highest batch index + 1,
+    so candidate i of seed S is image i of that batch: run alone (re-queued, swept, "same
+    seed") it is a batch of i + 1 whose last image is kept, the image its batch made (the
+    noise of batch index i depends only on the seed and i; the arithmetic of a GPU may
+    differ in the last bits between batch sizes)."""
+    result = results[0]
     alias = result.provider
     try:
         provider = providers[alias]
     except Exception as exc:  # noqa: BLE001 - a provider removed from settings after queueing
-        _fail(result, f"Provider {alias!r} is not available: {exc}", ErrorKind.PERMANENT)
+        _fail_all(results, f"Provider {alias!r} is not available: {exc}", ErrorKind.PERMANENT)
         return "failed"
     request = request_from_snapshot(result.final_prompt, result.params, seed=result.seed, result_id=result.pk)
+    indexes = {row.pk: batch_index(row) for row in results}
+    if len(results) == 1 and result.seed is None:
+        indexes = {result.pk: 0}  # no seed was ever sent: no image i to make again, one is enough
+    size = max(indexes.values()) + 1
+    batched = size > 1 or len(results) > 1
+    if size > 1:
+        request = replace(request, extra={**request.extra, "batch_size": size})
 
     while True:
         try:
@@ -190,27 +245,28 @@ def _generate_and_store(result: ImageGenerationResult, reporter: _RowReporter) -
                     else (app_settings.RETRY_BACKOFF * 2 ** (result.attempts - 1))
                 )
                 logger.warning("Result #%s attempt %s: %s; retrying in %.1fs", result.pk, result.attempts, exc, delay)
-                if delay >= SCHEDULE_RETRIES_FROM and _schedule_retry(result, exc, delay):
+                if delay >= SCHEDULE_RETRIES_FROM and _schedule_retry(results, exc, delay):
                     return "retry scheduled"
-                ImageGenerationResult.objects.filter(pk=result.pk).update(
+                ImageGenerationResult.objects.filter(pk__in=[row.pk for row in results]).update(
                     attempts=F("attempts") + 1,
                     progress_message=short(f"retrying: {exc}", 200),
                     heartbeat_at=timezone.now(),
                 )
-                result.attempts += 1
+                for row in results:
+                    row.attempts += 1
                 time.sleep(min(delay, 60))
                 continue
             kind = ErrorKind.TRANSIENT if exc.transient else ErrorKind.PERMANENT
-            _fail(result, str(exc), kind)
+            _fail_all(results, str(exc), kind)
             return "failed"
         except Exception as exc:  # noqa: BLE001 - anything unexpected becomes a readable failure
             logger.exception("Result #%s: unexpected error from %s", result.pk, alias)
-            _fail(
-                result, f"Unexpected error in provider {alias!r}: {exc.__class__.__name__}: {exc}", ErrorKind.PERMANENT
+            _fail_all(
+                results,
+                f"Unexpected error in provider {alias!r}: {exc.__class__.__name__}: {exc}",
+                ErrorKind.PERMANENT,
             )
             return "failed"
-
-    from .services import store_output
 
     meta = dict(image.metadata)
     # What prepare() changed, then what the provider learned it had to change while it ran
@@ -218,10 +274,38 @@ def _generate_and_store(result: ImageGenerationResult, reporter: _RowReporter) -
     adjustments = list(dict.fromkeys([*adjustments, *meta.get("adjustments", [])]))
     if adjustments:
         meta["adjustments"] = adjustments
+    if not batched:
+        return _store(result, image.content, image, meta)
+    images, names = image.batch or [image.content], meta.pop("outputs", None) or []
+    if len(images) < size:
+        _fail_all(
+            results,
+            f"Provider {alias!r} made {len(images)} image(s) for a batch of {size}; "
+            "its workflow must map batch_size to make candidates in one pass.",
+            ErrorKind.PERMANENT,
+        )
+        return "failed"
+    outcomes = {}
+    for row in results:
+        index = indexes[row.pk]
+        own = {**meta, "batch_index": index, "batch_size": size}
+        if index < len(names):
+            own["output"] = names[index]
+        outcomes[row.pk] = _store(row, images[index], image, own)
+    if len(results) == 1:
+        return outcomes[result.pk]
+    return "; ".join(f"#{pk} {outcome}" for pk, outcome in outcomes.items())
+
+
+def _store(result: ImageGenerationResult, content: bytes, image, meta: dict) -> str:
+    """Store one finished image for ``result``: "succeeded", "cancelled" or "failed"."""
+    from .services import store_output
+
+    alias = result.provider
     try:
         store_output(
             result,
-            image.content,
+            content,
             fields={
                 "provider_used": image.provider or alias,
                 "seed": image.seed if image.seed is not None else result.seed,
@@ -250,11 +334,11 @@ def _generate_and_store(result: ImageGenerationResult, reporter: _RowReporter) -
     return "succeeded"
 
 
-def _schedule_retry(result: ImageGenerationResult, exc: ProviderError, delay: float) -> bool:
-    """Put the result back in the queue with its next attempt scheduled ``delay`` seconds
-    from now on RQ's scheduler, so this worker takes other work meanwhile. False where
-    there is no scheduler to hand it to (no RQ job, or RQ's synchronous mode): the job
-    then waits itself."""
+def _schedule_retry(results: list[ImageGenerationResult], exc: ProviderError, delay: float) -> bool:
+    """Put the results (one, or a batch's still running candidates) back in the queue with
+    their next attempt scheduled ``delay`` seconds from now on RQ's scheduler, so this
+    worker takes other work meanwhile. False where there is no scheduler to hand it to (no
+    RQ job, or RQ's synchronous mode): the job then waits itself."""
     from rq import get_current_job
 
     from .services import enqueue_retry
@@ -266,14 +350,24 @@ def _schedule_retry(result: ImageGenerationResult, exc: ProviderError, delay: fl
 
     if not Queue(job.origin, connection=job.connection).is_async:
         return False
-    attempt = result.attempts + 1
+    attempt = results[0].attempts + 1
     message = short(f"retry {attempt} of {app_settings.MAX_ATTEMPTS} in {delay:.0f} s: {exc}", 200)
-    try:
-        result.move("retry", progress=0, progress_message=message, queued_at=timezone.now())
-    except ConcurrentTransition:  # cancelled meanwhile: nothing to retry
-        return True
-    enqueue_retry(result, delay)
+    retried = []
+    for result in results:
+        try:
+            result.move("retry", progress=0, progress_message=message, queued_at=timezone.now())
+        except ConcurrentTransition:  # cancelled meanwhile: nothing to retry
+            continue
+        retried.append(result)
+    if retried:
+        enqueue_retry(retried[0], delay, batch=retried if len(results) > 1 else ())
     return True
+
+
+def _fail_all(results: list[ImageGenerationResult], message: str, kind: str) -> None:
+    """Fail each result (a batch's candidates fail together, with the same sentence)."""
+    for result in results:
+        _fail(result, message, kind)
 
 
 def _fail(result: ImageGenerationResult, message: str, kind: str) -> None:

@@ -1,24 +1,42 @@
-"""Several ComfyUI servers: shortest queue first, failing servers skipped, health per server."""
+"""Several ComfyUI servers: reserved slots, pipelined prompts, model affinity, failing servers skipped, health."""
 
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 import pytest
 
-from blogimages.exceptions import ProviderUnavailable
+from blogimages.exceptions import (
+    GenerationCancelled,
+    PermanentProviderError,
+    ProviderUnavailable,
+    TransientProviderError,
+)
 from blogimages.providers.base import GenerationRequest
 from blogimages.providers.comfyui import ComfyUIProvider
 from tests.servers.comfyui import FakeComfyUI, Recorder, other_graph, wait_until
 
 
 @pytest.fixture(autouse=True)
-def clean_cache():
-    from django.core.cache import cache
+def clean_routing():
+    """Forget reservations, models and skipped servers (kept in the queue's Redis) between tests."""
+    import django_rq
 
-    cache.clear()
+    from blogimages.comfyui.routing import KEY_PREFIX
+    from blogimages.conf import app_settings
+
+    connection = django_rq.get_connection(app_settings.QUEUE)
+
+    def wipe():
+        keys = list(connection.scan_iter(KEY_PREFIX + "*"))
+        if keys:
+            connection.delete(*keys)
+
+    wipe()
     yield
-    cache.clear()
+    wipe()
 
 
 @pytest.fixture
@@ -45,8 +63,13 @@ def provider_for(urls, **options) -> ComfyUIProvider:
     return ComfyUIProvider("comfyui", urls=urls, **{"workflow": "sdxl", "poll_interval": 0.2, **options})
 
 
-def request() -> GenerationRequest:
-    return GenerationRequest(prompt="a harbour in fog", width=128, height=128)
+def request(**fields) -> GenerationRequest:
+    return GenerationRequest(prompt="a harbour in fog", width=128, height=128, **fields)
+
+
+def reservations(provider) -> dict[str, int]:
+    router = provider.pool.router
+    return {url: view.reserved for url, view in router.store.snapshot(router.urls, time.time()).items()}
 
 
 def busy(server: FakeComfyUI, prompts: int, seconds: float = 3.0) -> list[str]:
@@ -55,74 +78,142 @@ def busy(server: FakeComfyUI, prompts: int, seconds: float = 3.0) -> list[str]:
     return ids
 
 
-def test_a_job_goes_to_the_server_with_the_shortest_queue(comfy):
-    a, b, c = comfy(), comfy(), comfy()
-    busy(a, 2)
-    busy(c, 1)
-    provider = provider_for([a.url, b.url, c.url])
-    image = provider.generate(request(), Recorder())
-    assert image.remote_server == b.url
-    assert image.remote_id in b.prompts and not set(a.prompts) & {image.remote_id}
+def run_all(provider, requests, reporters=None, *, after_first=None) -> list:
+    """Run ``provider.generate`` for each request at once, in threads (as several workers do).
 
-    busy(b, 3, seconds=2)  # now c (one queued) is the shortest
-    image = provider.generate(request(), Recorder())
-    assert image.remote_server == c.url
-    assert image.metadata["queue_ahead"] == 1
+    ``after_first``: a condition to wait for after starting the first (that it runs).
+    """
+    results: list = [None] * len(requests)
+    reporters = reporters or [Recorder() for _ in requests]
+
+    def work(index: int) -> None:
+        try:
+            results[index] = provider.generate(requests[index], reporters[index])
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            results[index] = exc
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(len(requests))]
+    for index, thread in enumerate(threads):
+        thread.start()
+        if index == 0 and after_first is not None:
+            wait_until(after_first)
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(30)
+    return results
 
 
-def test_ties_go_back_to_the_server_this_process_used_last(comfy):
-    a, b = comfy(), comfy()
+def test_concurrent_jobs_fill_idle_servers_first_and_never_exceed_two_per_server(comfy):
+    servers = [comfy(run_time=1.0) for _ in range(3)]
+    provider = provider_for([server.url for server in servers])
+    images = run_all(provider, [request() for _ in range(6)])
+    assert all(not isinstance(image, Exception) for image in images), images
+    per_server = {server.url: len(server.prompts) for server in servers}
+    assert per_server == {server.url: 2 for server in servers}
+    # The first three went one to each server; the next three waited in the servers' queues.
+    assert {image.remote_server for image in images[:3]} == {server.url for server in servers}
+
+
+def test_the_next_prompt_waits_in_the_servers_queue_while_the_first_runs(comfy):
+    server = comfy(run_time=1.0)
+    provider = provider_for([server.url], timeout=1.6)
+    reporters = [Recorder(), Recorder()]
+    first, second = run_all(provider, [request(), request()], reporters, after_first=lambda: server.started)
+    times = [server.timeline[image.remote_id] for image in (first, second)]
+    assert times[1]["posted"] < times[0]["finished"] <= times[1]["started"]  # posted while the first ran
+    # It waited about a second and then ran a second, beyond the 1.6 s limit: the limit counts from its start.
+    assert (0, "queued on ComfyUI (1 ahead)") in reporters[1].updates
+
+
+def test_a_prompt_waiting_behind_another_can_be_cancelled(comfy):
+    server = comfy(run_time=1.5)
+    provider = provider_for([server.url])
+    second = Recorder(cancel_when=lambda r: bool(r.remote) and len(server.queue_ids()[1]) == 1)
+    first_image, cancelled = run_all(
+        provider, [request(), request()], [Recorder(), second], after_first=lambda: server.started
+    )
+    assert isinstance(cancelled, GenerationCancelled)
+    ((waiting_id, _),) = second.remote
+    assert waiting_id not in server.started and waiting_id not in server.history  # removed before it ran
+    assert ("POST", "/queue", {"delete": [waiting_id]}) in server.requests
+    assert first_image.remote_server == server.url  # the running one was left alone
+    assert reservations(provider) == {server.url: 0}
+
+
+def test_a_prompt_that_waits_too_long_in_the_queue_is_removed(comfy):
+    server = comfy(run_time=2.0)
+    provider = provider_for([server.url], queue_timeout=0.8)
+    first, late = run_all(provider, [request(), request()], after_first=lambda: server.started)
+    assert not isinstance(first, Exception)
+    assert isinstance(late, TransientProviderError)
+    assert "did not start prompt" in str(late) and "within 0.8 s; it was stopped and confirmed gone" in str(late)
+    assert len(server.started) == 1
+
+
+def test_jobs_of_two_models_stay_on_servers_that_have_them_loaded(comfy):
+    a, b = comfy(model_switch_cost=0.3), comfy(model_switch_cost=0.3)
     provider = provider_for([a.url, b.url])
-    first = provider.generate(request(), Recorder())
-    assert {provider.generate(request(), Recorder()).remote_server for _ in range(3)} == {first.remote_server}
+    models = ["sd_xl_base_1.0.safetensors", "sd3.5_large.safetensors"] * 4
+    for model in models:  # one at a time: both servers idle every time
+        provider.generate(request(model=f"sdxl:{model}"), Recorder())
+    loads = [load["model"] for server in (a, b) for load in server.loads]
+    assert sorted(loads) == sorted(models[:2])  # each server loaded one checkpoint, once
+
+
+def test_affinity_falls_back_when_the_server_with_the_model_is_down(comfy):
+    a, b = comfy(), comfy()
+    provider = provider_for([a.url, b.url], fail_threshold=1)
+    first = provider.generate(request(model="sdxl:sd_xl_base_1.0.safetensors"), Recorder())
+    warm, other = (a, b) if first.remote_server == a.url else (b, a)
+    provider.generate(request(model="sdxl:sd3.5_large.safetensors"), Recorder())  # the other server's model
+    warm.stop()
+    image = provider.generate(request(model="sdxl:sd_xl_base_1.0.safetensors"), Recorder())
+    assert image.remote_server == other.url
+    assert provider.pool.skipped_for(warm.url) > 50
 
 
 def test_a_dead_server_is_passed_over_and_then_skipped(comfy):
     live = comfy()
     dead = dead_url()
     provider = provider_for([dead, live.url], fail_threshold=2, skip_for=60)
-    for _ in range(2):
-        busy(live, 1, seconds=0.2)  # not idle: every server is asked
-        assert provider.generate(request(), Recorder()).remote_server == live.url
+    provider.pool.router.order = {dead: 0, live.url: 1}  # the dead one first on ties
+    for model in ("sd_xl_base_1.0.safetensors", "sd3.5_large.safetensors"):
+        # A model neither has: both are idle, the dead one comes first, fails, and the job moves on.
+        assert provider.generate(request(model=f"sdxl:{model}"), Recorder()).remote_server == live.url
     assert provider.pool.skipped_for(dead) > 50
     health = provider.health()
     assert health.ok and health.detail.startswith("1 of 2 ComfyUI servers reachable; Cannot reach ComfyUI at")
     entry = next(server for server in health.info["servers"] if server["url"] == dead)
     assert entry["ok"] is False and "connection refused" in entry["error"] and entry["skipped_for"] > 50
+    # Skipped: the next job does not even try it, and a new provider (another worker) skips it too.
+    other = provider_for([dead, live.url], fail_threshold=2, skip_for=60)
+    other.pool.router.order = {dead: 0, live.url: 1}
+    assert other.generate(request(model="sdxl:sd3.5_large_turbo.safetensors"), Recorder()).remote_server == live.url
+    assert other.pool.router.calls == 3  # the state once (a new process), a reservation, a release: no failure
 
 
-def test_a_server_that_keeps_failing_is_not_even_asked_for_a_while(comfy):
-    good, flaky = comfy(), comfy()
-    flaky.fail_next(50, 503, "/queue")
-    provider = provider_for([flaky.url, good.url], fail_threshold=2, skip_for=60)
+def test_choosing_a_server_asks_no_server_for_its_queue(comfy):
+    servers = [comfy() for _ in range(3)]
+    provider = provider_for([server.url for server in servers])
     for _ in range(4):
-        busy(good, 1, seconds=0.1)  # not idle: every server that is not skipped is asked
-        assert provider.generate(request(), Recorder()).remote_server == good.url
-    asked = [path for _, path, _ in flaky.requests if path == "/queue"]
-    assert len(asked) == 2  # after two failures in a row it is skipped, not probed
-    # The state is shared through Django's cache: a new provider instance (another worker) skips it too.
-    other = provider_for([flaky.url, good.url], fail_threshold=2, skip_for=60)
-    busy(good, 1, seconds=0.1)
-    other.generate(request(), Recorder())
-    assert len([path for _, path, _ in flaky.requests if path == "/queue"]) == 2
+        provider.generate(request(), Recorder())
+    assert not [path for server in servers for _, path, _ in server.requests if path == "/queue"]
 
 
-def test_an_idle_preferred_server_is_taken_without_asking_the_others(comfy):
-    a, b = comfy(), comfy()
-    provider = provider_for([a.url, b.url])
-    first = provider.generate(request(), Recorder()).remote_server
-    other = b if first == a.url else a
-    asked = len([path for _, path, _ in other.requests if path == "/queue"])
-    for _ in range(3):
-        assert provider.generate(request(), Recorder()).remote_server == first
-    assert len([path for _, path, _ in other.requests if path == "/queue"]) == asked
+def test_a_job_that_fails_releases_its_slot(comfy):
+    server = comfy()
+    provider = provider_for([server.url])
+    with pytest.raises(PermanentProviderError):
+        provider.generate(request(model="sdxl:missing.safetensors"), Recorder())
+    assert reservations(provider) == {server.url: 0}
 
 
 def test_a_5xx_on_submit_moves_the_job_to_the_next_server(comfy):
     first, second = comfy(), comfy()
-    busy(second, 1, seconds=0.3)  # so that `first` ranks first
     first.fail_next(1, 500, "/prompt")
-    image = provider_for([first.url, second.url]).generate(request(), Recorder())
+    provider = provider_for([first.url, second.url])
+    provider.pool.router.order = {first.url: 0, second.url: 1}
+    image = provider.generate(request(), Recorder())
     assert image.remote_server == second.url
     assert not first.prompts
 

@@ -112,6 +112,7 @@ class Output:
     image: dict[str, str]
     all_images: list[dict[str, str]] = field(default_factory=list)
     via: str = "websocket"
+    queue_remaining: int | None = None  # the server's queue length in its last ``status`` message, if any
 
 
 class PromptStillRunning(PermanentProviderError):
@@ -398,15 +399,20 @@ class ComfyUIClient:
         queue_ahead: int | None = None,
         limit: float | None = None,
         stop_timeout: float = 10.0,
+        queue_timeout: float | None = None,
+        queue_limit: float | None = None,
     ) -> tuple[Submission, Output]:
-        """Submit ``graph`` and wait for its image; the deadline is ``timeout`` from now.
+        """Submit ``graph`` and wait for its image.
 
-        ``limit`` is the configured wall-clock limit that the error message names (the
-        caller may already have spent part of it choosing a server). When it runs out, the
-        prompt is stopped and the server asked for up to ``stop_timeout`` seconds whether
-        it is gone.
+        ``timeout`` is the wall-clock limit of the run itself, counted from the moment the
+        server starts the prompt (``execution_start``, or a poll that finds it running);
+        until then the prompt may wait in the server's queue for ``queue_timeout`` seconds
+        (default: ``timeout``) from now. A prompt that waits behind another one on its server
+        (pipelined submission) is therefore not charged for the other one's run. ``limit``
+        and ``queue_limit`` are the limits the error messages name. When either runs out, the prompt is stopped
+        and the server asked for up to ``stop_timeout`` seconds whether it is gone.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (timeout if queue_timeout is None else queue_timeout)
         info = self.server_info()  # which protocol this server speaks, before anything is queued there
         socket = self._take_socket()
         try:
@@ -437,6 +443,9 @@ class ComfyUIClient:
                 limit or timeout,
                 poll_interval,
                 stop_timeout=stop_timeout,
+                run_timeout=timeout,
+                queue_ahead=queue_ahead,
+                queue_timeout=queue_limit or queue_timeout,
             )
             return submission, waiter.wait()
         finally:
@@ -571,6 +580,9 @@ class _Waiter:
         poll_interval,
         *,
         stop_timeout,
+        run_timeout=None,
+        queue_ahead=None,
+        queue_timeout=None,
     ):
         self.client: ComfyUIClient = client
         self.submission: Submission = submission
@@ -586,6 +598,18 @@ class _Waiter:
         self.failed_polls = 0
         self.percent = 0.0
         self.stop_timeout = stop_timeout
+        # Until the server starts the prompt, ``deadline`` bounds the wait in its queue; from
+        # then on the run has ``run_timeout`` seconds.
+        self.run_timeout = timeout if run_timeout is None else run_timeout
+        self.queue_timeout = self.run_timeout if queue_timeout is None else queue_timeout
+        self.started_at: float | None = None
+        self.ahead = queue_ahead  # prompts before ours on the server, as last known
+        self.queue_remaining: int | None = None  # from the server's last ``status`` message
+
+    def _started(self) -> None:
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+            self.deadline = self.started_at + self.run_timeout
 
     @property
     def prompt_id(self) -> str:
@@ -631,7 +655,10 @@ class _Waiter:
         """Stop the prompt at the wall-clock limit and raise an error that says what the server did."""
         url, within = self.client.url, self.stop_timeout
         outcome = self.client.stop_confirmed(self.prompt_id, within)
-        late = f"ComfyUI at {url} did not finish prompt {self.prompt_id} within {self.timeout:g} s"
+        if self.started_at is None:
+            late = f"ComfyUI at {url} did not start prompt {self.prompt_id} within {self.queue_timeout:g} s"
+        else:
+            late = f"ComfyUI at {url} did not finish prompt {self.prompt_id} within {self.timeout:g} s"
         if outcome.confirmed:
             entry = (outcome.state.entry if outcome.state else None) or {}
             status = entry.get("status") or {}
@@ -665,9 +692,14 @@ class _Waiter:
             return False
         if not isinstance(data, dict):
             return False
+        if kind == "status":
+            self._status(data)
+            return False
         prompt_id = data.get("prompt_id")
         if prompt_id is not None and prompt_id != self.prompt_id:
             return False  # another prompt of this client id (none) or a broadcast for someone else
+        if prompt_id and kind != "execution_cached":
+            self._started()
         if kind == "executing":
             if prompt_id is None:
                 return False  # the first frame after a reconnect: no prompt id, nothing certain
@@ -692,6 +724,20 @@ class _Waiter:
             raise PermanentProviderError(describe_interrupt(data, self.graph, self.client.url))
         return False
 
+    def _status(self, data: dict[str, Any]) -> None:
+        """A ``status`` broadcast: the server's queue length (running plus pending prompts)."""
+        try:
+            remaining = int(data["status"]["exec_info"]["queue_remaining"])
+        except (KeyError, TypeError, ValueError):
+            return
+        self.queue_remaining = remaining
+        if self.started_at is None and remaining > 0:
+            # Ours is among them and prompts posted after it run after it: the number ahead only shrinks.
+            ahead = remaining - 1 if self.ahead is None else min(self.ahead, remaining - 1)
+            if ahead != self.ahead and ahead > 0:
+                self.reporter.progress(0, f"queued on ComfyUI ({ahead} ahead)")
+            self.ahead = ahead
+
     def _report(self, update: tuple[float, str] | None) -> None:
         if update is not None:
             # Never backwards: a node that starts reads as 0 % of itself.
@@ -702,7 +748,7 @@ class _Waiter:
 
     def _finish(self) -> Output:
         if self.images:
-            return Output(self.images[0], self.images, via="websocket")
+            return Output(self.images[0], self.images, via="websocket", queue_remaining=self.queue_remaining)
         # We missed ``executed`` (a reconnect, a stall): the entry exists by now, but retry
         # an empty answer briefly as the recordings advise.
         until = min(self.deadline, time.monotonic() + HISTORY_RETRY)
@@ -731,7 +777,7 @@ class _Waiter:
         for node_id in nodes:
             images = (outputs.get(node_id) or {}).get("images") or []
             if images:
-                return Output(images[0], images, via=via)
+                return Output(images[0], images, via=via, queue_remaining=self.queue_remaining)
         raise PermanentProviderError(
             f"ComfyUI at {self.client.url} finished prompt {self.prompt_id} without an image from "
             f"{_node_label(self.output_node, self.graph) if self.output_node else 'any output node'}."
@@ -751,7 +797,10 @@ class _Waiter:
         self.failed_polls = 0
         if state.state == "done":
             return state
+        if state.state == "running":
+            self._started()
         if state.state == "pending" and state.ahead is not None:
+            self.ahead = state.ahead
             self.reporter.progress(0, f"queued on ComfyUI ({state.ahead} ahead)")
         if state.active:
             return None

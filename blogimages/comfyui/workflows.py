@@ -18,6 +18,10 @@ says which node input receives each parameter, by node title (``_meta.title``) o
       "size_multiple": 16
     }
 
+A ``batch_size`` parameter (the shipped workflows map it to their empty latent's
+``batch_size``) lets the ComfyUI provider make a section's N candidates as one prompt with
+a batch of N, one model pass; a workflow without it makes them as N prompts.
+
 Python never names a node id: operators add their own workflows in the provider's
 ``workflows`` option with the same shape. The graph's own values are the defaults; a
 parameter the request does not set leaves them alone. The mapping is checked locally

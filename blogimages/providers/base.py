@@ -107,6 +107,12 @@ class BaseProvider:
     def generate(self, request: PreparedRequest, reporter: ProgressReporter) -> GeneratedImage:
         raise NotImplementedError
 
+    def can_batch(self, request: GenerationRequest) -> bool:
+        """Whether one ``generate()`` can make several candidates of ``request`` in one model
+        pass: asked for with ``request.extra["batch_size"]``, returned in batch order in
+        ``GeneratedImage.batch``. Candidates of a provider that cannot are separate jobs."""
+        return False
+
     def health(self) -> ProviderHealth:
         return ProviderHealth(ok=True, detail="no health check")
 

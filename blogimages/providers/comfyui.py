@@ -26,10 +26,12 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from ..comfyui.client import ComfyUIClient
-from ..comfyui.servers import ServerPool
+from ..comfyui.routing import Reservation
+from ..comfyui.servers import STORES, ServerPool
 from ..comfyui.workflows import Workflow
+from ..conf import app_settings
 from ..contract import ForwardingReporter, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
-from ..exceptions import ProviderError, TransientProviderError
+from ..exceptions import GenerationCancelled, ProviderError, ProviderUnavailable, TransientProviderError
 from .workflow import WorkflowProvider
 
 logger = logging.getLogger("blogimages.comfyui")
@@ -53,17 +55,24 @@ class ComfyUIProvider(WorkflowProvider):
         "urls": None,  # list or comma-separated string; None: COMFYUI_URLS, COMFYUI_API_URL, then the local default
         "workflow": "sd35_large_turbo",  # the workflow used when the request names none
         "workflows": {},  # operator workflows: {name: {"graph", "parameters", "output", "lora", ...}}
-        "timeout": 600.0,  # wall-clock limit for one image, time in the server's queue included
+        "timeout": 600.0,  # wall-clock limit of one image's run, from the moment its server starts it
+        # How long a prompt may wait for a slot and in its server's queue; None: what is left of
+        # BLOGIMAGES_JOB_TIMEOUT after `timeout`, `stop_timeout` and 30 s for storing (at least 60 s).
+        "queue_timeout": None,
         "stop_timeout": 10.0,  # after the limit: how long the server may take to confirm the prompt stopped
         "connect_timeout": 5.0,
         "read_timeout": 30.0,  # for each HTTP answer
-        "health_timeout": 2.0,  # /system_stats and /queue when choosing a server or reporting health
+        "health_timeout": 2.0,  # /system_stats, /api/jobs and /queue in health()
         "poll_interval": 1.0,  # socket quiet this long: ask /history (the socket may have stalled)
         "fail_threshold": 3,  # failures in a row before a server is skipped
         "skip_for": 60.0,  # seconds a failing server is skipped
         "object_info_ttl": 300.0,  # how long a server's /object_info check of a workflow is trusted
         "filename_prefix": "blogimages/result",  # SaveImage prefix on the server; the result id is appended
-        "cache": "default",  # Django cache alias that shares the skip-a-failing-server state between workers
+        "reservations": "redis",  # where slots, models and skipped servers are kept: the queue's Redis, or "local"
+        "slots": 3,  # prompts of ours per server at once: one running, one waiting (pipelining), one for affinity
+        "lease": 60.0,  # a reservation lapses this long after it was taken or renewed (a dead worker's)
+        "model_tolerance": 1,  # prefer a server whose last model is the job's while its queue is at most this longer
+        "report_ttl": 30.0,  # how long others' work a job saw in a server's queue counts against that server
     }
 
     def __init__(self, alias: str, **options: Any):
@@ -76,67 +85,100 @@ class ComfyUIProvider(WorkflowProvider):
                 raise ImproperlyConfigured(f"{where}: {url!r} is not an http(s) URL of a ComfyUI server.")
         if not self.urls:
             raise ImproperlyConfigured(f"{where}: no ComfyUI server URL (set OPTIONS['urls'] or COMFYUI_URLS).")
+        if self.options["reservations"] not in STORES:
+            raise ImproperlyConfigured(
+                f"{where}: 'reservations' must be one of {', '.join(map(repr, STORES))}, "
+                f"not {self.options['reservations']!r}."
+            )
+        if int(self.options["slots"]) < 1:
+            raise ImproperlyConfigured(f"{where}: 'slots' must be at least 1.")
         self.pool = ServerPool(
             self.urls,
             connect_timeout=float(self.options["connect_timeout"]),
             read_timeout=float(self.options["read_timeout"]),
-            health_timeout=float(self.options["health_timeout"]),
             fail_threshold=int(self.options["fail_threshold"]),
             skip_for=float(self.options["skip_for"]),
-            cache_alias=self.options["cache"],
+            reservations=self.options["reservations"],
+            slots=int(self.options["slots"]),
+            lease=float(self.options["lease"]),
+            model_tolerance=int(self.options["model_tolerance"]),
+            report_ttl=float(self.options["report_ttl"]),
         )
         self._checked: dict[tuple[str, str, bool], float] = {}
         self._object_info: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 
     # --- generating ---------------------------------------------------------------------------------------
 
+    def queue_timeout(self) -> float:
+        """Seconds a prompt may wait for a slot and in its server's queue (see the option)."""
+        if self.options["queue_timeout"] is not None:
+            return float(self.options["queue_timeout"])
+        left = app_settings.JOB_TIMEOUT - float(self.options["timeout"]) - float(self.options["stop_timeout"]) - 30
+        return max(60.0, left)
+
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
         started = time.monotonic()
         limit = float(self.options["timeout"])
+        queue_limit = self.queue_timeout()
         request = self.prepared(request)
         workflow, graph, stack, seed = self.build_graph(request)
         reporter.seed(seed)
         model_file = request.choice.file
+        size = int(request.extra.get("batch_size") or 1) if "batch_size" in workflow.parameters else 1
+        model = loaded_model(graph)
         errors: list[str] = []
-        for server in self.pool.ranked():
-            client = self.pool.client(server.url)
-            submitted: list[str] = []
+        tried: set[str] = set()
+        while (reservation := self._reserve(model, tried, reporter, started, queue_limit)) is not None:
+            url = reservation.url
+            tried.add(url)
+            client = self.pool.client(url)
+            watch = _Watch(reporter, self.pool, reservation)
+            seen, ok = None, False
             try:
                 self.check(workflow, client, with_loras=bool(stack))
-                remaining = limit - (time.monotonic() - started)
-                if remaining <= 0:
-                    raise TransientProviderError(f"No ComfyUI server took the prompt within {limit:g} s.")
+                waited = time.monotonic() - started
+                if waited >= queue_limit:
+                    raise TransientProviderError(f"No ComfyUI server took the prompt within {queue_limit:g} s.")
                 submission, output = client.run(
                     graph,
-                    _Watch(reporter, submitted),
+                    watch,
                     output_node=workflow.output,
-                    timeout=remaining,
+                    timeout=limit,
+                    queue_timeout=queue_limit - waited,
+                    queue_limit=queue_limit,
                     poll_interval=float(self.options["poll_interval"]),
-                    queue_ahead=server.queue,
+                    queue_ahead=reservation.load,
                     limit=limit,
                     stop_timeout=float(self.options["stop_timeout"]),
                 )
                 content = client.view(output.image)
+                # A batch (candidates in one pass): every image, in batch order.
+                batch = [content, *map(client.view, output.all_images[1:size])] if size > 1 else []
+                seen, ok = output.queue_remaining, True
             except TransientProviderError as exc:
-                self.pool.record_failure(server.url, str(exc))
-                if submitted:
+                self.pool.record_failure(url, str(exc))
+                if watch.submitted:
                     raise  # the prompt was accepted there; another server would run it twice
                 errors.append(str(exc))
                 continue
-            self.pool.used(server.url)
+            finally:
+                # The prompt has left the server: its slot goes to the next job while this one is stored.
+                self.pool.release(watch.reservation, queue_remaining=seen, ok=ok)
             return GeneratedImage(
                 content=content,
+                batch=batch,
                 seed=seed,
                 model=request.model or workflow.name,
                 provider=self.alias,
                 remote_id=submission.prompt_id,
-                remote_server=server.url,
+                remote_server=url,
                 metadata={
                     "workflow": workflow.name,
-                    "server": server.url,
+                    "server": url,
                     "prompt_id": submission.prompt_id,
                     "output": output.image,
                     "images": len(output.all_images),
+                    **({"outputs": output.all_images[:size]} if size > 1 else {}),
                     "completion": output.via,
                     **({"protocol": submission.info.protocol} if submission.info else {}),
                     **(
@@ -146,10 +188,49 @@ class ComfyUIProvider(WorkflowProvider):
                     ),
                     "loras": [{"name": lora.name, "strength": lora.strength, "role": lora.role} for lora in stack],
                     **({"model_file": model_file} if model_file else {}),
-                    **({"queue_ahead": server.queue} if server.queue else {}),
+                    **({"queue_ahead": reservation.load} if reservation.load else {}),
+                    **({"model_affinity": True} if reservation.affinity else {}),
                 },
             )
+        if len(errors) == len(tried) and errors:
+            raise ProviderUnavailable(
+                "No ComfyUI server is available: " + "; ".join(error.rstrip(".") for error in errors) + "."
+            )
         raise TransientProviderError(" ".join(errors) or "No ComfyUI server took the prompt.")
+
+    def _reserve(
+        self, model: str, tried: set[str], reporter: ProgressReporter, started: float, queue_limit: float
+    ) -> Reservation | None:
+        """A slot on a server not yet tried, waiting while every slot is taken; None once all were tried."""
+        pause, told = 0.05, False
+        while True:
+            try:
+                reservation = self.pool.reserve(model, exclude=tried)
+            except LookupError:
+                return None
+            if reservation is not None:
+                return reservation
+            if reporter.cancelled():
+                raise GenerationCancelled("Cancelled while waiting for a free ComfyUI server.")
+            if time.monotonic() - started >= queue_limit:
+                raise TransientProviderError(
+                    f"Every slot of the {len(self.urls)} ComfyUI server{'s' if len(self.urls) != 1 else ''} "
+                    f"stayed taken for {queue_limit:g} s."
+                )
+            if not told:
+                reporter.progress(0, "waiting for a free ComfyUI server")
+                told = True
+            time.sleep(pause)
+            pause = min(0.5, pause * 2)
+
+    def can_batch(self, request: GenerationRequest) -> bool:
+        """Candidates run as one prompt where the request's workflow maps ``batch_size``
+        (ComfyUI's ``EmptyLatentImage``): one model pass, one image per batch index."""
+        try:
+            choice = self.prepared(request).choice
+        except ProviderError:
+            return False
+        return "batch_size" in self.workflows[choice.name].parameters
 
     def check(self, workflow: Workflow, client: ComfyUIClient, *, with_loras: bool) -> None:
         """Validate the workflow's mapping against the server's ``/object_info``, once per server and TTL.
@@ -230,12 +311,35 @@ class ComfyUIProvider(WorkflowProvider):
 
 
 class _Watch(ForwardingReporter):
-    """Passes everything to the job's reporter and notes that the server accepted the prompt."""
+    """Passes everything to the job's reporter, notes that the server accepted the prompt and
+    renews the job's reservation while it runs (``cancelled()`` is asked several times a second)."""
 
-    def __init__(self, inner: ProgressReporter, submitted: list[str]):
+    def __init__(self, inner: ProgressReporter, pool: ServerPool, reservation: Reservation):
         super().__init__(inner)
-        self.submitted = submitted
+        self.submitted: list[str] = []
+        self.pool = pool
+        self.reservation = reservation
+        self.renew_every = pool.router_options["lease"] / 3
 
     def remote_id(self, remote_id: str, server: str = "") -> None:
         self.submitted.append(remote_id)
         super().remote_id(remote_id, server)
+
+    def cancelled(self) -> bool:
+        if self.reservation.expires - time.time() < 2 * self.renew_every:
+            self.reservation = self.pool.renew(self.reservation)
+        return super().cancelled()
+
+
+MODEL_INPUTS = ("ckpt_name", "unet_name")
+
+
+def loaded_model(graph: dict[str, Any]) -> str:
+    """The model files a graph loads (checkpoint or diffusion model), which a server keeps loaded after it."""
+    files = sorted(
+        str(value)
+        for node in graph.values()
+        for name, value in (node.get("inputs") or {}).items()
+        if name in MODEL_INPUTS and isinstance(value, str)
+    )
+    return "+".join(files)

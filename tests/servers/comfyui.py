@@ -50,9 +50,14 @@ mid-run), ``gc_stall`` (block the whole loop that long before ``executing {node:
 when ``gc_idle`` seconds passed since the last one, like ComfyUI's ``gc.collect()``),
 ``history_lag`` (between ``execution_success`` and the history write; the recordings show
 a fraction of a millisecond), ``fail_next()`` (answer the next requests with a 5xx) and
-``system_devices``; ``ignore_interrupt`` answers ``POST /interrupt`` with 200 and stops
+``system_devices``; ``batch_extra`` (a prompt with ``batch_size`` N makes N images, one
+per batch index, in ``run_time * (1 + batch_extra * (N - 1))``: a batch costs less than N
+runs); ``ignore_interrupt`` answers ``POST /interrupt`` with 200 and stops
 nothing (a node stuck in a long call that never checks for interrupts), ``jobs_api`` and
-``comfyui_version`` as above. ``python -m tests.servers.comfyui`` runs one on its own.
+``comfyui_version`` as above; ``model_switch_cost`` (seconds a checkpoint or diffusion-model
+loader adds when it runs, i.e. when the previous prompt did not load the same file: ComfyUI
+keeps the last model; every load is listed in ``loads`` and at ``GET /fake/loads``).
+``python -m tests.servers.comfyui`` runs one on its own.
 """
 
 from __future__ import annotations
@@ -145,6 +150,8 @@ class FakeComfyUI:
         jobs_api: bool = False,
         comfyui_version: str | None = None,
         ignore_interrupt: bool = False,
+        batch_extra: float = 0.25,
+        model_switch_cost: float = 0.0,
         port: int = 0,
     ):
         self.run_time = run_time
@@ -159,6 +166,9 @@ class FakeComfyUI:
         self.jobs_api = jobs_api
         self.comfyui_version = comfyui_version or (NEWER_VERSION if jobs_api else None)
         self.ignore_interrupt = ignore_interrupt
+        self.batch_extra = batch_extra
+        self.model_switch_cost = model_switch_cost
+        self.loads: list[dict[str, Any]] = []  # model loads: {"prompt_id", "model", "at"}
         self._port = port
         # Observations for tests (appended on the server thread, read anywhere).
         self.requests: list[tuple[str, str, Any]] = []
@@ -299,6 +309,7 @@ class FakeComfyUI:
             ("GET", "/models/{folder}", self.get_model_folder),
             ("GET", "/embeddings", self.get_embeddings),
             ("GET", "/view", self.view),
+            ("GET", "/fake/loads", self.get_loads),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
@@ -1021,7 +1032,7 @@ class FakeComfyUI:
                         await event("progress", progress, broadcast=True)
                         await self._preview(sid, prompt_id, node_id, before=False)
                 else:
-                    await work(per_other)
+                    await work(per_other + self._load(prompt_id, node))
                 if info[node["class_type"]]["output_node"]:
                     ui = self._save(prompt, node_id, await renders[node_id])
                     history_outputs[node_id] = ui
@@ -1080,10 +1091,33 @@ class FakeComfyUI:
             await self.send("executing", {"node": None, "prompt_id": prompt_id}, sid)
         self._stalled.discard(sid)
 
+    def _load(self, prompt_id: str, node: dict) -> float:
+        """A model loader that runs (not cached from the previous prompt) loads its file: record it, cost it."""
+        inputs = node.get("inputs", {})
+        files = [inputs[name] for name in ("ckpt_name", "unet_name") if isinstance(inputs.get(name), str)]
+        if not files:
+            return 0.0
+        self.loads.append({"prompt_id": prompt_id, "model": "+".join(files), "at": time.time()})
+        return self.model_switch_cost
+
+    async def get_loads(self, request: web.Request) -> web.Response:
+        return web.json_response({"loads": self.loads})
+
     def _run_time(self, prompt: dict, extra_data: dict) -> float:
         if "fake_run_time" in extra_data:
             return float(extra_data["fake_run_time"])
-        return float(self.run_time(prompt) if callable(self.run_time) else self.run_time)
+        single = float(self.run_time(prompt) if callable(self.run_time) else self.run_time)
+        # A batch of N shares one model pass: each image past the first adds ``batch_extra``
+        # of a single run (what a GPU does with a batch it has the memory for).
+        batch = max(
+            (
+                int(node.get("inputs", {}).get("batch_size", 1))
+                for node in prompt.values()
+                if str(node.get("class_type", "")).startswith("Empty") and "batch_size" in node.get("inputs", {})
+            ),
+            default=1,
+        )
+        return single * (1 + self.batch_extra * (max(1, batch) - 1))
 
     def _maybe_fail(self, prompt_id: str, node_id: str, node: dict, executed: list[str]) -> None:
         if "Loader" not in node["class_type"]:
@@ -1211,6 +1245,7 @@ class Recorder:
     ):
         self.updates: list[tuple[float, str]] = []
         self.remote: list[tuple[str, str]] = []
+        self.seeds: list[int] = []
         self.cancel_when = cancel_when
         self.on_progress = on_progress
         self.on_remote_id = on_remote_id
@@ -1222,6 +1257,9 @@ class Recorder:
 
     def cancelled(self) -> bool:
         return bool(self.cancel_when and self.cancel_when(self))
+
+    def seed(self, seed: int) -> None:
+        self.seeds.append(seed)
 
     def remote_id(self, remote_id: str, server: str = "") -> None:
         self.remote.append((remote_id, server))
@@ -1265,9 +1303,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-time", type=float, default=2.0, help="seconds each prompt takes")
     parser.add_argument("--models", default="", help='JSON, e.g. {"loras": ["ink.safetensors"]}')
     parser.add_argument("--jobs-api", action="store_true", help=f"speak the jobs API, as ComfyUI {NEWER_VERSION}")
+    parser.add_argument("--model-switch-cost", type=float, default=0.0, help="seconds a model load adds")
     args = parser.parse_args(argv)
     server = FakeComfyUI(
-        run_time=args.run_time, port=args.port, models=json.loads(args.models or "{}"), jobs_api=args.jobs_api
+        run_time=args.run_time,
+        port=args.port,
+        models=json.loads(args.models or "{}"),
+        jobs_api=args.jobs_api,
+        model_switch_cost=args.model_switch_cost,
     )
     server.start()
     print(f"Fake ComfyUI listening on {server.url}", flush=True)

@@ -1,6 +1,6 @@
 """Choosing a ComfyUI server for a job: slots reserved atomically, model affinity, no polling.
 
-Each server has ``slots`` places for this app's prompts (two by default: one running, one
+Each server has ``slots`` places for this app's prompts (three by default: one running, one
 waiting in ComfyUI's own queue, so the server starts the next prompt the moment one ends
 while its worker stores the last image). A worker *reserves* a slot before it posts a
 prompt and releases it when the prompt has left the server. Reservations live in a

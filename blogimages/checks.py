@@ -18,7 +18,55 @@ def check_settings(app_configs=None, **kwargs):
     errors += _check_storage()
     errors += _check_openai_lifecycle(kwargs.get("databases"))
     errors += _check_webhooks()
+    errors += _check_c2pa()
+    errors += _check_writer()
+    errors += _check_comfyui_budgets()
     return errors
+
+
+def _check_comfyui_budgets():
+    """W045: a ComfyUI provider whose waits add up to more than BLOGIMAGES_JOB_TIMEOUT, so RQ
+    would kill the job before the provider gives up and says why."""
+    from .providers import providers
+
+    found = []
+    for alias, config in app_settings.PROVIDERS.items():
+        if not str(config.get("BACKEND", "")).endswith("ComfyUIProvider"):
+            continue
+        try:
+            provider = providers[alias]
+        except Exception:  # noqa: BLE001, S112 - E011 reports a provider that cannot be built
+            continue
+        options = provider.options
+        total = float(options["timeout"]) + provider.queue_timeout() + float(options["stop_timeout"])
+        if total > app_settings.JOB_TIMEOUT:
+            found.append(
+                checks.Warning(
+                    f"BLOGIMAGES_PROVIDERS[{alias!r}]: timeout ({options['timeout']:g} s) + queue_timeout "
+                    f"({provider.queue_timeout():g} s) + stop_timeout ({options['stop_timeout']:g} s) is "
+                    f"{total:g} s, more than BLOGIMAGES_JOB_TIMEOUT ({app_settings.JOB_TIMEOUT} s): RQ would "
+                    "kill a job before the provider can stop its prompt and say why.",
+                    hint="Lower the provider's waits or raise BLOGIMAGES_JOB_TIMEOUT; leave queue_timeout "
+                    "unset to give the queue what is left.",
+                    id="blogimages.W045",
+                )
+            )
+    return found
+
+
+def _check_writer():
+    """E044: a BLOGIMAGES_WRITER (the text model that drafts prompts and alt text) that cannot be used."""
+    from .writer import problems
+
+    return [
+        checks.Error(
+            problem,
+            hint='BLOGIMAGES_WRITER = {"BASE_URL": "https://api.openai.com/v1", "API_KEY": '
+            'os.environ.get("OPENAI_API_KEY", ""), "MODEL": "gpt-4.1-mini", "TIMEOUT": 30} (or None: no drafts).',
+            id="blogimages.E044",
+        )
+        for problem in problems(app_settings.WRITER)
+    ]
 
 
 def _check_webhooks():
@@ -332,3 +380,19 @@ def _check_openai_lifecycle(databases=None):
             )
         )
     return errors
+
+
+def _check_c2pa():
+    """E043: BLOGIMAGES_C2PA names files that are not there, or c2pa-python is not installed."""
+    from .provenance import c2pa_problems
+
+    return [
+        checks.Error(
+            problem,
+            hint='BLOGIMAGES_C2PA = {"CERTIFICATE": "/etc/blog/c2pa-chain.pem", '
+            '"PRIVATE_KEY": "/etc/blog/c2pa-key.pem", "ALGORITHM": "es256", "TSA_URL": ""} '
+            'with pip install "blogimages[c2pa]", or None to sign nothing.',
+            id="blogimages.E043",
+        )
+        for problem in c2pa_problems()
+    ]

@@ -123,6 +123,12 @@ class AppSettings:
         return self._setting("MAX_REQUEUES", 3)
 
     @property
+    def MAX_CANDIDATES(self) -> int:
+        """The most candidates one request may ask for (``candidates``): a ComfyUI workflow
+        that maps ``batch_size`` makes them in one prompt, other providers in one job each."""
+        return self._setting("MAX_CANDIDATES", 8)
+
+    @property
     def STUCK_AFTER(self) -> int:
         """Seconds without a heartbeat after which a running result counts as stuck. A running
         job beats every 10 seconds whatever its provider does, so only a dead worker goes
@@ -185,6 +191,27 @@ class AppSettings:
         """``{token: username}`` for scripts calling the JSON API with ``Authorization: Bearer``."""
         return self._setting("API_TOKENS", {})
 
+    # --- drafts from a text model -----------------------------------------------------------------
+    @property
+    def WRITER(self) -> dict[str, Any] | None:
+        """An OpenAI-compatible chat completions API that drafts section prompts and alt text for
+        editors to check: ``{"BASE_URL", "API_KEY", "MODEL", "VISION_MODEL", "TIMEOUT"}``
+        (see :mod:`blogimages.writer`); ``None`` (the default) turns drafting off."""
+        return self._setting("WRITER", None)
+
+    # --- cost ------------------------------------------------------------------------------------
+    @property
+    def PRICES(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Prices merged over the built-in table (:mod:`blogimages.costs`): ``{provider kind or alias:
+        {model or "*": {"image" | "megapixel" | "tokens" | "second" ...}}}``, in US dollars."""
+        return self._setting("PRICES", {})
+
+    @property
+    def BUDGETS(self) -> dict[str, Any]:
+        """Monthly budgets in US dollars: ``{"SITE_MONTHLY": "200.00", "USER_MONTHLY": "20.00",
+        "USERS": {"alice": "50.00"}}``, each optional; none: nothing is refused for cost."""
+        return self._setting("BUDGETS", {})
+
     # --- OpenAI model lifecycle -------------------------------------------------------------------
     @property
     def OPENAI_MODEL_REPLACEMENTS(self) -> dict[str, str]:
@@ -197,6 +224,23 @@ class AppSettings:
     def OPENAI_RETIREMENT_WARNING_DAYS(self) -> int:
         """Days before an OpenAI model's shutdown date that checks, the status page and ``blogimages_status`` warn."""
         return int(self._setting("OPENAI_RETIREMENT_WARNING_DAYS", 30))
+
+    # --- provenance and disclosure -------------------------------------------------
+    @property
+    def CREDIT_LINE(self) -> str:
+        """IPTC Credit Line (XMP ``photoshop:Credit``) written into every file of an AI-generated image; "" for none."""
+        return str(self._setting("CREDIT_LINE", "Image generated with AI"))
+
+    @property
+    def AI_LABEL(self) -> str:
+        """Visible caption ``{% blogimage %}`` puts under AI-generated images; "" (the default) for none."""
+        return str(self._setting("AI_LABEL", ""))
+
+    @property
+    def C2PA(self) -> dict[str, str] | None:
+        """Sign published AI-generated files with a C2PA manifest: ``{"CERTIFICATE": PEM chain path,
+        "PRIVATE_KEY": PEM key path, "ALGORITHM": "es256", "TSA_URL": ""}``; ``None`` (default) signs nothing."""
+        return self._setting("C2PA", None)
 
 
 app_settings = AppSettings()

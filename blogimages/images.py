@@ -232,18 +232,25 @@ def _upright(data: bytes, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def prepare_output(data: bytes) -> tuple[bytes, ImageInfo, bytes]:
+def prepare_output(data: bytes, provenance=None) -> tuple[bytes, ImageInfo, bytes]:
     """A provider's image made ready to store: ``(bytes to store, info, WebP thumbnail)``.
 
     Its metadata is stripped (:func:`strip_metadata`); an image in another format Pillow
     reads (a GIF, a TIFF) is re-encoded as a PNG, losslessly, since only PNG, JPEG and
-    WebP can be stripped without decoding. ``info`` describes the bytes that are stored.
+    WebP can be stripped without decoding. With ``provenance`` (a
+    :class:`blogimages.provenance.Provenance`), the image and its thumbnail are then marked
+    as AI-made (and signed, with C2PA configured), the provider's file given as the
+    manifest's parent. ``info`` describes the bytes that are stored.
     """
     try:
         clean = strip_metadata(data)
     except MetadataError:
         clean = _as_png(data)
+    if provenance is not None:
+        clean = provenance.apply(clean, parent=data)
     info, thumbnail = analyse(clean)
+    if provenance is not None:
+        thumbnail = provenance.apply(thumbnail, derived=True)
     return clean, info, thumbnail
 
 

@@ -376,8 +376,36 @@ class ImageGenerationResult(TimeStamped):
         editable=False,
         help_text=_("Resized copies for srcset: {width: storage name}."),
     )
+    # The readable name the public page serves once the image is approved
+    # (blogimages.naming). The slug is the arbiter: unique in the database, so two
+    # sections with the same titles published at once cannot both take it (NULL: not published).
+    published_slug = models.SlugField(
+        _("published slug"), max_length=120, null=True, blank=True, unique=True, editable=False
+    )
+    published_image = models.CharField(
+        _("published image"),
+        max_length=300,
+        blank=True,
+        editable=False,
+        help_text=_("The readable copy public pages serve, e.g. …/published/post-section.webp."),
+    )
 
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
+
+    # What it costs (blogimages.costs): estimated from the price table when queued, corrected
+    # from the usage the provider reports when it finishes; NULL where no price is known.
+    cost_estimate = models.DecimalField(
+        _("estimated cost"), max_digits=12, decimal_places=6, null=True, blank=True, editable=False
+    )
+    cost_currency = models.CharField(_("currency"), max_length=3, default="USD", editable=False)
+    charged_at = models.DateTimeField(
+        _("charged"),
+        null=True,
+        blank=True,
+        db_index=True,
+        editable=False,
+        help_text=_("When it was last sent to the queue: the month whose budget it counts against."),
+    )
 
     objects = ImageGenerationResultQuerySet.as_manager()
 
@@ -413,6 +441,12 @@ class ImageGenerationResult(TimeStamped):
             return self.approved_for is not None
         except SectionReview.DoesNotExist:
             return False
+
+    @property
+    def ai_generated(self) -> bool:
+        """Whether a model made this image (an upload was not): its files carry the AI mark
+        (``blogimages.provenance``) and templates may label it."""
+        return self.source == ResultSource.GENERATED
 
     @property
     def is_active(self) -> bool:
@@ -579,3 +613,22 @@ class RequestKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation} {self.key}"
+
+
+class BudgetLock(models.Model):
+    """One row per budget (``site`` or ``user:<pk>``) and month: the lock that budget checks
+    take in turn (``select_for_update``), so two requests cannot both spend the last of it.
+
+    Spend itself is not stored here: it is summed from the results (blogimages.costs), so
+    it never drifts from them. Rows are created on first use, under the unique constraint.
+    """
+
+    scope = models.CharField(_("budget"), max_length=64)
+    month = models.DateField(_("month"))
+
+    class Meta:
+        verbose_name = _("budget lock")
+        constraints = [models.UniqueConstraint(fields=["scope", "month"], name="blogimages_one_budget_lock_per_month")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.month:%Y-%m}"

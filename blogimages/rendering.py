@@ -37,6 +37,8 @@ class ApprovedImage:
     result_id: int
     #: ``[(width, url)]`` for srcset, the original included; empty while renditions are pending.
     sources: tuple[tuple[int, str], ...] = ()
+    #: Made by a model (not uploaded): templates may label it (``{% blogimage ... label=True %}``).
+    ai_generated: bool = False
 
     @property
     def srcset(self) -> str:
@@ -124,6 +126,13 @@ def _alt_text(review: SectionReview) -> str:
     return review.prompt_override.strip()
 
 
+def public_name(result) -> str:
+    """The file a public page serves: the readable copy once the approved image was
+    published (``blogimages.naming``), else the stored original (publishing failed or is
+    pending; ``blogimages_publish_names`` catches up)."""
+    return result.published_image or result.image.name
+
+
 def _build(candidates: list[_Candidate]) -> None:
     usable = []
     for candidate in candidates:
@@ -138,15 +147,16 @@ def _build(candidates: list[_Candidate]) -> None:
             candidate.problem = f"result #{result.pk} has no stored file"
         else:
             usable.append(candidate)
-    missing = _missing_files([c.review.approved_result.image.name for c in usable])
+    missing = _missing_files([public_name(c.review.approved_result) for c in usable])
     storage = get_storage()
     for candidate in usable:
         result = candidate.review.approved_result
-        if result.image.name in missing:
-            candidate.problem = f"result #{result.pk}: {missing[result.image.name]}"
+        name = public_name(result)
+        if name in missing:
+            candidate.problem = f"result #{result.pk}: {missing[name]}"
             continue
         try:
-            url = storage.url(result.image.name)
+            url = storage.url(name)
         except Exception as exc:  # noqa: BLE001 - a storage hiccup must not break the page
             logger.exception("No URL for approved result #%s", result.pk)
             candidate.problem = f"result #{result.pk}: no URL from storage ({exc.__class__.__name__})"
@@ -162,6 +172,7 @@ def _build(candidates: list[_Candidate]) -> None:
             alt=_alt_text(candidate.review),
             result_id=result.pk,
             sources=sources,
+            ai_generated=result.ai_generated,
         )
 
 

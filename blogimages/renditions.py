@@ -13,9 +13,11 @@ import logging
 from django.db import transaction
 from PIL import Image
 
+from . import provenance
 from .conf import app_settings
 from .models import ImageGenerationResult, ResultStatus
-from .storage import delete_quietly, get_storage, save_bytes
+from .naming import rendition_name
+from .storage import delete_quietly, get_storage, rendition_names, save_as, save_bytes
 
 logger = logging.getLogger("blogimages.renditions")
 
@@ -31,7 +33,8 @@ def target_widths(original_width: int | None) -> list[int]:
 
 def _resize(image: Image.Image, width: int, icc: bytes | None = None) -> bytes:
     """A WebP copy ``width`` pixels wide. Only the ICC profile goes with it (colour, not
-    provenance); ``save_bytes`` strips whatever else an encoder might add."""
+    provenance); ``save_bytes`` strips whatever else an encoder might add, and marks an
+    AI-made image's copies as such (``blogimages.provenance``)."""
     height = max(1, round(image.height * width / image.width))
     resized = image.resize((width, height), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
@@ -67,8 +70,16 @@ def make_renditions(result_id: int) -> dict[str, str]:
             icc = source.info.get("icc_profile")
             image = source.convert("RGBA" if source.mode in ("RGBA", "LA", "P") else "RGB")
         made = {}
+        mark = provenance.for_result(result)
         for width in wanted:
-            name = save_bytes(_resize(image, width, icc), "image/webp", kind="renditions")
+            data = _resize(image, width, icc)
+            if mark is not None:
+                data = mark.apply(data, derived=True)
+            # A published image's renditions get readable names too (blogimages.naming);
+            # a name someone else's file holds already falls back to a random key.
+            name = rendition_name(result.published_slug, width) if result.published_slug else ""
+            if not (name and save_as(name, data)):
+                name = save_bytes(data, "image/webp", kind="renditions")
             written.append(name)
             made[str(width)] = name
         combined = {**existing, **made}
@@ -81,9 +92,12 @@ def make_renditions(result_id: int) -> dict[str, str]:
             delete_quietly(name)
         raise
     if not won:
-        for name in written:
-            delete_quietly(name)
         current = ImageGenerationResult.objects.filter(pk=result_id).values_list("renditions", flat=True).first()
+        # Two calls may have written the same readable name; the winner's stays.
+        kept = set(rendition_names(current))
+        for name in written:
+            if name not in kept:
+                delete_quietly(name)
         logger.info("Renditions of result #%s were made concurrently; kept the other call's files", result_id)
         return dict(current or {})
     logger.info("Made renditions %s of result #%s", ", ".join(made), result_id)

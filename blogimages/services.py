@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from . import costs, provenance
 from .chunks import keyset
 from .conf import app_settings
 from .exceptions import (
@@ -165,7 +167,12 @@ def delete_removed_section(review: SectionReview) -> int:
         names = [
             name
             for result in results
-            for name in (result.image.name, result.thumbnail.name, *rendition_names(result.renditions))
+            for name in (
+                result.image.name,
+                result.thumbnail.name,
+                result.published_image,
+                *rendition_names(result.renditions),
+            )
             if name
         ]
         SectionReview.objects.filter(pk=review.pk).update(approved_result=None, status=ReviewStatus.PENDING)
@@ -227,6 +234,9 @@ class GenerationSpec:
     prompt_example: ImagePromptExample | None = None
     model: str = ""
     overrides: dict[str, Any] | None = None
+    #: How many candidates each provider makes (1 to BLOGIMAGES_MAX_CANDIDATES): one prompt
+    #: with a batch size where the provider can batch (see :func:`can_batch`), else one job each.
+    candidates: int = 1
 
 
 def _check_provider(alias: str) -> str:
@@ -316,46 +326,89 @@ def request_generation(
     prompt = (spec.prompt or (example.prompt if example else "")).strip()
     if not prompt:
         raise NothingToGenerate("There is no prompt: write one, or pick a prompt example that has one.")
-    if len(prompt) > 4000:
-        raise ValidationError({"prompt": f"The prompt is {len(prompt)} characters; the limit is 4000."})
+    if len(prompt) > PROMPT_MAX:
+        raise ValidationError({"prompt": f"The prompt is {len(prompt)} characters; the limit is {PROMPT_MAX}."})
     params = resolve_params(
         style=style, image_format=image_format, setting=setting, model=model, overrides=spec.overrides
     )
     final_prompt = style.apply(prompt) if style else prompt
+    candidates = _check_candidates(spec.candidates)
     for alias in aliases:
         _preflight(_check_provider(alias), final_prompt, params)
+    batched = {alias for alias in aliases if candidates > 1 and can_batch(alias, final_prompt, params)}
+    estimates = {alias: costs.estimate(alias, final_prompt, params) for alias in aliases}
     group = group or uuid.uuid4()
     results = []
     with transaction.atomic():
         claim, earlier = _claim_request_key(idempotency_key, user, "generate")
         if earlier is not None:
             return earlier
+        # Before any row exists: a refusal leaves nothing behind (see costs.reserve).
+        costs.reserve(user, sum(((estimates[alias] or costs.ZERO) * candidates for alias in aliases), costs.ZERO))
         review = review_for(section) if section is not None else None
+        now = timezone.now()
         for alias in aliases:
-            result = ImageGenerationResult.objects.create(
-                group=group,
-                review=review,
-                prompt_example=example,
-                style=style,
-                image_format=image_format,
-                setting=setting,
-                prompt=prompt,
-                final_prompt=final_prompt,
-                negative_prompt=params["negative_prompt"],
-                provider=alias,
-                model=params["model"],
-                params=params,
-                seed_pinned=params["seed"] is not None,
-                seed=params["seed"],
-                requested_by=user if user and user.is_authenticated else None,
-                queued_at=timezone.now(),
-            )
-            results.append(result)
-            if review is not None:
-                _log(review, ReviewAction.GENERATED, user, result)
-            enqueue_on_commit(result)
+            batch = []
+            for own in _candidate_params(params, candidates, batch=alias in batched):
+                result = ImageGenerationResult.objects.create(
+                    group=group,
+                    review=review,
+                    prompt_example=example,
+                    style=style,
+                    image_format=image_format,
+                    setting=setting,
+                    prompt=prompt,
+                    final_prompt=final_prompt,
+                    negative_prompt=params["negative_prompt"],
+                    provider=alias,
+                    model=params["model"],
+                    params=own,
+                    seed_pinned=own["seed"] is not None,
+                    seed=own["seed"],
+                    requested_by=user if user and user.is_authenticated else None,
+                    queued_at=now,
+                    cost_estimate=costs.stored(estimates[alias]),
+                    charged_at=now,
+                )
+                results.append(result)
+                if review is not None:
+                    _log(review, ReviewAction.GENERATED, user, result)
+                if alias in batched:
+                    batch.append(result)
+                else:
+                    enqueue_on_commit(result)
+            if batch:
+                enqueue_batch_on_commit(batch)
         _record_request_key(claim, results)
     return results
+
+
+def _check_candidates(value: Any) -> int:
+    limit = app_settings.MAX_CANDIDATES
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ValidationError(
+            {"candidates": f"Ask for 1 to {limit} candidates (BLOGIMAGES_MAX_CANDIDATES), not {value!r}."}
+        )
+    return value
+
+
+def can_batch(alias: str, prompt: str, params: dict[str, Any]) -> bool:
+    """Whether provider ``alias`` makes several candidates of this request in one pass
+    (a ComfyUI workflow that maps ``batch_size``); asked at request time, no network."""
+    request = request_from_snapshot(prompt, params, seed=params["seed"], result_id=None)
+    return providers[alias].can_batch(request)
+
+
+def _candidate_params(params: dict[str, Any], count: int, *, batch: bool) -> list[dict[str, Any]]:
+    """Each candidate's snapshot. In a batch all share the seed (pinned, or the one the job
+    picks) and ``batch_index`` says which image of the batch is theirs; separate jobs with a
+    pinned seed get seed, seed + 1, ... so they differ, as a batch's images do."""
+    if count == 1:
+        return [params]
+    if batch:
+        return [{**params, "batch_index": index} for index in range(count)]
+    seed = params["seed"]
+    return [{**params, "seed": None if seed is None else seed + index} for index in range(count)]
 
 
 def generate_for_section(
@@ -365,20 +418,24 @@ def generate_for_section(
     provider: str | None = None,
     prompt_example=None,
     idempotency_key: str | None = None,
+    candidates: int = 1,
 ):
-    """Queue the section's image; a repeated ``idempotency_key`` gets the first request's
-    results (marked ``repeated``) and queues nothing."""
+    """Queue the section's image (``candidates`` of them); a repeated ``idempotency_key``
+    gets the first request's results (marked ``repeated``) and queues nothing."""
     section = as_section(section)
     with transaction.atomic():
         review = review_for(section)
-        claim, earlier = _claim_request_key(idempotency_key, user, f"generate-section:{review.pk}:{provider or ''}")
+        operation = f"generate-section:{review.pk}:{provider or ''}" + (f":{candidates}" if candidates != 1 else "")
+        claim, earlier = _claim_request_key(idempotency_key, user, operation)
         if earlier is not None:
             return earlier
         example = prompt_example or prompt_example_for(review)
         prompt = section_prompt(section, review, example)
         if not prompt:
             raise NothingToGenerate(f"Section {section.title!r} has no text and no prompt.")
-        spec = GenerationSpec(prompt=prompt, prompt_example=example, providers=[provider] if provider else ())
+        spec = GenerationSpec(
+            prompt=prompt, prompt_example=example, providers=[provider] if provider else (), candidates=candidates
+        )
         results = request_generation(spec, section=section, user=user)
         _record_request_key(claim, results)
     return results
@@ -435,6 +492,8 @@ def generate_for_sections(
                 skipped.append((section, str(exc)))
             except ValidationError as exc:  # e.g. a prompt over the length limit: that section only
                 skipped.append((section, " ".join(exc.messages)))
+            except costs.BudgetExceeded as exc:  # this section would cross a budget; a cheaper one may fit
+                skipped.append((section, str(exc)))
         _record_request_key(claim, results)
     return PostGeneration(results=results, skipped=skipped)
 
@@ -453,10 +512,19 @@ def regenerate(
         raise InvalidTransition("An uploaded image cannot be regenerated; generate a new one for the section instead.")
     params = dict(result.params)
     params["seed"] = result.seed if same_seed and result.seed is not None else None
+    # A candidate of a batch is image ``batch_index`` of its seed: "same seed" makes that
+    # image again (alone, see jobs.batch_index); a new seed is a plain single image.
+    index = int(result.provider_meta.get("batch_index") or params.get("batch_index") or 0)
+    params.pop("batch_index", None)
+    if same_seed and params["seed"] is not None and index:
+        params["batch_index"] = index
+    estimate = costs.estimate(result.provider, result.final_prompt, params)
     with transaction.atomic():
         claim, earlier = _claim_request_key(idempotency_key, user, f"regenerate:{result.pk}:{int(same_seed)}")
         if earlier:
             return earlier[0]
+        costs.reserve(user, estimate)
+        now = timezone.now()
         new = ImageGenerationResult.objects.create(
             group=uuid.uuid4(),
             review_id=result.review_id,
@@ -473,7 +541,9 @@ def regenerate(
             seed_pinned=params["seed"] is not None,
             seed=params["seed"],
             requested_by=user if user and user.is_authenticated else None,
-            queued_at=timezone.now(),
+            queued_at=now,
+            cost_estimate=costs.stored(estimate),
+            charged_at=now,
         )
         if result.review_id:
             _log(result.review, ReviewAction.REGENERATED, user, new, comment=f"from #{result.pk}")
@@ -526,6 +596,48 @@ def enqueue_on_commit(result: ImageGenerationResult) -> None:
     transaction.on_commit(send)
 
 
+def enqueue_batch_on_commit(results: Sequence[ImageGenerationResult]) -> None:
+    """Enqueue one job for the candidates of a batch once the transaction commits; each
+    result keeps the outcome in ``queue_error``, as :func:`enqueue_on_commit` does."""
+    for result in results:
+        result.queue_error = None
+
+    def send() -> None:
+        error = enqueue_batch([result.pk for result in results])
+        for result in results:
+            result.queue_error = error
+
+    transaction.on_commit(send)
+
+
+#: Job ids of batches start with this; the candidates of one batch share its job id.
+BATCH_JOB_PREFIX = "blogimages-batch-"
+
+
+def enqueue_batch(result_ids: Sequence[int]) -> str | None:
+    """Put one ``run_generation_batch`` job on RQ for the queued candidates of a batch; all
+    of them record its id (their ``job_id`` names the batch). The Redis error, else ``None``."""
+    results = list(ImageGenerationResult.objects.filter(pk__in=result_ids, status=ResultStatus.QUEUED).order_by("pk"))
+    if not results:
+        return None
+    first = results[0]
+    job_id = f"{BATCH_JOB_PREFIX}{first.pk}-{first.enqueue_count + 1}"
+    error = _send_job(first, job_id, batch=results)
+    if error:
+        return error
+    ImageGenerationResult.objects.filter(pk__in=[result.pk for result in results]).update(
+        job_id=job_id, enqueue_count=F("enqueue_count") + 1, error_message="", error_kind=""
+    )
+    return None
+
+
+def batch_siblings(result: ImageGenerationResult):
+    """The other candidates made by ``result``'s batch job (none outside a batch)."""
+    if not result.job_id.startswith(BATCH_JOB_PREFIX):
+        return ImageGenerationResult.objects.none()
+    return ImageGenerationResult.objects.filter(job_id=result.job_id).exclude(pk=result.pk)
+
+
 def enqueue(result_id: int) -> str | None:
     """Put the job for a queued result on RQ. On a Redis error the row records why and
     stays queued, so ``requeue`` can send it again; returns that error, else ``None``."""
@@ -545,49 +657,61 @@ def enqueue(result_id: int) -> str | None:
     return None
 
 
-def enqueue_retry(result: ImageGenerationResult, delay: float) -> str | None:
+def enqueue_retry(
+    result: ImageGenerationResult, delay: float, *, batch: Sequence[ImageGenerationResult] = ()
+) -> str | None:
     """Schedule the next attempt of a result the job moved back to the queue ("retry") on
-    RQ's scheduler, ``delay`` seconds from now. Not a re-queue: ``enqueue_count`` (which
+    RQ's scheduler, ``delay`` seconds from now (with ``batch``: the candidates of a batch,
+    ``result`` first, as one batch job again). Not a re-queue: ``enqueue_count`` (which
     BLOGIMAGES_MAX_REQUEUES counts) stays; the job id names the attempt."""
-    job_id = f"blogimages-result-{result.pk}-{result.enqueue_count}-attempt-{result.attempts + 1}"
-    error = _send_job(result, job_id, delay=delay)
+    prefix = BATCH_JOB_PREFIX if batch else "blogimages-result-"
+    job_id = f"{prefix}{result.pk}-{result.enqueue_count}-attempt-{result.attempts + 1}"
+    error = _send_job(result, job_id, delay=delay, batch=batch)
     if not error:
-        ImageGenerationResult.objects.filter(pk=result.pk).update(job_id=job_id)
+        ImageGenerationResult.objects.filter(pk__in=[row.pk for row in batch] or [result.pk]).update(job_id=job_id)
     return error
 
 
-def _send_job(result: ImageGenerationResult, job_id: str, *, delay: float | None = None) -> str | None:
-    """Enqueue (or schedule) ``run_generation`` for ``result``; the Redis error, recorded on
-    the row, else ``None``."""
+def _send_job(
+    result: ImageGenerationResult,
+    job_id: str,
+    *,
+    delay: float | None = None,
+    batch: Sequence[ImageGenerationResult] = (),
+) -> str | None:
+    """Enqueue (or schedule) ``run_generation`` for ``result``, or ``run_generation_batch``
+    for the candidates in ``batch``; the Redis error, recorded on the rows, else ``None``."""
     import datetime
 
     import django_rq
     from redis.exceptions import RedisError
 
+    ids = [row.pk for row in batch] or [result.pk]
+    function = "blogimages.jobs.run_generation_batch" if batch else "blogimages.jobs.run_generation"
     options = dict(
-        args=(result.pk,),
+        args=(ids,) if batch else (result.pk,),
         job_id=job_id,
         job_timeout=app_settings.JOB_TIMEOUT,
         result_ttl=3600,
         failure_ttl=7 * 86400,
-        description=f"blogimages result #{result.pk}",
+        description=f"blogimages results #{', #'.join(map(str, ids))}" if batch else f"blogimages result #{result.pk}",
     )
     try:
         # commit_mode="auto": we are already running after commit.
         queue = django_rq.get_queue(app_settings.QUEUE, commit_mode="auto")
         if delay is None:
-            queue.enqueue("blogimages.jobs.run_generation", **options)
+            queue.enqueue(function, **options)
         else:
-            queue.enqueue_in(datetime.timedelta(seconds=delay), "blogimages.jobs.run_generation", **options)
+            queue.enqueue_in(datetime.timedelta(seconds=delay), function, **options)
     except RedisError as exc:
         message = (
             f"Could not reach the job queue (Redis: {exc.__class__.__name__}: {exc}). "
             "The image is still queued here; re-queue it once Redis is back."
         )
-        ImageGenerationResult.objects.filter(pk=result.pk).update(
+        ImageGenerationResult.objects.filter(pk__in=ids).update(
             error_message=message, error_kind=ErrorKind.TRANSIENT, updated_at=timezone.now()
         )
-        logger.error("Enqueue failed for result #%s: %s", result.pk, exc)
+        logger.error("Enqueue failed for result(s) %s: %s", ids, exc)
         return message
     return None
 
@@ -599,15 +723,25 @@ def requeue(result: ImageGenerationResult, *, user=None) -> ImageGenerationResul
     if result.status == ResultStatus.QUEUED:
         enqueue_on_commit(result)
         return result
+    # A failed or cancelled result released its amount; sending it again reserves it anew,
+    # against the budget of whoever asked for it.
+    # Only a result that may be re-queued is priced; the move below refuses the others.
+    requeueable = result.status in TRANSITIONS["requeue"].sources
+    estimate = costs.estimate(result.provider, result.final_prompt, result.params) if requeueable else None
     with transaction.atomic():
+        if requeueable:
+            costs.reserve(result.requested_by, estimate, exclude=[result.pk])
+        now = timezone.now()
         result.move(
             "requeue",
             progress=0,
             progress_message="",
-            queued_at=timezone.now(),
+            queued_at=now,
             error_message="",
             error_kind="",
             finished_at=None,
+            cost_estimate=costs.stored(estimate),
+            charged_at=now,
         )
         enqueue_on_commit(result)
     return result
@@ -665,7 +799,11 @@ def raise_for_queue_errors(results: Iterable[ImageGenerationResult]) -> None:
 
 
 def cancel(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult:
-    """Stop a queued or running result: its RQ job, and its remote job (by its own id only)."""
+    """Stop a queued or running result: its RQ job, and its remote job (by its own id only).
+
+    A candidate of a batch shares both with the others: they are stopped once no candidate
+    of the batch is queued or running any more; until then the batch runs on and the
+    cancelled candidate's image is discarded when it comes."""
     import django_rq
     from redis.exceptions import RedisError
     from rq.exceptions import NoSuchJobError
@@ -676,6 +814,9 @@ def cancel(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult
         result.move("cancel", finished_at=timezone.now(), progress_message="cancelled")
         if result.review_id:
             _log(result.review, ReviewAction.CANCELLED, user, result)
+    if batch_siblings(result).filter(status__in=ACTIVE_STATUSES).exists():
+        logger.info("Result #%s cancelled; its batch runs on for the other candidates", result.pk)
+        return result
     if result.job_id and not was_running:
         try:
             connection = django_rq.get_connection(app_settings.QUEUE)
@@ -747,11 +888,12 @@ def approve(
         # The caller's instance now knows it is approved, without another query.
         ImageGenerationResult.approved_for.related.set_cached_value(result, review)
         _log(review, ReviewAction.APPROVED, user, result, comment)
-        # Public rendering: queue the srcset renditions after commit (blogimages.renditions).
+        _publish_on_commit("approved", review.pk, result.pk, current, user)
+        # Public rendering: queue the srcset renditions after commit (blogimages.renditions),
+        # after the publish hook gave the image its readable name, so they get one too.
         from .renditions import enqueue_on_commit as enqueue_renditions_on_commit
 
         enqueue_renditions_on_commit(result.pk)
-        _publish_on_commit("approved", review.pk, result.pk, current, user)
     return review
 
 
@@ -830,6 +972,17 @@ def _publish_on_commit(event: str, review_id: int, result_id: int, replaced_id: 
     def publish() -> None:
         review = SectionReview.objects.get(pk=review_id)
         result = ImageGenerationResult.objects.get(pk=result_id)
+        if event == "approved":
+            # The readable file name public pages serve (blogimages.naming); a failure
+            # leaves the page serving the original, and blogimages_publish_names retries.
+            from .naming import publish as publish_name
+
+            try:
+                publish_name(result)
+            except BlogImagesError as exc:  # no longer approved, storage down: said in one sentence
+                logger.warning("Result #%s was not published under a readable name: %s", result_id, exc)
+            except Exception:
+                logger.exception("Result #%s could not be published under a readable name", result_id)
         try:
             if event == "approved":
                 replaced = ImageGenerationResult.objects.filter(pk=replaced_id).first() if replaced_id else None
@@ -872,6 +1025,56 @@ def reject(
     return review
 
 
+#: The longest prompt a request may carry (forms, the API and drafts keep to it too).
+PROMPT_MAX = 4000
+ALT_MAX = SectionReview._meta.get_field("alt_text").max_length
+
+
+def clean_alt_text(text: str | None) -> str | None:
+    """Alt text as it will be saved (one line), ValidationError if too long; None stays None."""
+    if text is None:
+        return None
+    text = " ".join(text.split())
+    if len(text) > ALT_MAX:
+        raise ValidationError({"alt_text": f"The alt text is {len(text)} characters; the limit is {ALT_MAX}."})
+    return text
+
+
+def save_alt_text(review: SectionReview, text: str) -> SectionReview:
+    """Store the alt text the editor confirmed for the section's approved image; a host
+    that published a copy of the image (Wagtail, filer) updates it after commit."""
+    text = clean_alt_text(text) or ""
+    if review.alt_text != text:
+        review.alt_text = text
+        review.save(update_fields=["alt_text", "updated_at"])
+        # Re-read after commit: this instance may not know of an approval made meanwhile.
+        transaction.on_commit(lambda: _alt_text_changed(review.pk))
+    return review
+
+
+def _alt_text_changed(review_id: int) -> None:
+    review = SectionReview.objects.select_related("approved_result").filter(pk=review_id).first()
+    if review is None or review.approved_result is None:
+        return
+    try:
+        get_host().alt_text_changed(review, review.approved_result)
+    except Exception:  # noqa: BLE001 - the alt text is saved; the host copy is retried by re-approving
+        logger.exception("The host could not update the alt text of result #%s", review.approved_result_id)
+
+
+def save_prompt(section: ReviewTarget, text: str) -> SectionReview:
+    """Store the prompt the editor confirmed as the section's prompt override (blank: none)."""
+    text = (text or "").strip()
+    if len(text) > PROMPT_MAX:
+        raise ValidationError({"prompt": f"The prompt is {len(text)} characters; the limit is {PROMPT_MAX}."})
+    with transaction.atomic():
+        review = review_for(section)
+        if review.prompt_override != text:
+            review.prompt_override = text
+            review.save(update_fields=["prompt_override", "updated_at"])
+    return review
+
+
 def add_comment(section: ReviewTarget, *, user=None, text: str) -> ReviewEvent:
     text = (text or "").strip()
     if not text:
@@ -895,7 +1098,7 @@ def upload(section: ReviewTarget, uploaded_file, *, user=None, approve_now: bool
         result = ImageGenerationResult.objects.create(
             review=review,
             source=ResultSource.UPLOADED,
-            prompt=f"Uploaded file {filename}"[:4000],
+            prompt=f"Uploaded file {filename}"[:PROMPT_MAX],
             final_prompt="",
             provider="upload",
             provider_used="upload",
@@ -934,9 +1137,11 @@ def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str
     """Store a finished image once and mark the result succeeded; no orphan if it lost a race.
 
     The stored file carries no generator metadata (``images.prepare_output``): what was
-    sent stays in the row's snapshot, not in a file the public page serves.
+    sent stays in the row's snapshot, not in a file the public page serves. It and its
+    thumbnail say they are AI-made (``blogimages.provenance``).
     """
-    data, info, thumbnail = prepare_output(data)
+    data, info, thumbnail = prepare_output(data, provenance.for_result(result))
+    cost = _finished_cost(result, fields)
     with stored_image(data, info.content_type, thumbnail) as (name, thumb):
         result.move(
             "succeed",
@@ -946,8 +1151,28 @@ def store_output(result: ImageGenerationResult, data: bytes, *, fields: dict[str
             finished_at=timezone.now(),
             error_message="",
             error_kind="",
+            cost_estimate=cost,
             **fields,
         )
+
+
+def _finished_cost(result: ImageGenerationResult, fields: dict[str, Any]):
+    """The finished image's cost: from the usage its provider reported, where the price
+    table can price it, else the estimate made when it was queued. A price table that
+    cannot be read (an operator's typo) keeps the estimate and logs why: the image is
+    paid for and stays."""
+    try:
+        return costs.stored(
+            costs.actual_cost(
+                result,
+                fields.get("provider_used") or result.provider,
+                fields.get("model") or result.model,
+                fields.get("provider_meta") or {},
+            )
+        )
+    except Exception:  # noqa: BLE001 - see the docstring
+        logger.exception("Could not price result #%s from its usage; kept the estimate", result.pk)
+        return result.cost_estimate
 
 
 #: Seconds between two recovery rounds: ``blogimages.cron`` schedules one this often, and a
@@ -1052,6 +1277,10 @@ def _examine(result: ImageGenerationResult, job: Any, redis: Any, heard_cutoff: 
     if status == "started" and job.worker_name:
         if not redis.exists(Worker.redis_worker_namespace_prefix + job.worker_name):
             return True, "its worker is gone"
+        # A live work-horse moves its row to running within moments of taking the job; a
+        # SIGKILLed one leaves the worker's key in Redis for minutes (its TTL), so the age says it.
+        if result.status == ResultStatus.QUEUED and job.started_at and job.started_at < heard_cutoff:
+            return True, "its job was taken but never started it (the worker died)"
     return False, f"its job is {status} in Redis"
 
 

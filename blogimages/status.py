@@ -390,3 +390,17 @@ def local_comfyui_state() -> LocalComfyUIState:
         summary=state.detail,
         details={name: value for name, value in details.items() if value},
     )
+
+
+# --- cost --------------------------------------------------------------------------------------------
+
+
+def spend(month: datetime.date | None = None) -> dict[str, Any]:
+    """The month's spend (this one by default) by provider, model, user and post, its total,
+    the images without a price, and the budgets with what is left (:mod:`blogimages.costs`)."""
+    from . import costs
+
+    if month is None:
+        return costs.spend_summary()
+    _first, start, end = costs.month_of(timezone.make_aware(datetime.datetime(month.year, month.month, 1)))
+    return costs.spend_summary(costs.spend_rows(start, end), budgets=False)

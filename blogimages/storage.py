@@ -19,7 +19,7 @@ from django.utils.functional import LazyObject, empty
 
 from .conf import app_settings
 from .exceptions import StorageUnavailable
-from .images import strip_metadata
+from .provenance import Marked, Provenance, finish
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
@@ -105,18 +105,21 @@ def storage_error_reason(exc: BaseException) -> str:
     return exc.__class__.__name__
 
 
-def save_bytes(data: bytes, content_type: str, kind: str = "images") -> str:
+def save_bytes(data: bytes, content_type: str, kind: str = "images", *, provenance: Provenance | None = None) -> str:
     """Store ``data`` under a fresh unique key and return the name the storage chose.
 
     Every image blogimages stores passes here, so this is where no metadata gets past:
-    ``data`` (a PNG, JPEG or WebP file) is stored without it (``images.strip_metadata``;
-    callers that record a checksum strip first, which makes this a no-op for them).
+    ``data`` (a PNG, JPEG or WebP file) is stored without it (``images.strip_metadata``),
+    then, with ``provenance`` (an AI-made image's), marked as AI-made
+    (``provenance.finish``). Bytes a caller already marked (:class:`provenance.Marked`,
+    as callers that record a checksum do) are stored as they are.
 
     A storage that cannot be reached raises :class:`StorageUnavailable` with one sentence;
     whatever the failed write may have left under the key (a partial file, an object
     whose answer was lost) is deleted again.
     """
-    data = strip_metadata(data)
+    if not isinstance(data, Marked):
+        data = finish(data, provenance, derived=kind != "images")
     storage = get_storage()
     key = new_key(content_type, kind)
     try:
@@ -127,6 +130,37 @@ def save_bytes(data: bytes, content_type: str, kind: str = "images") -> str:
         raise StorageUnavailable(
             f"The image could not be saved to file storage ({storage_error_reason(exc)}); try again in a few minutes."
         ) from exc
+
+
+def save_as(name: str, data: bytes, *, provenance: Provenance | None = None, derived: bool = False) -> bool:
+    """Store ``data`` under exactly ``name`` unless something is there already; ``True`` if written.
+
+    For the readable names of published images (``blogimages.naming``), which the caller
+    has claimed in the database first, so no other blogimages process writes the same name.
+    The ``exists`` check keeps files blogimages does not know about safe: a backend that
+    overwrites (S3's default ``file_overwrite=True``) is never asked to write a taken name,
+    and one that renames instead (the filesystem) has its renamed copy deleted again.
+    Metadata is stripped and an AI-made image (``provenance``) marked as in
+    :func:`save_bytes`; a storage error raises :class:`StorageUnavailable`, with whatever
+    the failed write left deleted.
+    """
+    if not isinstance(data, Marked):
+        data = finish(data, provenance, derived=derived)
+    storage = get_storage()
+    try:
+        if storage.exists(name):
+            return False
+        saved = storage.save(name, ContentFile(data))
+    except storage_errors() as exc:
+        logging.getLogger("blogimages.storage").warning("Could not store %s: %r", name, exc)
+        delete_quietly(name)
+        raise StorageUnavailable(
+            f"The image could not be saved to file storage ({storage_error_reason(exc)}); try again in a few minutes."
+        ) from exc
+    if saved != name:  # appeared between the check and the write; the backend kept both
+        delete_quietly(saved)
+        return False
+    return True
 
 
 def rendition_names(renditions: object) -> Iterator[str]:
@@ -151,16 +185,18 @@ def delete_quietly(name: str) -> None:
 
 
 @contextmanager
-def stored_image(data: bytes, content_type: str, thumbnail: bytes) -> Iterator[tuple[str, str]]:
+def stored_image(
+    data: bytes, content_type: str, thumbnail: bytes, *, provenance: Provenance | None = None
+) -> Iterator[tuple[str, str]]:
     """Store an image and its WebP thumbnail; yield their names for the row that will own them.
 
     If the block raises (the row was not saved, or lost a race), both files are deleted
     again, so no file outlives the row it was written for.
     """
-    name = save_bytes(data, content_type)
+    name = save_bytes(data, content_type, provenance=provenance)
     thumb = ""
     try:
-        thumb = save_bytes(thumbnail, "image/webp", kind="thumbnails")
+        thumb = save_bytes(thumbnail, "image/webp", kind="thumbnails", provenance=provenance)
         yield name, thumb
     except BaseException:
         delete_quietly(name)

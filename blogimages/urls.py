@@ -18,6 +18,8 @@ urlpatterns = [
     path("api/v1/prompt-examples/<int:pk>", api.prompt_example, name="api-prompt-example"),
     path("api/v1/posts/<int:pk>/generate", api.generate_for_post, name="api-post-generate"),
     path("api/v1/comfyui/status", api.comfyui_status, name="api-comfyui-status"),
+    path("api/v1/drafts/prompt", api.draft_prompt, name="api-draft-prompt"),
+    path("api/v1/drafts/alt-text", api.draft_alt_text, name="api-draft-alt-text"),
     # Hosted image APIs call back here; see blogimages.webhooks.
     path("api/v1/webhooks/<str:alias>/<str:nonce>/<str:token>", webhooks.receive, name="api-webhook"),
 ]

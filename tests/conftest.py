@@ -180,10 +180,12 @@ def generated_result(section, *, prompt=None, colour=(200, 80, 40), width=64, he
     """A finished, generated result for a section, its image stored through blogimages' storage."""
     from blogimages import services
     from blogimages.models import ImageGenerationResult, ResultStatus
+    from blogimages.provenance import Provenance
     from blogimages.storage import save_bytes
 
     review = services.review_for(section)
-    data = png_bytes(width, height, colour=colour)
+    # Marked as AI-made, as services.store_output stores a generated image.
+    data = Provenance(agent="blogimages/placeholder").apply(png_bytes(width, height, colour=colour))
     return ImageGenerationResult.objects.create(
         review=review,
         prompt=prompt if prompt is not None else section.text,

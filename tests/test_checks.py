@@ -196,3 +196,14 @@ def test_a_replacement_that_leads_nowhere_is_e041(settings):
 def test_a_public_webhook_address_with_the_urls_included_is_clean(settings):
     settings.BLOGIMAGES_WEBHOOK_BASE_URL = "https://blog.example.com"
     assert messages("blogimages.E042") == []
+
+
+def test_comfyui_waits_longer_than_the_job_timeout_are_w045(settings):
+    comfyui = {"BACKEND": "blogimages.providers.comfyui.ComfyUIProvider", "OPTIONS": {"urls": ["http://gpu:8188"]}}
+    settings.BLOGIMAGES_PROVIDERS = {"comfyui": comfyui}
+    settings.BLOGIMAGES_DEFAULT_PROVIDER = "comfyui"
+    assert messages("blogimages.W045") == []  # the default queue_timeout takes what is left
+    comfyui["OPTIONS"] = {**comfyui["OPTIONS"], "queue_timeout": 600}
+    settings.BLOGIMAGES_PROVIDERS = {"comfyui": comfyui}
+    (warning,) = messages("blogimages.W045")
+    assert "is 1210 s, more than BLOGIMAGES_JOB_TIMEOUT (900 s)" in warning.msg

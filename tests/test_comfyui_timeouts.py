@@ -89,7 +89,7 @@ def test_a_timeout_while_queued_deletes_the_prompt_and_leaves_other_work_alone(c
     theirs = server.post(other_graph(), client_id="someone", extra_data={"fake_run_time": 6})
     wait_until(lambda: server.queue_ids()[0] == [theirs])
     with pytest.raises(TransientProviderError, match="it was stopped and confirmed gone from"):
-        provider_for(server, timeout=1.0).generate(request(), Recorder())
+        provider_for(server, timeout=1.0, queue_timeout=1.0).generate(request(), Recorder())
     ours = next(prompt_id for prompt_id in server.prompts if prompt_id != theirs)
     assert server.queue_ids() == ([theirs], [])  # ours is gone, theirs still runs
     assert ours not in server.started and ours not in server.history

@@ -65,8 +65,12 @@ def in_threads(count: int, work) -> list:
 
 
 def rendition_files(media_root) -> list:
-    folder = media_root / "blogimages" / "renditions"
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    """Renditions under random keys, and those of published images (``<slug>-<width>w.webp``)."""
+    found = []
+    for folder, pattern in (("renditions", "*"), ("published", "*-*w.webp")):
+        path = media_root / "blogimages" / folder
+        found += [p for p in path.rglob(pattern) if p.is_file()] if path.exists() else []
+    return sorted(found)
 
 
 # --- approvals ------------------------------------------------------------------------------------

@@ -616,7 +616,8 @@ def test_cleanup_on_s3(
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
     referenced = set()
     for result in ImageGenerationResult.objects.all():
-        referenced |= {result.image.name, result.thumbnail.name, *result.renditions.values()} - {""}
+        referenced |= {result.image.name, result.thumbnail.name, result.published_image, *result.renditions.values()}
+        referenced -= {""}
     assert keys == referenced - {n for n in referenced if not get_storage().exists(n)}
 
 

@@ -107,10 +107,14 @@ DRIVE = drive_script(
     review = client.get(reverse("admin:blog_post_images", args=[post.pk]))
     services.approve(results[0], user=admin)
     page = client.get(f"/blog/{post.pk}/")
-    image = client.get(results[0].image.url)
+    results[0].refresh_from_db()
+    from blogimages.storage import get_storage
+
+    served = get_storage().url(results[0].published_image)  # the readable name readers see
+    image = client.get(served)
     out.update(
         review=[review.status_code, "The harbour" in review.content.decode()],
-        page=[page.status_code, results[0].image.url in page.content.decode()],
+        page=[page.status_code, served in page.content.decode() and "a-walk-by-the-sea-the-" in served],
         image=[image.status_code, b"".join(image.streaming_content)[:4].hex() if image.status_code == 200 else ""],
     )
     """,

@@ -157,3 +157,37 @@ def test_the_heartbeat_beats_while_the_provider_is_silent(settings, monkeypatch)
         beat.stop()
     assert not beat.is_alive()
     assert not ImageGenerationResult.objects.stale(timezone.now() - timezone.timedelta(seconds=5)).exists()
+
+
+def test_a_queued_result_whose_job_a_dead_worker_took_is_recovered(
+    settings, rq_queue, django_capture_on_commit_callbacks
+):
+    """A work-horse SIGKILLed between taking the job and starting the row: RQ says "started"
+    and the worker's key lives on for minutes, but the row never left queued (seen in
+    ``make soak``)."""
+    import datetime
+
+    from rq import Worker
+    from rq.job import Job, JobStatus
+
+    use_providers(settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        (result,) = generate()
+    result.refresh_from_db()
+    worker = Worker([rq_queue], connection=rq_queue.connection, name="killed-with-its-horse")
+    worker.register_birth()  # its key stays until its TTL runs out
+    try:
+        job = Job.fetch(result.job_id, connection=rq_queue.connection)
+        job.set_status(JobStatus.STARTED)
+        job.worker_name = worker.name
+        job.started_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=app_settings.STUCK_AFTER + 1)
+        job.save()
+        ((_, lost, reason),) = list(services.examine_active(rq_queue.connection, older_than=app_settings.STUCK_AFTER))
+        assert lost and reason == "its job was taken but never started it (the worker died)"
+        # Just taken: the horse is about to start the row.
+        job.started_at = datetime.datetime.now(datetime.UTC)
+        job.save()
+        ((_, lost, reason),) = list(services.examine_active(rq_queue.connection, older_than=app_settings.STUCK_AFTER))
+        assert not lost and reason == "its job is started in Redis"
+    finally:
+        worker.register_death()

@@ -107,9 +107,10 @@ def test_approved_image_gets_srcset_after_the_worker_makes_renditions(
 
     with django_capture_on_commit_callbacks(execute=True):
         services.approve(result, user=admin_user)
-    # Before the rendition job runs, the page serves the original alone.
+    # Before the rendition job runs, the page serves the original alone, under its readable name.
+    result.refresh_from_db()
     (tag,) = page_images(client, post)
-    assert "srcset" not in tag and attr(tag, "src") == get_storage().url(result.image.name)
+    assert "srcset" not in tag and attr(tag, "src") == get_storage().url(result.published_image)
 
     assert run_worker() == 1  # the rendition job queued by approve()
     result.refresh_from_db()
@@ -122,9 +123,9 @@ def test_approved_image_gets_srcset_after_the_worker_makes_renditions(
     storage = get_storage()
     assert attr(tag, "srcset") == (
         f"{storage.url(result.renditions['480'])} 480w, {storage.url(result.renditions['960'])} 960w, "
-        f"{storage.url(result.image.name)} 1024w"
+        f"{storage.url(result.published_image)} 1024w"
     )
-    assert attr(tag, "src") == storage.url(result.image.name)
+    assert attr(tag, "src") == storage.url(result.published_image)
     assert attr(tag, "width") == "1024" and attr(tag, "height") == "1024"
     assert attr(tag, "loading") == "lazy" and attr(tag, "sizes") == "(min-width: 50rem) 46rem, 100vw"
     assert attr(tag, "alt") == result.prompt == "A lighthouse on a cliff at dusk, view 1"

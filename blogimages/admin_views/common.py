@@ -79,6 +79,8 @@ def card_words() -> dict[str, str]:
         "provider": _("provider"),
         "model": _("model"),
         "seed": _("seed"),
+        "batch": _("batch index"),
+        "batch_index": _("which image of the seed's batch this candidate is"),
         "reuse": _("reuse"),
         "approve": _("Approve"),
         "reject": _("Reject"),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Count, F, Window
 from django.db.models.functions import RowNumber
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -20,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from .. import services
+from .. import services, writer
 from ..conf import app_settings
 from ..exceptions import BlogImagesError, UploadRejected
 from ..hosts import Section, get_host
@@ -74,7 +75,14 @@ OPERATIONS: dict[str, str | None] = {
     "reject-section": "review",
     "upload": "upload",
     "comment": None,
+    "save-prompt": "generate",
+    "save-alt": "review",
+    # Drafts from the writer (blogimages.writer): answered with JSON for the page's script.
+    "draft-prompt": "generate",
+    "draft-alt": "review",
+    "draft-alt-upload": "upload",
 }
+DRAFTS = frozenset({"draft-prompt", "draft-alt", "draft-alt-upload"})
 HISTORY_SHOWN = 20  # events per section on the review page; the section review page has all
 
 
@@ -230,7 +238,9 @@ class ReviewPage:
             "perms_bi": perms if perms is not None else user_perms(request.user, post),
             "urls": self.urls_for(post),
             "thumb_width": THUMB_WIDTH,
-            "words": card_words(),
+            "words": {**card_words(), "draft_alt": _("Draft alt text")},
+            "drafts_on": writer.enabled(),
+            "max_candidates": app_settings.MAX_CANDIDATES,
         }
 
     def review_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -324,6 +334,8 @@ class ReviewPage:
             except (ValueError, ImageGenerationResult.DoesNotExist):
                 raise Http404(_("This post has no such image.")) from None
             target = get_host().section(post, result.review.section_key) or result.review
+        if op in DRAFTS:
+            return self.draft(request, op, target, result)
         anchor = f"#bi-section-{_section_key(target)}" if target is not None else ""
         try:
             self.perform(request, op, post, target, result)
@@ -332,6 +344,28 @@ class ReviewPage:
         except (BlogImagesError, ValidationError) as exc:
             messages.error(request, error_text(exc))
         return HttpResponseRedirect(request.path + anchor)
+
+    def draft(self, request: HttpRequest, op: str, section, result) -> JsonResponse:
+        """A draft for the editor to check (``{"text", "model"}``), or ``{"error"}``: saved by nobody."""
+        try:
+            if op == "draft-alt":
+                if result is None:
+                    raise writer.DraftError(_("Say which image."), status=400)
+                made = writer.draft_alt_text(result)
+            elif not isinstance(section, Section):
+                raise writer.DraftError(_("Say which section of the post."), status=400)
+            elif op == "draft-prompt":
+                made = writer.draft_prompt(section)
+            else:
+                upload = request.FILES.get("file")
+                if upload is None:
+                    raise writer.DraftError(_("Choose an image file first."), status=400)
+                made = writer.draft_alt_text_for_upload(upload, section)
+        except UploadRejected as exc:
+            return JsonResponse({"error": _("The file was refused: %(why)s") % {"why": str(exc)}}, status=400)
+        except writer.DraftError as exc:
+            return JsonResponse({"error": str(exc)}, status=exc.status)
+        return JsonResponse({"text": made.text, "model": made.model})
 
     def perform(self, request: HttpRequest, op: str, post, section, result) -> None:
         needs, handler = HANDLERS[op]
@@ -370,9 +404,22 @@ class Action:
         return self.request.POST.get("provider") or None
 
     @property
+    def candidates(self) -> int:
+        """How many candidates the section form asks for (1 without the field)."""
+        raw = (self.request.POST.get("candidates") or "1").strip()
+        if not raw.isdigit():
+            raise ValidationError(_("Ask for a whole number of candidates, not “%(value)s”.") % {"value": raw})
+        return int(raw)
+
+    @property
     def request_key(self) -> str | None:
         """The form's idempotency key (``services._claim_request_key``)."""
         return self.request.POST.get("request_key") or None
+
+    @property
+    def alt_text(self) -> str | None:
+        """The alt text field as the editor left it (None: the form had none)."""
+        return services.clean_alt_text(self.request.POST.get("alt_text"))
 
     @property
     def replaces(self) -> int | None:
@@ -411,7 +458,7 @@ def _generate_post(act: Action) -> None:
 
 def _generate_section(act: Action) -> None:
     results = services.generate_for_section(
-        act.section, user=act.user, provider=act.provider, idempotency_key=act.request_key
+        act.section, user=act.user, provider=act.provider, idempotency_key=act.request_key, candidates=act.candidates
     )
     if not act.repeated(results):
         report_generation(act.request, results, [], posts=0)
@@ -437,7 +484,12 @@ def _requeue(act: Action) -> None:
 
 
 def _approve(act: Action) -> None:
-    review = services.approve(act.result, user=act.user, comment=act.comment, replaces=act.replaces)
+    alt_text = act.alt_text
+    # One transaction: the host's publish hook (after commit) sees the alt text the editor confirmed.
+    with transaction.atomic():
+        review = services.approve(act.result, user=act.user, comment=act.comment, replaces=act.replaces)
+        if alt_text is not None:
+            services.save_alt_text(review, alt_text)
     if review.unchanged:
         ref = _("Image #%(id)s") % {"id": act.result.pk}
         messages.info(act.request, _("%(ref)s is already approved; nothing changed.") % {"ref": ref})
@@ -467,7 +519,11 @@ def _upload(act: Action) -> None:
     approve_now = bool(act.request.POST.get("approve_now"))
     if approve_now and not can(act.user, "review", act.post):
         raise PermissionDenied
-    new = services.upload(act.section, upload, user=act.user, approve_now=approve_now)
+    alt_text = act.alt_text if approve_now else None  # it describes the approved image
+    with transaction.atomic():
+        new = services.upload(act.section, upload, user=act.user, approve_now=approve_now)
+        if alt_text is not None:
+            services.save_alt_text(new.review, alt_text)
     approved = _(" and approved it") if approve_now else ""
     act.done(
         _("Uploaded %(name)s as image #%(id)s for “%(section)s”%(approved)s."),
@@ -475,6 +531,24 @@ def _upload(act: Action) -> None:
         id=new.pk,
         approved=approved,
     )
+
+
+def _save_prompt(act: Action) -> None:
+    services.save_prompt(act.section, act.request.POST.get("prompt", ""))
+    act.done(_("Saved the prompt of “%(section)s”."))
+
+
+def _save_alt(act: Action) -> None:
+    alt_text = act.alt_text
+    if alt_text is None:
+        raise ValidationError(_("Write the alt text first."))
+    review = act.section if isinstance(act.section, SectionReview) else services.find_review(act.section)
+    if review is None or review.approved_result_id is None:
+        raise ValidationError(
+            _("“%(section)s” has no approved image to describe.") % {"section": section_label(act.section)}
+        )
+    services.save_alt_text(review, alt_text)
+    act.done(_("Saved the alt text of “%(section)s”."))
 
 
 def _comment(act: Action) -> None:
@@ -497,6 +571,8 @@ HANDLERS: dict[str, tuple[frozenset[str], Callable[[Action], None]]] = {
     "reject-section": (frozenset({"section"}), _reject_section),
     "upload": (frozenset({"section", "new image"}), _upload),
     "comment": (frozenset({"section"}), _comment),
+    "save-prompt": (frozenset({"section", "new image"}), _save_prompt),
+    "save-alt": (frozenset({"section"}), _save_alt),
 }
 
 

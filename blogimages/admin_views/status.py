@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import status
@@ -53,17 +54,26 @@ def status_context(request: HttpRequest, *, urls: dict[str, str]) -> dict[str, A
         "local_details": render_info(local.details) if local.details else "",
         "playground_url": urls["playground"],
         "results_url": urls["results"],
+        "spend": status.spend(),
     }
 
 
 def status_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
+    if request.GET.get("spend") == "csv":
+        from ..costs import spend_csv
+
+        month = timezone.localtime().strftime("%Y-%m")
+        response = HttpResponse(spend_csv(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="blogimages-spend-{month}.csv"'
+        return response
     site = model_admin.admin_site.name
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         **status_context(request, urls=admin_tool_urls(site)),
+        "spend_csv_url": "?spend=csv",
     }
     request.current_app = site
     return TemplateResponse(request, "blogimages/admin/status.html", context)

@@ -13,6 +13,7 @@ errors, body parsing, pagination); each other module holds one group of endpoint
 
 from __future__ import annotations
 
+from .drafts import draft_alt_text, draft_prompt
 from .examples import prompt_example, prompt_examples
 from .framework import ApiError, endpoint
 from .generation import generate, generate_for_post
@@ -20,6 +21,6 @@ from .results import result_detail, result_json, result_list
 from .status import comfyui_status
 
 __all__ = [
-    "ApiError", "comfyui_status", "endpoint", "generate", "generate_for_post", "prompt_example",
-    "prompt_examples", "result_detail", "result_json", "result_list",
+    "ApiError", "comfyui_status", "draft_alt_text", "draft_prompt", "endpoint", "generate", "generate_for_post",
+    "prompt_example", "prompt_examples", "result_detail", "result_json", "result_list",
 ]  # fmt: skip

@@ -20,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .. import services
 from ..conf import app_settings
+from ..costs import BudgetExceeded
 from ..exceptions import InvalidTransition, QueueUnavailable
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -160,6 +161,10 @@ def endpoint(permissions: dict[str, tuple[str, ...]]) -> Callable:
                 return ApiError(503, str(exc)).response()
             except InvalidTransition as exc:
                 return ApiError(409, str(exc)).response()
+            except BudgetExceeded as exc:
+                # 402: the request is sound, but the month's budget cannot pay for it.
+                budget = {"name": exc.budget, "limit": str(exc.limit), "left": str(exc.left), "cost": str(exc.cost)}
+                return ApiError(402, str(exc), budget=budget).response()
 
         # Services commit their own transactions so that jobs are queued (and a Redis
         # outage is seen) before we answer, even where ATOMIC_REQUESTS is on.

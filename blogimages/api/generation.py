@@ -41,6 +41,7 @@ SETTING_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 GENERATE_FIELDS = {
     "prompt", "provider", "providers", "settings", "prompt_example", "style", "format", "setting", "section", "post",
+    "candidates",
 }  # fmt: skip
 
 
@@ -159,6 +160,7 @@ def generate(request: HttpRequest) -> HttpResponse:
         prompt_example=example,
         model=overrides.pop("model", ""),
         overrides=overrides,
+        candidates=data.get("candidates", 1),  # checked by the service (BLOGIMAGES_MAX_CANDIDATES)
     )
     try:
         results = services.request_generation(

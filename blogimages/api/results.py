@@ -29,13 +29,14 @@ def result_url(request: HttpRequest, pk: int) -> str:
 
 
 def _file_url(request: HttpRequest, fieldfile) -> str | None:
-    if not fieldfile:
+    name = fieldfile if isinstance(fieldfile, str) else (fieldfile.name if fieldfile else "")
+    if not name:
         return None
     try:
         # get_storage(), not fieldfile.url: the field's storage was resolved when models loaded.
-        return absolute(request, get_storage().url(fieldfile.name))
+        return absolute(request, get_storage().url(name))
     except Exception:  # noqa: BLE001 - a storage hiccup costs a URL, not the answer
-        logger.exception("No URL for %s", fieldfile.name)
+        logger.exception("No URL for %s", name)
         return None
 
 
@@ -55,6 +56,8 @@ def result_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str
         "error_kind": result.error_kind or None,
         "image_url": _file_url(request, result.image),
         "thumbnail_url": _file_url(request, result.thumbnail),
+        # The readable name public pages serve once the image was approved (blogimages.naming).
+        "published_url": _file_url(request, result.published_image),
         "renditions": renditions,
         "width": result.width,
         "height": result.height,
@@ -67,6 +70,7 @@ def result_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str
         "negative_prompt": result.negative_prompt,
         "params": result.params,
         "source": result.source,
+        "ai_generated": result.ai_generated,
         "post": result.review.post_id if result.review_id else None,
         "section": result.review.section_key if result.review_id else None,
         "prompt_example": result.prompt_example_id,

@@ -123,3 +123,7 @@ class HostAdapter:
     def image_unapproved(self, review: SectionReview, result: ImageGenerationResult, *, user: Any = None) -> None:
         """Called after commit when ``result`` stopped being the section's approved image
         without a replacement (a rejection)."""
+
+    def alt_text_changed(self, review: SectionReview, result: ImageGenerationResult) -> None:
+        """Called after commit when the editor changed the approved image's alt text; a host
+        that copied it into an image of its own (Wagtail's, filer's) updates the copy."""

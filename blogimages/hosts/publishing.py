@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
-from ..images import strip_metadata
+from .. import provenance
 from ..models import ImageGenerationResult, ResultSource, SectionReview
 from ..storage import get_storage
 from ..text import plain_text
@@ -44,9 +44,11 @@ def alt_text(review: SectionReview, result: ImageGenerationResult, limit: int) -
 def read_image(result: ImageGenerationResult) -> bytes:
     """The result's image file, through blogimages' storage API (S3 has no ``.path``),
     without metadata: files stored before blogimages stripped it get no further with it
-    (stripping a stripped file changes nothing)."""
+    (stripping a stripped file changes nothing). An AI-made image's copy is marked again
+    (``provenance.finish``): the mark says what the row and today's settings say, whatever
+    the stored file carried."""
     with get_storage().open(result.image.name, "rb") as source:
-        return strip_metadata(source.read())
+        return provenance.finish(source.read(), provenance.for_result(result))
 
 
 def publish_once(

@@ -1,5 +1,11 @@
 """``{% load blogimages %}`` then ``{% blogimage section images=images %}``.
 
+An AI-generated image can carry a visible caption: ``label=True`` shows
+``BLOGIMAGES_AI_LABEL`` (or "AI-generated image" when that is empty), ``label="..."`` the
+given text, ``label=False`` none; without ``label``, ``BLOGIMAGES_AI_LABEL`` decides (off
+by default). With a caption the ``<img>`` is wrapped in ``<figure class="blogimage-figure">``
+and the caption is a ``<figcaption class="blogimage-ai-label">``; uploads never get one.
+
 Pass the dict from :func:`blogimages.rendering.approved_images_for_post` as ``images=``
 to render a whole post in a constant number of queries (without it, each tag costs a
 query). A section without an approved image renders nothing; a missing file or a
@@ -12,8 +18,12 @@ from __future__ import annotations
 from django import template
 from django.conf import settings
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
+from ..conf import app_settings
 from ..rendering import approved_image_or_problem
+
+DEFAULT_AI_LABEL = _("AI-generated image")
 
 register = template.Library()
 
@@ -26,8 +36,9 @@ def _debug_comment(section, problem: str) -> str:
 
 
 @register.simple_tag
-def blogimage(section, images=None, css_class="blogimage", sizes="100vw"):
-    """An ``<img>`` of the section's approved image, with srcset, size, alt text and lazy loading."""
+def blogimage(section, images=None, css_class="blogimage", sizes="100vw", label=None):
+    """An ``<img>`` of the section's approved image, with srcset, size, alt text and lazy
+    loading; for an AI-generated image, with a visible caption when ``label`` asks for one."""
     if section is None:
         return ""
     if images is not None:
@@ -44,4 +55,21 @@ def blogimage(section, images=None, css_class="blogimage", sizes="100vw"):
     if image.width and image.height:
         attrs += [("width", image.width), ("height", image.height)]
     attrs += [("alt", image.alt), ("loading", "lazy"), ("decoding", "async"), ("class", css_class)]
-    return format_html("<img {}>", format_html_join(" ", '{}="{}"', attrs))
+    img = format_html("<img {}>", format_html_join(" ", '{}="{}"', attrs))
+    caption = _ai_label(label) if getattr(image, "ai_generated", False) else ""
+    if not caption:
+        return img
+    return format_html(
+        '<figure class="blogimage-figure">{}<figcaption class="blogimage-ai-label">{}</figcaption></figure>',
+        img,
+        caption,
+    )
+
+
+def _ai_label(label) -> str:
+    """The caption text ``label`` asks for: ``None`` defers to ``BLOGIMAGES_AI_LABEL``."""
+    if label is None:
+        return app_settings.AI_LABEL
+    if label is True:
+        return app_settings.AI_LABEL or str(DEFAULT_AI_LABEL)
+    return str(label) if label else ""

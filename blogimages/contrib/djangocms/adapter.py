@@ -228,6 +228,12 @@ class DjangoCMSAdapter(HostAdapter):
         if post is not None:
             publishing.invalidate(post)
 
+    def alt_text_changed(self, review, result):
+        if publishing.update_alt_text(review, result):
+            post = self.get_post(review.post_type, review.post_id)
+            if post is not None:
+                publishing.invalidate(post)
+
     def image_unapproved(self, review, result, *, user=None):
         publishing.retire(result)
         post = self.get_post(review.post_type, review.post_id)

@@ -125,6 +125,9 @@ class WagtailPageAdapter(HostAdapter):
         if replaced is not None and replaced.pk != result.pk:
             publishing.retire(replaced)
 
+    def alt_text_changed(self, review, result):
+        publishing.update_alt_text(review, result)
+
     def image_unapproved(self, review, result, *, user=None):
         page = self.get_post(review.post_type, review.post_id)
         config = wagtail_settings.page_config(page) if page is not None else None

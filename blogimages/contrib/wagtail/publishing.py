@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import posixpath
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -17,6 +16,7 @@ from django.db import transaction
 from wagtail.images import get_image_model
 from wagtail.models import Collection, Page
 
+from ... import naming
 from ...hosts import publishing as core
 from ...models import ImageGenerationResult, ResultSource, SectionReview
 from .conf import AI_TAG, PageConfig, wagtail_settings
@@ -88,13 +88,28 @@ def _make_image(review: SectionReview, result: ImageGenerationResult, *, page: A
         # finds duplicates on upload with it.
         file_hash=hashlib.sha1(data).hexdigest(),  # noqa: S324 - not for security
     )
-    image.file.save(posixpath.basename(result.image.name), ContentFile(data), save=False)
+    # The readable name public pages use (blogimages.naming), never one the storage holds.
+    field = image.file.field
+    filename = naming.free_name(
+        field.storage, naming.host_filename(result, data), lambda name: field.generate_filename(image, name)
+    )
+    image.file.save(filename, ContentFile(data), save=False)
     # Assigning the file resets the dimension fields; the result measured the image already.
     image.width, image.height = result.width, result.height
     image.save()
     if result.source == ResultSource.GENERATED:
         image.tags.add(AI_TAG)
     return image
+
+
+def update_alt_text(review: SectionReview, result: ImageGenerationResult) -> bool:
+    """Copy the section's alt text into ``result``'s Wagtail image, if it has one."""
+    link = PublishedImage.objects.select_related("image").filter(result_id=result.pk).first()
+    if link is None:
+        return False
+    link.image.description = image_description(review, result)
+    link.image.save(update_fields=["description"])
+    return True
 
 
 def retire(result: ImageGenerationResult) -> bool:

@@ -68,9 +68,9 @@ class Command(BlogImagesCommand):
         # it, and a file listed before its row committed is protected by --min-age.
         listed = set(_walk(storage, prefix))
         referenced: set[str] = set()
-        rows = ImageGenerationResult.objects.values_list("pk", "image", "thumbnail", "renditions")
-        for _pk, image, thumbnail, renditions in keyset(rows, size=500):
-            referenced.update(n for n in (image, thumbnail, *rendition_names(renditions)) if n)
+        rows = ImageGenerationResult.objects.values_list("pk", "image", "thumbnail", "published_image", "renditions")
+        for _pk, image, thumbnail, published, renditions in keyset(rows, size=500):
+            referenced.update(n for n in (image, thumbnail, published, *rendition_names(renditions)) if n)
 
         cutoff = timezone.now() - timezone.timedelta(seconds=options["min_age"])
         orphans, young = [], 0
@@ -176,7 +176,7 @@ class Command(BlogImagesCommand):
         return broken, dangling, needs_editor
 
     def _delete_result(self, storage: Storage, result: ImageGenerationResult) -> bool:
-        others = [n for n in (result.thumbnail.name, *rendition_names(result.renditions)) if n]
+        others = [n for n in (result.thumbnail.name, result.published_image, *rendition_names(result.renditions)) if n]
         with transaction.atomic():
             # Re-check under the transaction: an editor may have approved it meanwhile.
             current = ImageGenerationResult.objects.select_for_update().filter(pk=result.pk).first()

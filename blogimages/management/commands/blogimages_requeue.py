@@ -10,6 +10,7 @@ from django.utils import timezone
 from blogimages import services
 from blogimages.chunks import keyset
 from blogimages.conf import app_settings
+from blogimages.costs import BudgetExceeded
 from blogimages.exceptions import ConcurrentTransition, InvalidTransition
 from blogimages.management.base import BlogImagesCommand
 from blogimages.models import ErrorKind, ImageGenerationResult, ResultStatus, ReviewStatus, SectionReview
@@ -101,6 +102,9 @@ class Command(BlogImagesCommand):
                         services.recover_lost(result)
                 except (InvalidTransition, ConcurrentTransition) as exc:
                     skipped.append((result, f"changed meanwhile: {exc}"))
+                    continue
+                except BudgetExceeded as exc:
+                    skipped.append((result, str(exc)))
                     continue
             bucket.append(result)
             self.stdout.write(f"  #{result.pk}  {reason}: {verb}")

@@ -5,7 +5,8 @@
  * update in place; when a candidate finishes, the review page re-renders that section's
  * panel (data-section-url, with 0 standing for the section id) and the playground swaps
  * the card for the HTML the status answer carries. A form marked data-bi-once is sent
- * once: its buttons are disabled while the request runs. Forms keep working without script.
+ * once: its buttons are disabled while the request runs. "Draft a prompt" and "Draft alt
+ * text" buttons fetch a draft into a field. Forms keep working without script.
  */
 (function () {
   "use strict";
@@ -63,17 +64,21 @@
       .then(function (html) {
         var old = document.getElementById("bi-section-" + sectionId);
         if (!old) return;
-        // Keep a comment the editor is typing: the panel is replaced under them.
-        var typing = old.querySelector("textarea");
-        var text = typing ? typing.value : "";
+        // Keep what the editor is typing (a comment, a prompt, alt text, a draft being
+        // edited): the panel is replaced under them.
+        var typed = {};
+        old.querySelectorAll("textarea[id], input[type=text][id]").forEach(function (el) {
+          if (el.value !== el.defaultValue) typed[el.id] = el.value;
+        });
         var holder = document.createElement("div");
         holder.innerHTML = html.trim();
         var fresh = holder.firstElementChild;
         old.replaceWith(fresh);
-        if (text) {
-          var area = fresh.querySelector("textarea");
-          if (area) area.value = text;
-        }
+        Object.keys(typed).forEach(function (id) {
+          var el = document.getElementById(id);
+          if (el) el.value = typed[id];
+        });
+        revealDrafts(fresh);
       });
   }
 
@@ -138,6 +143,59 @@
     }
 
     if (showCount(root)) schedule(INTERVAL);
+  }
+
+  // "Draft a prompt" and "Draft alt text" (BLOGIMAGES_WRITER): the button's form is sent
+  // with its do=... to the page, which answers {"text"} or {"error"}; the draft goes into
+  // the field named by data-bi-draft (an element id, or a field of the form) for the editor
+  // to edit. Only the form's own Save or Approve stores it. Without script the buttons
+  // stay hidden and the fields work as before.
+  function revealDrafts(root) {
+    root.querySelectorAll("button[data-bi-draft][hidden]").forEach(function (button) {
+      button.hidden = false;
+    });
+  }
+
+  function askDraft(event) {
+    var button = event.target.closest("button[data-bi-draft]");
+    if (!button || !button.form) return;
+    event.preventDefault();
+    var form = button.form;
+    var name = button.dataset.biDraft;
+    var field = document.getElementById(name) || form.elements[name];
+    var note = form.querySelector("[data-bi-draft-note]");
+    var body = new FormData(form);
+    body.set("do", button.value);
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    if (note) {
+      note.classList.remove("bi-error");
+      note.textContent = "Drafting…";
+    }
+    var headers = { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" };
+    fetch(window.location.pathname, { method: "POST", body: body, credentials: "same-origin", headers: headers })
+      .then(function (resp) {
+        return resp.json().catch(function () {
+          return { error: "Could not draft: the page answered HTTP " + resp.status + "." };
+        });
+      })
+      .then(function (data) {
+        if (data.error) throw new Error(data.error);
+        if (field) {
+          field.value = data.text;
+          field.focus();
+        }
+        if (note) note.textContent = "Drafted by " + data.model + ": check it, edit it, then save.";
+      })
+      .catch(function (err) {
+        if (!note) return;
+        note.classList.add("bi-error");
+        note.textContent = err.message;
+      })
+      .then(function () {
+        button.disabled = false;
+        button.removeAttribute("aria-busy");
+      });
   }
 
   function requireComment(event) {
@@ -212,6 +270,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-bi-live]").forEach(watch);
     document.addEventListener("click", requireComment, true);
+    document.addEventListener("click", askDraft);
+    revealDrafts(document);
     document.addEventListener("submit", sendOnce);
     window.addEventListener("pageshow", reviveForms);
     var compose = document.querySelector("form[data-models-url]");

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from filer.models import Folder, Image
 
+from blogimages import services
 from blogimages.contrib.djangocms import publishing
 from blogimages.contrib.djangocms.models import PublishedImage, SectionImage
 from blogimages.hosts import get_host
@@ -72,6 +73,18 @@ def test_editor_alt_text_wins_and_nested_folder(make_post, make_result, approve,
     image = Image.objects.get()
     assert image.default_alt_text == "A red fishing boat"
     assert (image.folder.name, image.folder.parent.name, image.folder.parent.parent) == ("AI images", "Blog", None)
+
+
+def test_changing_the_alt_text_after_approval_updates_the_filer_image(
+    make_post, make_result, approve, cms_admin, django_capture_on_commit_callbacks
+):
+    post = make_post(sections=1)
+    [section] = get_host().sections(post)
+    result = make_result(section)
+    approve(result, user=cms_admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.save_alt_text(result.review, "A red fishing boat in the harbour")
+    assert Image.objects.get().default_alt_text == "A red fishing boat in the harbour"
 
 
 def test_on_unapprove_delete_removes_the_filer_image(make_post, make_result, approve, reject, cms_admin, settings):

@@ -55,6 +55,16 @@ def test_alt_text_is_the_description_and_plain(section, make_result, approve):
     assert chooser_images().get().description == "Gulls & waves"
 
 
+def test_changing_the_alt_text_after_approval_updates_the_wagtail_image(
+    section, make_result, approve, django_capture_on_commit_callbacks
+):
+    result = make_result(section)
+    approve(result)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.save_alt_text(services.review_for(section), "Gulls over  the harbour wall")
+    assert chooser_images().get().description == "Gulls over the harbour wall"
+
+
 def test_approving_twice_makes_one_image(section, make_result, approve):
     result = make_result(section)
     approve(result)

@@ -21,7 +21,27 @@ def check_settings(app_configs=None, **kwargs):
     errors += _check_c2pa()
     errors += _check_writer()
     errors += _check_comfyui_budgets()
+    errors += _check_rq_dashboard()
     return errors
+
+
+def _check_rq_dashboard():
+    """W046: django-rq's dashboard, where any staff user can delete or requeue jobs, mounted
+    without blogimages.rq_dashboard's permission guard."""
+    from .rq_dashboard import PERMISSION, open_dashboards
+
+    places = open_dashboards()
+    if not places:
+        return []
+    return [
+        checks.Warning(
+            f"django-rq's job dashboard ({' and '.join(places)}) lets any staff user delete or requeue "
+            f"blogimages' jobs; guard it so it needs the {PERMISSION!r} permission.",
+            hint='from blogimages import rq_dashboard; rq_dashboard.guard_admin_site(admin.site); and '
+            'path("admin/rq/", include(rq_dashboard.urlpatterns())) instead of include("django_rq.urls").',
+            id="blogimages.W046",
+        )
+    ]
 
 
 def _check_comfyui_budgets():

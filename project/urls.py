@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from project import rq_dashboard
+from blogimages import rq_dashboard
 
 rq_dashboard.guard_admin_site(admin.site)
 

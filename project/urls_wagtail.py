@@ -7,7 +7,7 @@ from wagtail import urls as wagtail_urls
 from wagtail.admin import urls as wagtailadmin_urls
 from wagtail.documents import urls as wagtaildocs_urls
 
-from project import rq_dashboard
+from blogimages import rq_dashboard
 
 rq_dashboard.guard_admin_site(admin.site)
 

@@ -207,3 +207,11 @@ def test_comfyui_waits_longer_than_the_job_timeout_are_w045(settings):
     settings.BLOGIMAGES_PROVIDERS = {"comfyui": comfyui}
     (warning,) = messages("blogimages.W045")
     assert "is 1210 s, more than BLOGIMAGES_JOB_TIMEOUT (900 s)" in warning.msg
+
+
+def test_an_open_rq_dashboard_is_w046(settings):
+    """django_rq.urls included bare: any staff user may delete jobs there (test_rq_dashboard)."""
+    assert messages("blogimages.W046") == []  # the example project guards both places
+    settings.ROOT_URLCONF = "tests.urls_bare_rq"
+    (warning,) = messages("blogimages.W046")
+    assert warning.msg.startswith("django-rq's job dashboard (URLconf) lets any staff user delete or requeue")

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
-from project.rq_dashboard import PERMISSION
+from blogimages.rq_dashboard import PERMISSION
 
 # (ROOT_URLCONF, the dashboard's mount, Django's admin)
 SITES = [

@@ -37,7 +37,7 @@ def _check_rq_dashboard():
         checks.Warning(
             f"django-rq's job dashboard ({' and '.join(places)}) lets any staff user delete or requeue "
             f"blogimages' jobs; guard it so it needs the {PERMISSION!r} permission.",
-            hint='from blogimages import rq_dashboard; rq_dashboard.guard_admin_site(admin.site); and '
+            hint="from blogimages import rq_dashboard; rq_dashboard.guard_admin_site(admin.site); and "
             'path("admin/rq/", include(rq_dashboard.urlpatterns())) instead of include("django_rq.urls").',
             id="blogimages.W046",
         )

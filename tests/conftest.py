@@ -322,3 +322,44 @@ def thread_server():
     for server in started:
         server.shutdown()
         server.server_close()
+
+
+# --- ComfyUI ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_routing():
+    """Forget ComfyUI reservations, loaded models and skipped servers (kept in the queue's
+    Redis, keyed by URL; test servers' ports get reused) before and after the test."""
+    import django_rq
+
+    from blogimages.comfyui.routing import KEY_PREFIX
+    from blogimages.conf import app_settings
+
+    connection = django_rq.get_connection(app_settings.QUEUE)
+
+    def wipe():
+        keys = list(connection.scan_iter(KEY_PREFIX + "*"))
+        if keys:
+            connection.delete(*keys)
+
+    wipe()
+    yield
+    wipe()
+
+
+@pytest.fixture
+def comfy(clean_routing):
+    """``comfy(**options)`` starts a fake ComfyUI (tests.servers.comfyui); all stop after the test."""
+    from tests.servers.comfyui import FakeComfyUI
+
+    servers = []
+
+    def start(**kwargs) -> FakeComfyUI:
+        server = FakeComfyUI(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -13,14 +13,7 @@ from blogimages.images import strip_metadata
 from blogimages.models import ErrorKind, ImageGenerationResult, ResultStatus
 from tests.servers.comfyui import FakeComfyUI
 
-
-@pytest.fixture(autouse=True)
-def clean_cache():
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.usefixtures("clean_routing")]
 
 
 @pytest.fixture

@@ -18,39 +18,7 @@ from blogimages.providers.base import GenerationRequest
 from blogimages.providers.comfyui import ComfyUIProvider
 from tests.servers.comfyui import FakeComfyUI, Recorder, other_graph, wait_until
 
-
-@pytest.fixture(autouse=True)
-def clean_routing():
-    """Forget reservations, models and skipped servers (kept in the queue's Redis) between tests."""
-    import django_rq
-
-    from blogimages.comfyui.routing import KEY_PREFIX
-    from blogimages.conf import app_settings
-
-    connection = django_rq.get_connection(app_settings.QUEUE)
-
-    def wipe():
-        keys = list(connection.scan_iter(KEY_PREFIX + "*"))
-        if keys:
-            connection.delete(*keys)
-
-    wipe()
-    yield
-    wipe()
-
-
-@pytest.fixture
-def comfy():
-    servers = []
-
-    def start(**kwargs) -> FakeComfyUI:
-        server = FakeComfyUI(**kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+pytestmark = [pytest.mark.usefixtures("clean_routing")]
 
 
 def dead_url() -> str:

@@ -16,28 +16,7 @@ from blogimages.providers.base import GenerationRequest
 from blogimages.providers.comfyui import ComfyUIProvider
 from tests.servers.comfyui import FakeComfyUI, Recorder, other_graph, wait_until
 
-
-@pytest.fixture(autouse=True)
-def clean_cache():
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def comfy():
-    servers = []
-
-    def start(**kwargs) -> FakeComfyUI:
-        server = FakeComfyUI(**kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+pytestmark = [pytest.mark.usefixtures("clean_routing")]
 
 
 def provider_for(server: FakeComfyUI, **options) -> ComfyUIProvider:

@@ -16,14 +16,7 @@ from tests.servers.comfyui import FakeComfyUI, Recorder
 
 LORAS = ["ink.safetensors", "film.safetensors", "hero.safetensors", "villain.safetensors", "sidekick.safetensors"]
 
-
-@pytest.fixture(autouse=True)
-def clean_cache():
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.usefixtures("clean_routing")]
 
 
 @pytest.fixture(scope="module")

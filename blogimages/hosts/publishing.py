@@ -51,6 +51,12 @@ def read_image(result: ImageGenerationResult) -> bytes:
         return provenance.finish(source.read(), provenance.for_result(result))
 
 
+def linked_image(result: ImageGenerationResult, link_model: Any) -> Any:
+    """The CMS image published for ``result`` (through ``link_model``), or None."""
+    link = link_model.objects.select_related("image").filter(result_id=result.pk).first()
+    return link.image if link is not None else None
+
+
 def publish_once(
     result: ImageGenerationResult,
     link_model: Any,

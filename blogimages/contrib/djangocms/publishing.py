@@ -117,11 +117,11 @@ def description(result: ImageGenerationResult) -> str:
 
 def update_alt_text(review: SectionReview, result: ImageGenerationResult) -> bool:
     """Copy the section's alt text into ``result``'s filer image, if it has one."""
-    link = PublishedImage.objects.select_related("image").filter(result_id=result.pk).first()
-    if link is None:
+    image = core.linked_image(result, PublishedImage)
+    if image is None:
         return False
-    link.image.default_alt_text = alt_text(review, result)
-    link.image.save(update_fields=["default_alt_text"])
+    image.default_alt_text = alt_text(review, result)
+    image.save(update_fields=["default_alt_text"])
     return True
 
 

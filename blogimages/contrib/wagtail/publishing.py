@@ -104,11 +104,11 @@ def _make_image(review: SectionReview, result: ImageGenerationResult, *, page: A
 
 def update_alt_text(review: SectionReview, result: ImageGenerationResult) -> bool:
     """Copy the section's alt text into ``result``'s Wagtail image, if it has one."""
-    link = PublishedImage.objects.select_related("image").filter(result_id=result.pk).first()
-    if link is None:
+    image = core.linked_image(result, PublishedImage)
+    if image is None:
         return False
-    link.image.description = image_description(review, result)
-    link.image.save(update_fields=["description"])
+    image.description = image_description(review, result)
+    image.save(update_fields=["description"])
     return True
 
 

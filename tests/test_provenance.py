@@ -28,13 +28,13 @@ from blogimages.hosts import publishing
 from blogimages.images import strip_metadata
 from blogimages.provenance import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA, Provenance
 from tests.servers.a1111 import A1111Server
-from tests.servers.comfyui import FakeComfyUI
 from tests.servers.openai_server import OpenAIImagesServer
 from tests.test_image_metadata import (  # noqa: F401 - generate is a fixture
     PROMPT,
     assert_clean,
     camera_jpeg,
     check_stored,
+    comfyui_result,
     generate,
     providers_setting,
     stored_files,
@@ -88,18 +88,7 @@ def check_published(result, served: bytes | None = None, **kwargs) -> dict[str, 
 
 
 def test_comfyui_png_is_marked_in_every_file(settings, generate):
-    with FakeComfyUI(run_time=0.05) as server:
-        providers_setting(
-            settings,
-            "comfyui",
-            "blogimages.providers.comfyui.ComfyUIProvider",
-            urls=[server.url],
-            workflow="sdxl",
-            poll_interval=0.05,
-        )
-        result = generate("comfyui", width=320, height=256, steps=3)
-        output = result.provider_meta["output"]
-        served = server.files[("output", output["subfolder"], output["filename"])]
+    result, served = comfyui_result(settings, generate)
     assert result.ai_generated
     check_published(result, served)
 

@@ -19,6 +19,7 @@ class BlogImagesConfig(AppConfig):
         from .storage import reset_on_setting_change
 
         checks.register(blogimages_checks.check_settings, "blogimages")
+        checks.register(blogimages_checks.check_openai_model_uses, checks.Tags.database)
         self._import_provider_backends()
         setting_changed.connect(clear_on_setting_change, dispatch_uid="blogimages.providers.clear")
         setting_changed.connect(reset_on_setting_change, dispatch_uid="blogimages.storage.reset")

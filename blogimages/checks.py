@@ -16,7 +16,7 @@ def check_settings(app_configs=None, **kwargs):
     errors += _check_providers()
     errors += _check_queue()
     errors += _check_storage()
-    errors += _check_openai_lifecycle(kwargs.get("databases"))
+    errors += _check_openai_lifecycle()
     errors += _check_webhooks()
     errors += _check_c2pa()
     errors += _check_writer()
@@ -333,17 +333,15 @@ def _check_storage_timeouts(storage, alias: str):
     ]
 
 
-def _check_openai_lifecycle(databases=None):
-    """W040: a model that settings name and that OpenAI shuts down soon or already did;
-    E041: a BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS entry that leads nowhere.
+def _check_openai_lifecycle():
+    """W040: a provider's default model that OpenAI shuts down soon or already did; E041: a
+    BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS entry that leads nowhere. Image settings and prompt
+    examples are the database check's (:func:`check_openai_model_uses`).
 
-    Only cached shutdown dates and the capability table are used: checks make no network
-    calls. Image settings and prompt examples are read only when the check is given
-    databases (``manage.py check --database default``, ``migrate``), as Django's own
-    database checks do; without, the providers' default models are still checked.
+    Only cached shutdown dates and the capability table are used: checks make no network calls.
     """
     from .providers import providers
-    from .providers.lifecycle import SETTING, model_uses, retirement_warnings
+    from .providers.lifecycle import SETTING
     from .status import aliases_where
 
     aliases = aliases_where(kind="openai")
@@ -381,25 +379,41 @@ def _check_openai_lifecycle(databases=None):
                 id="blogimages.E041",
             )
         )
-    uses = {}
-    if databases:
-        from django.db import DatabaseError
+    return errors + _retirement_warnings(aliases, uses={}, defaults=True)
 
-        try:
-            uses = model_uses()
-        except DatabaseError:
-            uses = {}  # not migrated yet, so no settings to read
-    for warning in retirement_warnings(aliases, uses=uses):
-        errors.append(
-            checks.Warning(
-                warning.sentence(),
-                hint=f"Change those settings to a current model, or map the old one: "
-                f"{SETTING} = {{{warning.lifecycle.model!r}: '<successor>'}}. "
-                f"BLOGIMAGES_OPENAI_RETIREMENT_WARNING_DAYS sets how early this warns.",
-                id="blogimages.W040",
-            )
+
+def check_openai_model_uses(app_configs=None, databases=None, **kwargs):
+    """W040 for image settings and prompt examples that name a model OpenAI shuts down soon
+    or already did. A database check (``Tags.database``): Django runs it for
+    ``manage.py check --database default`` and ``migrate``, not for a plain ``check``."""
+    from django.db import DatabaseError
+
+    from .providers.lifecycle import model_uses
+    from .status import aliases_where
+
+    aliases = aliases_where(kind="openai")
+    if not aliases or not databases or not isinstance(app_settings.OPENAI_MODEL_REPLACEMENTS, dict):
+        return []
+    try:
+        uses = model_uses()
+    except DatabaseError:
+        return []  # not migrated yet, so no settings to read
+    return _retirement_warnings(aliases, uses=uses, defaults=False)
+
+
+def _retirement_warnings(aliases, *, uses, defaults):
+    from .providers.lifecycle import SETTING, retirement_warnings
+
+    return [
+        checks.Warning(
+            warning.sentence(),
+            hint=f"Change those settings to a current model, or map the old one: "
+            f"{SETTING} = {{{warning.lifecycle.model!r}: '<successor>'}}. "
+            f"BLOGIMAGES_OPENAI_RETIREMENT_WARNING_DAYS sets how early this warns.",
+            id="blogimages.W040",
         )
-    return errors
+        for warning in retirement_warnings(aliases, uses=uses, defaults=defaults)
+    ]
 
 
 def _check_c2pa():

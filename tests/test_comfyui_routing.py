@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from blogimages.comfyui.routing import MemoryStore, RedisStore, Router
+from blogimages.comfyui.routing import MemoryStore, RedisStore, Router, ServerView
 
 URLS = [f"http://gpu{i}:8188" for i in range(4)]
 
@@ -183,3 +183,96 @@ def test_choosing_and_releasing_cost_one_store_call_each(store):
         reservation = r.reserve("m")
         r.release(reservation, queue_remaining=1)
     assert r.calls - before == 40
+
+
+def test_a_servers_next_model_is_the_last_queued_prompts(store):
+    clock = Clock()
+    r = router(store, clock, urls=URLS[:2], model_tolerance=2, slots=3)
+    first = r.reserve("x")
+    other = next(url for url in URLS[:2] if url != first.url)
+    # Another worker queues a "y" prompt behind it: that server will have y loaded next, not x.
+    taken, _ = store.reserve(
+        URLS[:2], first.url, token="t", now=clock(), expires=clock() + 60, slots=3, slack=9, model="y"
+    )
+    assert taken == first.url and store.snapshot(URLS[:2], clock())[first.url].model == "y"
+    again = r.reserve("x")
+    assert not again.affinity and again.url == other  # no server will have x: the idle one
+
+
+def test_a_server_queueing_prompts_for_its_model_is_not_switched_while_the_jobs_model_has_a_slot(store):
+    clock = Clock()
+    r = router(store, clock, urls=URLS[:2], model_tolerance=0, slots=3)
+    x = r.reserve("x")
+    y = r.reserve("y")
+    assert r.reserve("x").url == x.url  # 2 x prompts there, 1 y prompt on the other
+    # Beyond the tolerance, but switching the y server would make it load twice (y is queued there).
+    third = r.reserve("x")
+    assert third.url == x.url and third.affinity
+    # The x server is full: now the job must switch a server.
+    assert r.reserve("x").url == y.url
+
+
+def test_when_the_chosen_server_fills_meanwhile_the_store_takes_another_with_the_jobs_model(store):
+    clock = Clock()
+    full, other, third = URLS[:3]
+
+    def take(url: str, model: str, token: str) -> None:
+        taken, _ = store.reserve(
+            URLS[:3], url, token=token, now=clock(), expires=clock() + 60, slots=2, slack=9, model=model
+        )
+        assert taken == url
+
+    for url, model in ((full, "x"), (other, "x"), (third, "y")):
+        take(url, model, url)
+    b = router(store, clock, urls=URLS[:3], slots=2, model_tolerance=2)
+    # b's view is old: it believes the first x server has the free slot and the second is full.
+    b.known = {full: ServerView(1, "x"), other: ServerView(2, "x"), third: ServerView(1, "y")}
+    take(full, "x", "meanwhile")  # another worker takes the first x server's last slot
+    got = b.reserve("x")
+    assert got.url == other and got.affinity and got.load == 1  # the store gave it the other x server
+    assert b.calls == 1  # in the same call
+    assert reserved(store, URLS[:3]) == {full: 2, other: 2, third: 1}
+
+
+def test_a_router_with_an_old_view_is_refused_a_server_that_has_since_been_skipped(store):
+    clock = Clock()
+    first, second = URLS[:2]
+    taken, _ = store.reserve(URLS[:2], second, token="t", now=clock(), expires=clock() + 60, slots=3, slack=9, model="")
+    assert taken == second
+    a = router(store, clock, urls=URLS[:2], fail_threshold=1)
+    a.known = store.snapshot(URLS[:2], clock())  # a sees the first server idle and not skipped
+    router(store, clock, urls=URLS[:2], fail_threshold=1).failed(first)  # another worker finds it down
+    assert a.reserve("").url == second
+
+
+def test_two_workers_choosing_the_same_idle_server_for_different_models_do_not_stack_there(store):
+    clock = Clock()
+    a = router(store, clock, urls=URLS[:2], model_tolerance=2, slots=3)
+    a.known = store.snapshot(URLS[:2], clock())  # both idle, neither has a model yet
+    mine = a.pick(a.known, "y", clock(), set())[0]
+    # Another worker took the same idle server for another model meanwhile.
+    taken, _ = store.reserve(URLS[:2], mine, token="t", now=clock(), expires=clock() + 60, slots=3, slack=0, model="x")
+    assert taken == mine
+    # It was chosen as the least loaded, not for its model: a decides again (the tolerance is for affinity).
+    assert a.reserve("y").url != mine
+    assert reserved(store, URLS[:2]) == dict.fromkeys(URLS[:2], 1)
+
+
+def test_a_server_chosen_for_its_model_is_swapped_for_a_less_reserved_one_with_that_model(store):
+    clock = Clock()
+    first, second = URLS[:2]
+
+    def take(url: str, token: str) -> None:
+        taken, _ = store.reserve(
+            URLS[:2], url, token=token, now=clock(), expires=clock() + 60, slots=3, slack=9, model="x"
+        )
+        assert taken == url
+
+    take(first, "a")
+    take(second, "b")
+    r = router(store, clock, urls=URLS[:2], model_tolerance=2, slots=3)
+    r.known = {first: ServerView(0, "x"), second: ServerView(1, "x")}  # an old view: the first looks idle
+    take(first, "c")  # meanwhile another worker queued a second prompt there
+    got = r.reserve("x")
+    assert got.url == second and got.affinity and r.calls == 1  # the less reserved x server, in one call
+    assert reserved(store, URLS[:2]) == dict.fromkeys(URLS[:2], 2)

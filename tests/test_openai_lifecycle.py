@@ -185,9 +185,28 @@ def retiring(db, settings, server):
 
 
 SOON = (
+    "gpt-image-2 (used by image setting 'Hero') shuts down on {date} (in 10 days, says GET /v1/models): "
+    "use gpt-image-2.6-flare instead."
+)
+# The status page and blogimages_status name every use in one sentence.
+SOON_ALL = (
     "gpt-image-2 (used by BLOGIMAGES_PROVIDERS['openai'] as its default model, image setting 'Hero') shuts down "
     "on {date} (in 10 days, says GET /v1/models): use gpt-image-2.6-flare instead."
 )
+SOON_DEFAULT = (
+    "gpt-image-2 (used by BLOGIMAGES_PROVIDERS['openai'] as its default model) shuts down "
+    "on {date} (in 10 days, says GET /v1/models): use gpt-image-2.6-flare instead."
+)
+
+
+def w040(*, database: bool) -> list:
+    """W040 as ``manage.py check`` (database=False) or ``check --database default`` reports it:
+    the providers' defaults from the blogimages checks, settings from the database check."""
+    tags = ["blogimages", "database"] if database else ["blogimages"]
+    found = run_checks(tags=tags, databases=["default"] if database else None)
+    return [m for m in found if m.id == "blogimages.W040"]
+
+
 GONE = (
     "gpt-image-1.5 (used by prompt example 'Old cover') was shut down by OpenAI on 2026-12-01; requests for it are "
     "refused: use gpt-image-2.6-sunburst or gpt-image-2.6-flare instead, or map it to a successor in "
@@ -197,32 +216,27 @@ GONE = (
 
 def test_check_w040_lists_what_uses_a_retiring_or_retired_model(retiring, server):
     requests_before = len(server.requests)
-    warnings = [m for m in run_checks(tags=["blogimages"], databases=["default"]) if m.id == "blogimages.W040"]
-    assert sorted(m.msg for m in warnings) == sorted([SOON.format(date=day(10)), GONE])
-    assert (
-        "BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS = {'gpt-image-2': '<successor>'}" in warnings[0].hint + warnings[1].hint
+    warnings = w040(database=True)
+    assert sorted(m.msg for m in warnings) == sorted(
+        [SOON_DEFAULT.format(date=day(10)), SOON.format(date=day(10)), GONE]
     )
+    assert "BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS = {'gpt-image-2': '<successor>'}" in warnings[0].hint
     # Without databases (plain ``manage.py check``) only the providers' own default models.
-    without = [m.msg for m in run_checks(tags=["blogimages"]) if m.id == "blogimages.W040"]
-    assert without == [
-        "gpt-image-2 (used by BLOGIMAGES_PROVIDERS['openai'] as its default model) shuts down "
-        + (f"on {day(10)} (in 10 days, says GET /v1/models): use gpt-image-2.6-flare instead.")
-    ]
+    assert [m.msg for m in w040(database=False)] == [SOON_DEFAULT.format(date=day(10))]
     assert len(server.requests) == requests_before  # checks make no network calls
 
 
 def test_the_warning_window_is_a_setting(retiring, settings):
     settings.BLOGIMAGES_OPENAI_RETIREMENT_WARNING_DAYS = 45
-    messages = [m.msg for m in run_checks(tags=["blogimages"], databases=["default"]) if m.id == "blogimages.W040"]
+    messages = [m.msg for m in w040(database=True)]
     assert any(m.startswith("gpt-image-2.5-flare (used by image setting 'Square') shuts down on") for m in messages)
     settings.BLOGIMAGES_OPENAI_RETIREMENT_WARNING_DAYS = 5
-    messages = [m.msg for m in run_checks(tags=["blogimages"], databases=["default"]) if m.id == "blogimages.W040"]
-    assert messages == [GONE]
+    assert [m.msg for m in w040(database=True)] == [GONE]
 
 
 def test_a_mapped_model_says_where_its_requests_go(retiring, settings):
     settings.BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS = {"gpt-image-1.5": "gpt-image-2.6-flare"}
-    messages = [m.msg for m in run_checks(tags=["blogimages"], databases=["default"]) if m.id == "blogimages.W040"]
+    messages = [m.msg for m in w040(database=True)]
     assert (
         "gpt-image-1.5 (used by prompt example 'Old cover') was shut down by OpenAI on 2026-12-01; "
         "its requests go to gpt-image-2.6-flare (BLOGIMAGES_OPENAI_MODEL_REPLACEMENTS)."
@@ -243,11 +257,11 @@ def test_blogimages_status_prints_the_warnings(retiring, rq_queue):
     out = io.StringIO()
     call_command("blogimages_status", stdout=out, stderr=io.StringIO(), no_color=True)
     text = out.getvalue()
-    assert f"! {SOON.format(date=day(10))}" in text and f"! {GONE}" in text
+    assert f"! {SOON_ALL.format(date=day(10))}" in text and f"! {GONE}" in text
     out = io.StringIO()
     call_command("blogimages_status", "--format", "json", stdout=out, stderr=io.StringIO(), no_color=True)
     [openai] = [p for p in json.loads(out.getvalue())["providers"] if p["alias"] == "openai"]
-    assert openai["ok"] is True and SOON.format(date=day(10)) in openai["warnings"] and GONE in openai["warnings"]
+    assert openai["ok"] is True and SOON_ALL.format(date=day(10)) in openai["warnings"] and GONE in openai["warnings"]
 
 
 # --- the models endpoint failing ------------------------------------------------------------------------------

@@ -26,19 +26,29 @@ The rules, in order:
 1. servers being skipped are left out unless every server is; so are those this job
    already tried;
 2. only a server with a free slot can be reserved (none free: the caller waits);
-3. the load of a server is our reservations there plus others' recent work;
-4. a server whose last model is the job's own is taken when its load is at most
+3. the load of a server is our reservations there plus others' recent work; its *next
+   model* is the model of the last prompt reserved there (the one it will have loaded
+   once its queue has run, not the one running now);
+4. a server whose next model is the job's is taken when its load is at most
    ``model_tolerance`` above the least loaded server's (a checkpoint switch costs seconds
-   to tens of seconds; waiting behind one prompt usually costs less), unless an idle
+   to tens of seconds; waiting behind a prompt or two usually costs less), unless an idle
    server that has not been given any model yet is free (it is capacity that would
-   otherwise stay unused);
-5. otherwise the least loaded server, preferring one with no model yet, then one whose
-   model other servers also hold (so the only server with a model keeps it), then a
-   per-process rotation of the list.
+   otherwise stay unused: the first jobs spread the models over the servers);
+5. beyond the tolerance, a server that will have the job's model is still taken (while it
+   has a free slot) rather than switching a server whose queue holds prompts for its own
+   next model: that server would load twice, once for the job and once for the next
+   prompt of its own model. Only an idle server (none of our prompts) is switched;
+6. otherwise the least loaded server, preferring one with no model yet, then an idle one,
+   then one whose model other servers also hold (so the only server with a model keeps
+   it), then a per-process rotation of the list.
 
 The store refuses a reservation when the chosen server's count of reservations has grown
 further above the least reserved server's than the router saw (another worker moved
-first); the router then decides again with the state the store sent back.
+first) or when the server has since been skipped; the router then decides again with the
+state the store sent back. A server chosen for its next model is swapped, in the same
+call, for the least reserved server with that next model when that one now has fewer
+reservations (other workers moved since the router's view) or the chosen one is refused:
+what the router would choose next, without another round trip.
 """
 
 from __future__ import annotations
@@ -95,7 +105,7 @@ class ReservationStore(Protocol):
         slots: int,
         slack: int,
         model: str,
-    ) -> tuple[bool, Snapshot]: ...
+    ) -> tuple[str, Snapshot]: ...  # the server reserved ("" refused) and the state
 
     def renew(self, url: str, token: str, expires: float, now: float) -> bool: ...
 
@@ -124,7 +134,7 @@ class Router:
         clock: Callable[[], float] = time.time,
         slots: int = 2,
         lease: float = 60.0,
-        model_tolerance: int = 1,
+        model_tolerance: int = 2,
         report_ttl: float = 30.0,
         fail_threshold: int = 3,
         skip_for: float = 60.0,
@@ -168,13 +178,12 @@ class Router:
                     return None
                 self.known = None  # what we knew may be old: look again before saying "all taken"
                 continue
-            url, seen_slack, load, affinity = choice
-            # The store refuses when the imbalance grew past what we saw (or, if larger, past the
-            # tolerance the rules accept anyway): a view some milliseconds old is then good enough.
-            slack = max(seen_slack, self.model_tolerance)
+            # The store refuses when the imbalance grew past the slack: a view some milliseconds
+            # old is then good enough, and a server chosen for being the least loaded still is.
+            url, slack, load, affinity = choice
             token = uuid.uuid4().hex
             expires = now + self.lease
-            ok, state = self._call(
+            taken, state = self._call(
                 self.store.reserve,
                 self.candidates(self.known, now, excluded),
                 url,
@@ -187,8 +196,11 @@ class Router:
             )
             self._learn(state)
             fresh = True
-            if ok:
+            if taken == url:
                 return Reservation(url, token, expires, load=load, affinity=affinity)
+            if taken:  # the store took another server that will have the job's model
+                view = state[taken]
+                return Reservation(taken, token, expires, load=self.load(view, now) - 1, affinity=True)
         return None
 
     def candidates(self, known: Snapshot, now: float, excluded: set[str]) -> list[str]:
@@ -211,22 +223,41 @@ class Router:
         loads = {url: self.load(views[url], now) for url in free}
         least = min(loads.values())
         least_reserved = min(view.reserved for view in views.values())
-        if model:
-            same = [url for url in free if views[url].model == model and loads[url] <= least + self.model_tolerance]
-            fresh = [url for url in free if views[url].model == "" and loads[url] == least]
-            if same:
-                url = min(same, key=lambda u: (loads[u], self.order[u]))
-                if loads[url] == least or not fresh:
-                    return url, views[url].reserved - least_reserved, loads[url], True
         holders: dict[str, int] = {}
-        for view in known.values():
+        for view in views.values():
             holders[view.model] = holders.get(view.model, 0) + 1
+
+        def chosen(url: str, affinity: bool) -> tuple[str, int, int, bool]:
+            # The slack the store allows: the imbalance seen, or, for a server taken for its model,
+            # the tolerance the rules accept anyway (the store then balances among such servers).
+            seen = views[url].reserved - least_reserved
+            slack = max(seen, self.model_tolerance) if affinity else seen
+            return url, slack, loads[url], affinity
+
+        if model:
+            warm = sorted((url for url in free if views[url].model == model), key=lambda u: (loads[u], self.order[u]))
+            fresh = [url for url in free if views[url].model == "" and loads[url] == least]
+            if warm and loads[warm[0]] <= least + self.model_tolerance:
+                if loads[warm[0]] == least or not fresh:
+                    return chosen(warm[0], True)
+            # Switching a server whose queue holds prompts for the model it has (or will have)
+            # loaded makes it load twice: such a server is switched only when no server that
+            # has the job's model has a free slot.
+            if not fresh:
+                quiet = [url for url in free if views[url].reserved == 0 and loads[url] == least]
+                if warm and not quiet:
+                    return chosen(warm[0], True)
         best = [url for url in free if loads[url] == least]
         url = min(
             best,
-            key=lambda u: (views[u].model != "", -holders.get(views[u].model, 0), self.order[u]),
+            key=lambda u: (
+                views[u].model != "",
+                views[u].reserved > 0,  # its queue holds prompts for its next model
+                -holders.get(views[u].model, 0),
+                self.order[u],
+            ),
         )
-        return url, views[url].reserved - least_reserved, loads[url], False
+        return chosen(url, False)
 
     # -- during and after the job --
 
@@ -322,13 +353,32 @@ class MemoryStore:
             state = self._state(list(dict.fromkeys([*urls, target])), now)
             least = min(state[url].reserved for url in urls) if urls else 0
             server = self._get(target)
-            if len(server.leases) >= slots or len(server.leases) - least > slack:
-                return False, state
+            skipped = server.skipped_until > now and any(state[url].skipped_until <= now for url in urls)
+            if model and server.model == model:
+                # Chosen for its next model: the least reserved server with that next model now
+                # (the chosen one on a tie), as other workers may have moved since the view.
+                same = [
+                    url
+                    for url in urls
+                    if url != target
+                    and state[url].model == model
+                    and state[url].reserved < slots
+                    and state[url].skipped_until <= now
+                ]
+                count = len(server.leases)
+                refused = count >= slots or count - least > slack or skipped
+                if same:
+                    best = min(same, key=lambda url: state[url].reserved)
+                    if state[best].reserved < count or (refused and state[best].reserved - least <= slack):
+                        target = best
+                        server, skipped = self._get(target), False
+            if len(server.leases) >= slots or len(server.leases) - least > slack or skipped:
+                return "", state
             server.leases[token] = expires
             if model:
                 server.model = model
             state[target] = server.view()
-            return True, state
+            return target, state
 
     def renew(self, url, token, expires, now):
         with self.lock:
@@ -389,7 +439,8 @@ end
 """
 
 # ARGV: now, target index (1-based server), token, expires, slots, slack, model, then the
-# 1-based indexes of the candidate servers (for the "least reserved" check).
+# 1-based indexes of the candidate servers (for the "least reserved" check and the fallback).
+# Returns the index of the server reserved (0: refused) and the state.
 _RESERVE = (
     _STATE
     + """
@@ -399,11 +450,34 @@ local target = tonumber(ARGV[2])
 local slots, slack = tonumber(ARGV[5]), tonumber(ARGV[6])
 local count = tonumber(out[(target - 1) * 6 + 1])
 local least = count
+-- a server being skipped is refused while a candidate is not (a router that chose without the state)
+local skipped = tonumber(out[(target - 1) * 6 + 6]) > now
+local live = false
 for j = 8, #ARGV do
-  local c = tonumber(out[(tonumber(ARGV[j]) - 1) * 6 + 1])
+  local i = (tonumber(ARGV[j]) - 1) * 6
+  local c = tonumber(out[i + 1])
   if c < least then least = c end
+  if tonumber(out[i + 6]) <= now then live = true end
 end
-if count >= slots or count - least > slack then
+if ARGV[7] ~= '' and out[(target - 1) * 6 + 2] == ARGV[7] then
+  -- chosen for its next model: the least reserved server with that next model now (the
+  -- chosen one on a tie), as other workers may have moved since the router's view
+  local best, fewest = nil, nil
+  for j = 8, #ARGV do
+    local t = tonumber(ARGV[j])
+    local i = (t - 1) * 6
+    local c = tonumber(out[i + 1])
+    if t ~= target and out[i + 2] == ARGV[7] and c < slots and tonumber(out[i + 6]) <= now
+        and (fewest == nil or c < fewest) then
+      best, fewest = t, c
+    end
+  end
+  local refused = count >= slots or count - least > slack or (skipped and live)
+  if best and (fewest < count or (refused and fewest - least <= slack)) then
+    target, count, skipped = best, fewest, false
+  end
+end
+if count >= slots or count - least > slack or (skipped and live) then
   return {0, out}
 end
 local zkey, hkey = KEYS[(target - 1) * 2 + 1], KEYS[(target - 1) * 2 + 2]
@@ -415,7 +489,7 @@ if ARGV[7] ~= '' then
   out[(target - 1) * 6 + 2] = ARGV[7]
 end
 out[(target - 1) * 6 + 1] = count + 1
-return {1, out}
+return {target, out}
 """
 )
 
@@ -521,8 +595,8 @@ class RedisStore:
         servers = list(dict.fromkeys([*urls, target]))
         index = {url: i + 1 for i, url in enumerate(servers)}
         args = [repr(now), index[target], token, repr(expires), slots, slack, model, *[index[url] for url in urls]]
-        ok, flat = self._run("reserve", self._all_keys(servers), args)
-        return bool(ok), self._parse(servers, flat)
+        taken, flat = self._run("reserve", self._all_keys(servers), args)
+        return (servers[int(taken) - 1] if int(taken) else ""), self._parse(servers, flat)
 
     def renew(self, url, token, expires, now):
         return bool(self._run("renew", [self._keys(url)[0]], [token, repr(expires), repr(now)]))

@@ -43,7 +43,7 @@ class ServerPool:
         reservations: str = "redis",
         slots: int = 2,
         lease: float = 60.0,
-        model_tolerance: int = 1,
+        model_tolerance: int = 2,
         report_ttl: float = 30.0,
     ):
         self.urls = [url.rstrip("/") for url in urls]

@@ -97,7 +97,10 @@ class BFLProvider(AsyncJobProvider):
         return {"x-key": key, "accept": "application/json"}
 
     def webhook_secret(self) -> str:
-        return self.options["webhook_secret"] or salted_hmac("blogimages.bfl-webhook", self.alias).hexdigest()
+        return (
+            self.options["webhook_secret"]
+            or salted_hmac("blogimages.bfl-webhook", self.alias, algorithm="sha256").hexdigest()
+        )
 
     def submit(self, session: requests.Session, request: PreparedRequest, hook: str) -> Job:
         caps = self.caps(request.model)

@@ -71,7 +71,7 @@ class ComfyUIProvider(WorkflowProvider):
         "reservations": "redis",  # where slots, models and skipped servers are kept: the queue's Redis, or "local"
         "slots": 3,  # prompts of ours per server at once: one running, one waiting (pipelining), one for affinity
         "lease": 60.0,  # a reservation lapses this long after it was taken or renewed (a dead worker's)
-        "model_tolerance": 1,  # prefer a server whose last model is the job's while its queue is at most this longer
+        "model_tolerance": 2,  # prefer a server whose next model is the job's while its queue is at most this longer
         "report_ttl": 30.0,  # how long others' work a job saw in a server's queue counts against that server
     }
 

@@ -184,13 +184,15 @@ def model_uses() -> dict[str, list[str]]:
     return uses
 
 
-def retirement_warnings(aliases: Iterable[str], *, uses: dict[str, list[str]] | None = None) -> list[RetirementWarning]:
+def retirement_warnings(
+    aliases: Iterable[str], *, uses: dict[str, list[str]] | None = None, defaults: bool = True
+) -> list[RetirementWarning]:
     """Models that OpenAI providers ``aliases`` would be asked for and that retire within
     BLOGIMAGES_OPENAI_RETIREMENT_WARNING_DAYS or already have.
 
-    A model counts as asked for when it is a provider's default (its ``model`` option) or
-    ``uses`` names it (see :func:`model_uses`; None reads them from the database). Only
-    cached shutdown dates are used: nothing is fetched.
+    A model counts as asked for when it is a provider's default (its ``model`` option;
+    not with ``defaults=False``) or ``uses`` names it (see :func:`model_uses`; None reads
+    them from the database). Only cached shutdown dates are used: nothing is fetched.
     """
     from . import providers
 
@@ -205,8 +207,9 @@ def retirement_warnings(aliases: Iterable[str], *, uses: dict[str, list[str]] | 
         except Exception:  # noqa: BLE001, S112 - E011 and the provider's health say why
             continue
         asked = {model: list(names) for model, names in uses.items()}
-        default = provider.options["model"]
-        asked.setdefault(default, []).insert(0, f"BLOGIMAGES_PROVIDERS[{alias!r}] as its default model")
+        if defaults:
+            default = provider.options["model"]
+            asked.setdefault(default, []).insert(0, f"BLOGIMAGES_PROVIDERS[{alias!r}] as its default model")
         for model, used_by in asked.items():
             lifecycle = provider.lifecycle(model)
             days = lifecycle.days_left() if lifecycle else None

@@ -410,6 +410,18 @@ class ImageFormatAdmin(admin.ModelAdmin):
         return f"{obj.width // d}:{obj.height // d}"
 
 
+def problems_tag(obj: Any) -> str:
+    """What the library row's own checks (``clean()``, blogimages.limits) refuse today: a
+    row saved before they existed, or a provider since removed from BLOGIMAGES_PROVIDERS,
+    is listed with a visible note instead of failing later."""
+    try:
+        obj.clean()
+    except ValidationError as exc:
+        items = format_html_join("", "<li>{}</li>", ((message,) for message in exc.messages))
+        return format_html('<ul class="bi-warnings bi-problems">{}</ul>', items)
+    return "—"
+
+
 class LegacyParsedFilter(admin.SimpleListFilter):
     title = _("legacy text")
     parameter_name = "legacy"
@@ -438,7 +450,9 @@ class LegacyParsedFilter(admin.SimpleListFilter):
 @admin.register(ImageSetting)
 class ImageSettingAdmin(admin.ModelAdmin):
     change_form_template = "blogimages/admin/imagesetting_change_form.html"
-    list_display = ["name", "provider", "model", "size", "steps", "sampler", "is_structured_flag", "legacy_state"]
+    list_display = [
+        "name", "provider", "model", "size", "steps", "sampler", "is_structured_flag", "legacy_state", "problems",
+    ]  # fmt: skip
     list_filter = ["provider", "sampler", "scheduler", LegacyParsedFilter]
     search_fields = ["name", "model", "sampler", "negative_prompt", "legacy_text"]
     readonly_fields = ["legacy_text_display", "legacy_parsed_at", "legacy_warnings_display"]
@@ -471,6 +485,10 @@ class ImageSettingAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    @admin.display(description=_("problems"))
+    def problems(self, obj: ImageSetting) -> str:
+        return problems_tag(obj)
 
     @admin.display(description=_("size"))
     def size(self, obj: ImageSetting) -> str:
@@ -508,11 +526,17 @@ class ImageSettingAdmin(admin.ModelAdmin):
 
 @admin.register(ImagePromptExample)
 class ImagePromptExampleAdmin(admin.ModelAdmin):
-    list_display = ["name", "prompt_excerpt", "style", "image_format", "setting", "provider", "model", "try_link"]
+    list_display = [
+        "name", "prompt_excerpt", "style", "image_format", "setting", "provider", "model", "try_link", "problems",
+    ]  # fmt: skip
     list_select_related = ["style", "image_format", "setting"]
     list_filter = ["style", "image_format", "setting", "provider"]
     search_fields = ["name", "prompt", "notes", "model"]
     readonly_fields = ["created_by"]
+
+    @admin.display(description=_("problems"))
+    def problems(self, obj: ImagePromptExample) -> str:
+        return problems_tag(obj)
 
     @admin.display(description=_("prompt"))
     def prompt_excerpt(self, obj: ImagePromptExample) -> str:

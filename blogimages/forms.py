@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from . import limits
 from .models import ImageFormat, ImageGenerationResult, ImagePromptExample, ImageSetting, ImageStyle
 from .prompts import resolve_params
 
@@ -17,7 +18,7 @@ OVERRIDE_FIELDS = ("width", "height", "steps", "guidance_scale", "sampler", "sch
 class PlaygroundForm(forms.Form):
     prompt = forms.CharField(
         label=_("Prompt"),
-        max_length=4000,
+        max_length=limits.PROMPT_MAX,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("A lighthouse on a cliff at dusk")}),
     )
     style = forms.ModelChoiceField(ImageStyle.objects.all(), label=_("Style"), required=False)
@@ -35,11 +36,12 @@ class PlaygroundForm(forms.Form):
         help_text=_("Blank for the setting's or the provider's default model."),
     )
     # Advanced: blank means "whatever the style, format and setting give".
-    seed = forms.IntegerField(label=_("Seed"), required=False, min_value=0, max_value=2**63 - 1)
-    width = forms.IntegerField(label=_("Width"), required=False, min_value=64, max_value=4096)
-    height = forms.IntegerField(label=_("Height"), required=False, min_value=64, max_value=4096)
-    steps = forms.IntegerField(label=_("Steps"), required=False, min_value=1, max_value=200)
-    guidance_scale = forms.FloatField(label=_("Guidance"), required=False, min_value=0, max_value=30)
+    # Bounds from blogimages.limits. Any size in range: the provider rounds it and says so.
+    seed = forms.IntegerField(label=_("Seed"), required=False, **limits.bounds("seed"))
+    width = forms.IntegerField(label=_("Width"), required=False, **limits.bounds("width"))
+    height = forms.IntegerField(label=_("Height"), required=False, **limits.bounds("height"))
+    steps = forms.IntegerField(label=_("Steps"), required=False, **limits.bounds("steps"))
+    guidance_scale = forms.FloatField(label=_("Guidance"), required=False, **limits.bounds("guidance_scale"))
     sampler = forms.CharField(label=_("Sampler"), max_length=64, required=False)
     scheduler = forms.CharField(label=_("Scheduler"), max_length=64, required=False)
     negative_prompt = forms.CharField(

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import limits
 from .models import ImageSetting
 from .samplers import FROM_A1111
 
@@ -223,12 +224,8 @@ WEAK_KINDS = frozenset({"int", "float", "dims", "aspect", "seed", "sampler", "sc
 VALUE_FIRST = frozenset({"steps", "guidance_scale", "clip_skip", "denoise"})
 
 # Validation of what lands in the structured fields and numeric extras: (min, max).
+# The structured fields are checked by blogimages.limits, as the admin, forms and API check them.
 RANGES: dict[str, tuple[float, float]] = {
-    "width": (64, 4096),
-    "height": (64, 4096),
-    "steps": (1, 200),
-    "guidance_scale": (0, 30),
-    "seed": (0, 2**63 - 1),
     "denoise": (0, 1),
     "clip_skip": (1, 24),
     "batch_size": (1, 64),
@@ -331,6 +328,15 @@ class _Collector:
         self.leftovers: list[str] = []
         self.warnings: list[str] = []
         self.seen_random_seed = False
+        self.lines: list[str] = []  # the text's lines where it has several, to say where a value is
+
+    def where(self, source: str) -> str:
+        """The line a value was read from (" (line N)") where the text has several, else ""."""
+        if len(self.lines) > 1 and source:
+            for number, line in enumerate(self.lines, start=1):
+                if source in line:
+                    return f" (line {number})"
+        return ""
 
     def add(self, target: str, value: Any, source: str) -> None:
         self.values.setdefault(target, []).append(_Candidate(value, source.strip()))
@@ -347,6 +353,7 @@ def parse_legacy_text(text: str | None) -> LegacyParse:
     if not text.strip():
         return result
     col = _Collector()
+    col.lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     data = _as_json_object(text)
     if data is not None:
         _read_json(data, col)
@@ -721,15 +728,17 @@ def _label(target: str) -> str:
     return target.replace("_", " ").capitalize()
 
 
-def _valid(col: _Collector, target: str, value: Any) -> bool:
+def _valid(col: _Collector, target: str, value: Any, source: str = "") -> bool:
+    if target in limits.NUMBERS:
+        if problem := limits.number_problem(target, value, saved=True):
+            col.warn(f"{_label(target)} {_show(value)}{col.where(source)} {problem}; not applied.")
+            return False
+        return True
     if target in RANGES and isinstance(value, (int, float)):
         low, high = RANGES[target]
         if not low <= value <= high:
             col.warn(f"{_label(target)} {_show(value)} is outside {_show(low)}..{_show(high)}; not applied.")
             return False
-    if target in ("width", "height") and value % 8:
-        col.warn(f"{_label(target)} {value} is not a multiple of 8; not applied.")
-        return False
     if target in MAX_LENGTHS and len(str(value)) > MAX_LENGTHS[target]:
         col.warn(f"{_label(target)} is longer than {MAX_LENGTHS[target]} characters; not applied.")
         return False
@@ -749,7 +758,7 @@ def _resolve(col: _Collector, result: LegacyParse) -> None:
     resolved: dict[str, Any] = {}
     given = set(col.values)  # fields the text names, applied or not
     for target, cands in col.values.items():
-        valid = [c for c in cands if _valid(col, target, c.value)]
+        valid = [c for c in cands if _valid(col, target, c.value, c.source)]
         distinct: list[Any] = []
         for c in valid:
             if c.value not in distinct:

@@ -109,6 +109,11 @@ class ImageFormat(TimeStamped):
     def __str__(self) -> str:
         return f"{self.name} ({self.width}x{self.height})"
 
+    def clean(self) -> None:
+        from .limits import check_numbers
+
+        check_numbers({"width": self.width, "height": self.height}, saved=True)
+
 
 class ImageSetting(TimeStamped):
     """Generation parameters. ``legacy_text`` keeps an older system's freeform text forever."""
@@ -158,10 +163,27 @@ class ImageSetting(TimeStamped):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from . import limits
+
+        limits.merge(
+            lambda: limits.check_numbers({name: getattr(self, name) for name in limits.NUMBERS}, saved=True),
+            lambda: limits.check_extra_settings(self.extra_settings),
+            lambda: limits.check_provider(self.provider, owner=f"Image setting {self.name!r}"),
+        )
+
+    @property
+    def extra_settings_problem(self) -> str | None:
+        """Why the stored ``extra_settings`` cannot be used (a row saved before it was checked), or None."""
+        from .limits import extra_settings_problem
+
+        return extra_settings_problem(self.extra_settings)
+
     @property
     def is_structured(self) -> bool:
+        extra = self.extra_settings if isinstance(self.extra_settings, dict) else {}
         return any(getattr(self, f) not in (None, "") for f in self.STRUCTURED_FIELDS) or bool(
-            {k: v for k, v in self.extra_settings.items() if k != "unparsed"}
+            {k: v for k, v in extra.items() if k != "unparsed"}
         )
 
 
@@ -188,6 +210,14 @@ class ImagePromptExample(TimeStamped):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from . import limits
+
+        limits.merge(
+            lambda: limits.check_prompt(self.prompt),
+            lambda: limits.check_provider(self.provider, owner=f"Prompt example {self.name!r}"),
+        )
 
 
 class PostImageSettingsQuerySet(models.QuerySet):

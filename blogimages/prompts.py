@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 
+from . import limits
 from .conf import app_settings
 from .contract import GenerationRequest, Lora
 
@@ -68,6 +69,8 @@ def resolve_params(
             if value not in (None, ""):
                 params[name] = value
         params["negative_prompt"] = setting.negative_prompt
+        if problem := setting.extra_settings_problem:  # a row saved before extra settings were checked
+            raise ValidationError({"setting": f"Image setting {setting.name!r}: {problem}"})
         params["extra"] = {k: v for k, v in (setting.extra_settings or {}).items() if k != "unparsed"}
     if image_format is not None:
         params["width"], params["height"] = image_format.width, image_format.height
@@ -87,20 +90,7 @@ def resolve_params(
 
 
 def _validate_params(params: dict[str, Any]) -> None:
-    errors = {}
-    for side in ("width", "height"):
-        value = params[side]
-        if not isinstance(value, int) or not 64 <= value <= 4096:
-            errors[side] = f"{side.capitalize()} must be a whole number from 64 to 4096, not {value!r}."
-    if params["steps"] is not None and not (isinstance(params["steps"], int) and 1 <= params["steps"] <= 200):
-        errors["steps"] = f"Steps must be from 1 to 200, not {params['steps']!r}."
-    g = params["guidance_scale"]
-    if g is not None and not (isinstance(g, (int, float)) and 0 <= g <= 30):
-        errors["guidance_scale"] = f"Guidance must be from 0 to 30, not {g!r}."
-    if params["seed"] is not None and not (isinstance(params["seed"], int) and 0 <= params["seed"] < 2**63):
-        errors["seed"] = f"Seed must be a whole number from 0 to 2^63-1, not {params['seed']!r}."
-    if errors:
-        raise ValidationError(errors)
+    limits.check_numbers({name: params[name] for name in limits.NUMBERS})
 
 
 def request_from_snapshot(prompt: str, params: dict[str, Any], *, seed: int | None, result_id: int | None):

@@ -31,6 +31,7 @@ from .exceptions import (
 )
 from .hosts import Section, get_host, post_reference
 from .images import analyse, clean_upload, prepare_output
+from .limits import PROMPT_MAX, check_prompt, check_provider
 from .models import (
     ACTIVE_STATUSES,
     TRANSITIONS,
@@ -323,11 +324,15 @@ def request_generation(
         or (setting.provider if setting and setting.provider else "")
         or app_settings.DEFAULT_PROVIDER
     ]
+    if not spec.providers:  # a name saved on the library before it was checked: say where it is
+        if example and example.provider:
+            check_provider(example.provider, owner=f"Prompt example {example.name!r}")
+        elif setting and setting.provider:
+            check_provider(setting.provider, owner=f"Image setting {setting.name!r}")
     prompt = (spec.prompt or (example.prompt if example else "")).strip()
     if not prompt:
         raise NothingToGenerate("There is no prompt: write one, or pick a prompt example that has one.")
-    if len(prompt) > PROMPT_MAX:
-        raise ValidationError({"prompt": f"The prompt is {len(prompt)} characters; the limit is {PROMPT_MAX}."})
+    check_prompt(prompt)
     params = resolve_params(
         style=style, image_format=image_format, setting=setting, model=model, overrides=spec.overrides
     )
@@ -1025,8 +1030,6 @@ def reject(
     return review
 
 
-#: The longest prompt a request may carry (forms, the API and drafts keep to it too).
-PROMPT_MAX = 4000
 ALT_MAX = SectionReview._meta.get_field("alt_text").max_length
 
 
@@ -1065,8 +1068,7 @@ def _alt_text_changed(review_id: int) -> None:
 def save_prompt(section: ReviewTarget, text: str) -> SectionReview:
     """Store the prompt the editor confirmed as the section's prompt override (blank: none)."""
     text = (text or "").strip()
-    if len(text) > PROMPT_MAX:
-        raise ValidationError({"prompt": f"The prompt is {len(text)} characters; the limit is {PROMPT_MAX}."})
+    check_prompt(text)
     with transaction.atomic():
         review = review_for(section)
         if review.prompt_override != text:

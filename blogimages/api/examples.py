@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from ..models import ImagePromptExample
-from ..providers import providers
 from .framework import ApiError, Errors, endpoint, invalid, is_int, json_response, paginate, read_body, unknown_fields
 
 
@@ -19,13 +17,7 @@ class PromptExampleForm(forms.ModelForm):
         model = ImagePromptExample
         fields = ["name", "prompt", "style", "image_format", "setting", "provider", "model", "notes"]
 
-    def clean_provider(self) -> str:
-        alias = (self.cleaned_data.get("provider") or "").strip()
-        if alias and alias not in providers:
-            raise ValidationError(
-                f"No provider {alias!r}; BLOGIMAGES_PROVIDERS defines {', '.join(providers.aliases) or 'none'}."
-            )
-        return alias
+    # The provider alias is checked by ImagePromptExample.clean() (blogimages.limits), as in admin.
 
 
 # JSON name -> model field name. "format" matches the generate endpoint.

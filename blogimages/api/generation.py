@@ -7,7 +7,7 @@ from typing import Any, Callable
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
-from .. import services
+from .. import limits, services
 from ..hosts import get_host
 from ..models import ImageFormat, ImageGenerationResult, ImagePromptExample, ImageSetting, ImageStyle
 from ..providers import providers
@@ -62,6 +62,8 @@ def _settings_overrides(data: dict[str, Any], errors: Errors) -> dict[str, Any]:
         if values:
             if not ok(values[0]):
                 errors[name] = [f"{name} must be {kind}, not {values[0]!r}."]
+            elif name in limits.NUMBERS and (problem := limits.number_errors({name: values[0]})):
+                errors[name] = [problem[name]]
             else:
                 overrides[name] = values[0]
     return overrides
@@ -140,6 +142,11 @@ def generate(request: HttpRequest) -> HttpResponse:
     if not isinstance(prompt, str):
         errors["prompt"] = [f"prompt must be a string, not {prompt!r}."]
         prompt = ""
+    else:
+        try:
+            limits.check_prompt(prompt.strip())
+        except ValidationError as exc:
+            errors.update(errors_of(exc))
     aliases, provider_field = _provider_aliases(data, errors)
     overrides = _settings_overrides(data, errors)
     example = lookup(ImagePromptExample, data.get("prompt_example"), "prompt_example", errors, "prompt example")

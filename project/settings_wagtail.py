@@ -13,7 +13,7 @@ from pathlib import Path
 os.environ.setdefault("BLOGIMAGES_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "wagtail"))
 
 from project.settings import *  # noqa: E402,F401,F403
-from project.settings import INSTALLED_APPS  # noqa: E402
+from project.settings import DATABASES, INSTALLED_APPS  # noqa: E402
 
 WAGTAIL_APPS = [
     "wagtail.embeds",
@@ -29,6 +29,10 @@ WAGTAIL_APPS = [
     "taggit",
 ]
 INSTALLED_APPS = [*INSTALLED_APPS, *WAGTAIL_APPS, "blogimages.contrib.wagtail", "project.wagtailblog"]
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Wagtail's search index uses PostgreSQL's search fields; Django 6.1 checks that
+    # django.contrib.postgres is installed for them (postgres.E005).
+    INSTALLED_APPS.append("django.contrib.postgres")
 
 ROOT_URLCONF = "project.urls_wagtail"
 WAGTAIL_SITE_NAME = "blogimages Wagtail demo"

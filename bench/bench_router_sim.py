@@ -36,7 +36,7 @@ JOBS = 10_000
 LENGTHS = [(1.0, 0.2), (2.0, 0.3), (4.0, 0.25), (8.0, 0.15), (20.0, 0.1)]  # seconds, share of jobs
 MODELS = [("sdxl", 0.4), ("sd3.5_large", 0.3), ("flux1_dev", 0.2), ("sd3.5_large_turbo", 0.1)]
 SWITCH_COST = 10.0
-SLOTS, TOLERANCE = 3, 2  # the provider's defaults
+SLOTS, TOLERANCE, IDLE_SWITCH_AFTER = 3, 2, 2.0  # the provider's defaults
 POST, VIEW, STORE = 0.005, 0.010, 0.050
 
 
@@ -105,7 +105,15 @@ def main() -> None:
     ]
     pending = iter(jobs)
     routers = [
-        Router(urls, store, clock=lambda: sim.now, seed=index, slots=SLOTS, model_tolerance=TOLERANCE)
+        Router(
+            urls,
+            store,
+            clock=lambda: sim.now,
+            seed=index,
+            slots=SLOTS,
+            model_tolerance=TOLERANCE,
+            idle_switch_after=IDLE_SWITCH_AFTER,
+        )
         for index in range(WORKERS)
     ]
     waits = {"slot": 0}

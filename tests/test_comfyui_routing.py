@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from blogimages.comfyui.routing import MemoryStore, RedisStore, Router, ServerView
+from blogimages.comfyui.routing import MemoryStore, RedisStore, Router, ServerView, decide
 
 URLS = [f"http://gpu{i}:8188" for i in range(4)]
 
@@ -36,6 +36,22 @@ def store(request):
     store.clear(URLS)
     yield store
     store.clear(URLS)
+
+
+def queue(store, clock, url: str, model: str, token: str = "t") -> str:
+    """Another worker queues a prompt for ``model`` on ``url`` (its only candidate)."""
+    choice, _ = store.reserve(
+        [url],
+        model,
+        token=token,
+        now=clock(),
+        expires=clock() + 60,
+        slots=3,
+        tolerance=2,
+        report_ttl=30,
+        idle_after=2.0,
+    )
+    return choice.url if choice else ""
 
 
 def router(store, clock=None, urls=URLS, **options) -> Router:
@@ -82,15 +98,6 @@ def test_concurrent_workers_never_exceed_a_servers_slots(store):
         thread.join()
     assert len(got) == 8  # 4 servers x 2 slots
     assert reserved(store) == dict.fromkeys(URLS, 2)
-
-
-def test_a_router_with_an_old_view_does_not_stack_work_on_a_busy_server(store):
-    clock = Clock()
-    a, b = router(store, clock, urls=URLS[:2], model_tolerance=0), router(store, clock, urls=URLS[:2])
-    a.known = store.snapshot(URLS[:2], clock())  # a believes both servers are idle
-    first = b.reserve("").url  # b takes one of them meanwhile
-    assert a.reserve("").url != first  # a is refused there and decides again with the state it is sent
-    assert reserved(store, URLS[:2]) == dict.fromkeys(URLS[:2], 1)
 
 
 def test_a_dead_workers_reservation_lapses_and_a_live_one_is_renewed(store):
@@ -177,12 +184,10 @@ def test_others_work_seen_by_a_job_counts_until_it_is_old(store):
 def test_choosing_and_releasing_cost_one_store_call_each(store):
     clock = Clock()
     r = router(store, clock)
-    r.reserve("m")  # the first choice of a process reads the state once
-    before = r.calls
-    for _ in range(20):
+    for _ in range(20):  # the first choice of a process too: the store reads the state and chooses
         reservation = r.reserve("m")
         r.release(reservation, queue_remaining=1)
-    assert r.calls - before == 40
+    assert r.calls == 40
 
 
 def test_a_servers_next_model_is_the_last_queued_prompts(store):
@@ -191,10 +196,8 @@ def test_a_servers_next_model_is_the_last_queued_prompts(store):
     first = r.reserve("x")
     other = next(url for url in URLS[:2] if url != first.url)
     # Another worker queues a "y" prompt behind it: that server will have y loaded next, not x.
-    taken, _ = store.reserve(
-        URLS[:2], first.url, token="t", now=clock(), expires=clock() + 60, slots=3, slack=9, model="y"
-    )
-    assert taken == first.url and store.snapshot(URLS[:2], clock())[first.url].model == "y"
+    assert queue(store, clock, first.url, "y") == first.url
+    assert store.snapshot(URLS[:2], clock())[first.url].model == "y"
     again = r.reserve("x")
     assert not again.affinity and again.url == other  # no server will have x: the idle one
 
@@ -212,67 +215,111 @@ def test_a_server_queueing_prompts_for_its_model_is_not_switched_while_the_jobs_
     assert r.reserve("x").url == y.url
 
 
-def test_when_the_chosen_server_fills_meanwhile_the_store_takes_another_with_the_jobs_model(store):
+def test_each_worker_chooses_on_the_current_state_in_one_call_even_its_first(store):
     clock = Clock()
-    full, other, third = URLS[:3]
-
-    def take(url: str, model: str, token: str) -> None:
-        taken, _ = store.reserve(
-            URLS[:3], url, token=token, now=clock(), expires=clock() + 60, slots=2, slack=9, model=model
-        )
-        assert taken == url
-
-    for url, model in ((full, "x"), (other, "x"), (third, "y")):
-        take(url, model, url)
-    b = router(store, clock, urls=URLS[:3], slots=2, model_tolerance=2)
-    # b's view is old: it believes the first x server has the free slot and the second is full.
-    b.known = {full: ServerView(1, "x"), other: ServerView(2, "x"), third: ServerView(1, "y")}
-    take(full, "x", "meanwhile")  # another worker takes the first x server's last slot
-    got = b.reserve("x")
-    assert got.url == other and got.affinity and got.load == 1  # the store gave it the other x server
-    assert b.calls == 1  # in the same call
-    assert reserved(store, URLS[:3]) == {full: 2, other: 2, third: 1}
+    workers = [router(store, clock, urls=URLS[:2], model_tolerance=0, slots=3, seed=0) for _ in range(2)]
+    got = [w.reserve("x") for w in workers]  # same rotation, same model: still two servers
+    assert {g.url for g in got} == set(URLS[:2])
+    assert [w.calls for w in workers] == [1, 1]
+    assert queue(store, clock, got[0].url, "y") == got[0].url  # a third worker queues a y prompt there
+    # The next x job sees it at once (no view of its own to be out of date): the other x server.
+    again = workers[0].reserve("x")
+    assert again.url == got[1].url and again.affinity and workers[0].calls == 2
 
 
-def test_a_router_with_an_old_view_is_refused_a_server_that_has_since_been_skipped(store):
+def test_a_full_pool_answers_none_in_one_call(store):
     clock = Clock()
-    first, second = URLS[:2]
-    taken, _ = store.reserve(URLS[:2], second, token="t", now=clock(), expires=clock() + 60, slots=3, slack=9, model="")
-    assert taken == second
-    a = router(store, clock, urls=URLS[:2], fail_threshold=1)
-    a.known = store.snapshot(URLS[:2], clock())  # a sees the first server idle and not skipped
-    router(store, clock, urls=URLS[:2], fail_threshold=1).failed(first)  # another worker finds it down
-    assert a.reserve("").url == second
+    r = router(store, clock, urls=URLS[:2], slots=1)
+    assert r.reserve("x") and r.reserve("y")
+    assert r.reserve("x") is None and r.calls == 3
 
 
-def test_two_workers_choosing_the_same_idle_server_for_different_models_do_not_stack_there(store):
+def test_the_lua_script_and_the_python_rules_choose_alike():
+    """``RedisStore``'s reserve script mirrors :func:`decide`: the same random operations, the same answers."""
+    import random
+
+    import django_rq
+
+    from blogimages.conf import app_settings
+
+    redis_store = RedisStore(django_rq.get_connection(app_settings.QUEUE), prefix="blogimages:{comfyui-parity}:")
+    urls = [f"http://gpu{i}:8188" for i in range(6)]
+    redis_store.clear(urls)
+    try:
+        rng, clock = random.Random(7), Clock()
+        stores = {"memory": MemoryStore(), "redis": redis_store}
+        routers = {
+            name: [
+                router(s, clock, urls=urls, slots=3, model_tolerance=tolerance, fail_threshold=2, seed=seed)
+                for seed, tolerance in ((0, 0), (1, 1), (2, 2), (3, 2))
+            ]
+            for name, s in stores.items()
+        }
+        held: dict[str, list] = {name: [] for name in stores}
+        decisions = affinities = 0
+        for _ in range(600):
+            op, pick = rng.random(), rng.randrange(4)
+            model = rng.choice(["", "a", "b", "c"])
+            exclude = set(rng.sample(urls, rng.choice([0, 0, 0, 1, 2])))
+            seen = rng.choice([None, 0, 2, 5])
+            index, ok = rng.randrange(1000), rng.random() < 0.8
+            clock.now += rng.choice([0.0, 0.5, 7.0, 40.0])
+            answers = {}
+            for name in stores:
+                if op < 0.55:
+                    got = routers[name][pick].reserve(model, exclude=exclude)
+                    if got is not None:
+                        held[name].append(got)
+                    answers[name] = got and (got.url, got.load, got.affinity)
+                    decisions += got is not None
+                    affinities += bool(got and got.affinity)
+                elif op < 0.9 and held[name]:
+                    got = held[name].pop(index % len(held[name]))
+                    routers[name][pick].release(got, queue_remaining=seen, ok=ok)
+                    answers[name] = got.url
+                elif op >= 0.9:
+                    answers[name] = routers[name][pick].failed(urls[index % len(urls)]).failures
+            assert answers.get("memory") == answers.get("redis")
+            assert stores["memory"].snapshot(urls, clock()) == stores["redis"].snapshot(urls, clock())
+        assert decisions > 150 and affinities > 30
+    finally:
+        redis_store.clear(urls)
+
+
+def test_a_server_left_idle_is_switched_when_the_job_would_wait_behind_two_prompts(store):
     clock = Clock()
-    a = router(store, clock, urls=URLS[:2], model_tolerance=2, slots=3)
-    a.known = store.snapshot(URLS[:2], clock())  # both idle, neither has a model yet
-    mine = a.pick(a.known, "y", clock(), set())[0]
-    # Another worker took the same idle server for another model meanwhile.
-    taken, _ = store.reserve(URLS[:2], mine, token="t", now=clock(), expires=clock() + 60, slots=3, slack=0, model="x")
-    assert taken == mine
-    # It was chosen as the least loaded, not for its model: a decides again (the tolerance is for affinity).
-    assert a.reserve("y").url != mine
-    assert reserved(store, URLS[:2]) == dict.fromkeys(URLS[:2], 1)
+    r = router(store, clock, urls=URLS[:2], slots=4, model_tolerance=3, idle_switch_after=5)
+    x = r.reserve("x")
+    y = r.reserve("y")
+    r.release(y)  # the y server is idle from now on
+    assert r.reserve("x").url == x.url  # one prompt ahead: wait behind it rather than switch
+    clock.now += 4
+    behind_two = r.reserve("x")  # two ahead, but the y server has been idle only 4 s: y may come
+    assert behind_two.url == x.url and behind_two.affinity
+    r.release(behind_two)
+    clock.now += 1  # idle 5 s while x prompts queue two deep: the idle server takes the job
+    switched = r.reserve("x")
+    assert switched.url == y.url and not switched.affinity and switched.load == 0
 
 
-def test_a_server_chosen_for_its_model_is_swapped_for_a_less_reserved_one_with_that_model(store):
+def test_the_idle_switch_rule_leaves_servers_without_a_model_first_and_needs_a_queue():
+    a, b, c = URLS[:3]
+    rules = {"slots": 3, "tolerance": 2, "report_ttl": 30.0, "idle_after": 2.0}
+    state = {a: ServerView(2, "x"), b: ServerView(0, "y", idle_since=90.0), c: ServerView(0, "")}
+    assert decide(state, [a, b, c], "x", 100.0, **rules).url == c  # a server with no model yet is free capacity
+    assert decide(state, [a, b], "x", 100.0, **rules).url == b  # idle 10 s, x queues two deep: switch it
+    assert decide(state, [a, b], "x", 91.0, **rules).url == a  # idle only 1 s: keep waiting for y
+    one = {**state, a: ServerView(1, "x")}
+    assert decide(one, [a, b], "x", 100.0, **rules).url == a  # one prompt ahead: not worth a load
+
+
+def test_a_server_with_no_model_yet_is_taken_before_an_idle_one_is_switched(store):
     clock = Clock()
-    first, second = URLS[:2]
-
-    def take(url: str, token: str) -> None:
-        taken, _ = store.reserve(
-            URLS[:2], url, token=token, now=clock(), expires=clock() + 60, slots=3, slack=9, model="x"
-        )
-        assert taken == url
-
-    take(first, "a")
-    take(second, "b")
-    r = router(store, clock, urls=URLS[:2], model_tolerance=2, slots=3)
-    r.known = {first: ServerView(0, "x"), second: ServerView(1, "x")}  # an old view: the first looks idle
-    take(first, "c")  # meanwhile another worker queued a second prompt there
-    got = r.reserve("x")
-    assert got.url == second and got.affinity and r.calls == 1  # the less reserved x server, in one call
-    assert reserved(store, URLS[:2]) == dict.fromkeys(URLS[:2], 2)
+    a, b, c = URLS[:3]
+    for token in ("1", "2"):
+        assert queue(store, clock, a, "x", token) == a  # x queues two deep on a
+    assert queue(store, clock, b, "y", "3") == b
+    store.release(URLS[:3], b, "3", now=clock(), queue_remaining=None, ok=True)  # b is idle from now on
+    clock.now += 10
+    assert router(store, clock, urls=URLS[:3]).reserve("x").url == c  # c has no model yet: no load wasted
+    assert router(store, clock, urls=[a, b]).reserve("x").url == b  # otherwise the idle y server is switched

@@ -157,7 +157,7 @@ def test_a_dead_server_is_passed_over_and_then_skipped(comfy):
     other = provider_for([dead, live.url], fail_threshold=2, skip_for=60)
     other.pool.router.order = {dead: 0, live.url: 1}
     assert other.generate(request(model="sdxl:sd3.5_large_turbo.safetensors"), Recorder()).remote_server == live.url
-    assert other.pool.router.calls == 3  # the state once (a new process), a reservation, a release: no failure
+    assert other.pool.router.calls == 2  # a reservation (the store chooses: no state read), a release: no failure
 
 
 def test_choosing_a_server_asks_no_server_for_its_queue(comfy):

@@ -10,11 +10,14 @@ or :class:`MemoryStore` (one process: tests, a single worker, the routing simula
 A reservation is a lease: it expires ``lease`` seconds after it was taken or renewed, so a
 worker that dies never holds a slot for long.
 
-:class:`Router` holds the decision and nothing else: it takes a clock and a store, so the
-same code runs in production and, with a simulated clock, in ``bench/bench_router_sim.py``.
-Choosing costs one store call (the reservation; it answers with the state of every server,
-which the router keeps for its next choice) and releasing costs one. No server is asked
-for its ``/queue``: the state is what the jobs themselves saw, namely our reservations,
+:class:`Router` takes a clock and a store, so the same code runs in production and, with a
+simulated clock, in ``bench/bench_router_sim.py``. The decision is :func:`decide`, a pure
+function of the servers' state, and the *store* applies it: choosing and reserving are one
+store call (for Redis, one Lua script that reads every server's state, applies the rules
+below, mirrored in Lua, and reserves the server it chose), so every choice is made on the
+current state, no worker keeps a view that can be out of date, and a job costs exactly two
+store calls (reserve, release; renewals only for prompts longer than a third of the lease).
+No server is asked for its ``/queue``: the state is what the jobs themselves saw, namely our reservations,
 the model each server was last given, and the queue length a job read from the server's
 ``status`` messages when its prompt ended (work queued there by others, trusted for
 ``report_ttl`` seconds). A server that is down is found out by the job that tries it (a
@@ -33,22 +36,20 @@ The rules, in order:
    ``model_tolerance`` above the least loaded server's (a checkpoint switch costs seconds
    to tens of seconds; waiting behind a prompt or two usually costs less), unless an idle
    server that has not been given any model yet is free (it is capacity that would
-   otherwise stay unused: the first jobs spread the models over the servers);
+   otherwise stay unused: the first jobs spread the models over the servers).
+   A server left idle (none of our prompts, no others' work) for ``idle_switch_after``
+   seconds is switched, though, when the job would otherwise wait behind two prompts or
+   more (``SWITCH_BEHIND``) on the server with its model: that GPU has been waiting for
+   its model's jobs while another model's jobs queue, and one load shares the queue's work
+   (the longest idle such server; a server with no model yet still goes first);
 5. beyond the tolerance, a server that will have the job's model is still taken (while it
    has a free slot) rather than switching a server whose queue holds prompts for its own
    next model: that server would load twice, once for the job and once for the next
    prompt of its own model. Only an idle server (none of our prompts) is switched;
 6. otherwise the least loaded server, preferring one with no model yet, then an idle one,
    then one whose model other servers also hold (so the only server with a model keeps
-   it), then a per-process rotation of the list.
-
-The store refuses a reservation when the chosen server's count of reservations has grown
-further above the least reserved server's than the router saw (another worker moved
-first) or when the server has since been skipped; the router then decides again with the
-state the store sent back. A server chosen for its next model is swapped, in the same
-call, for the least reserved server with that next model when that one now has fewer
-reservations (other workers moved since the router's view) or the chosen one is refused:
-what the router would choose next, without another round trip.
+   it), then a per-process rotation of the list (each worker sends its candidates in its
+   own order, so ties spread over the servers).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class ServerView:
     reported_at: float = 0.0  # when ``others`` was seen
     failures: int = 0  # failures in a row
     skipped_until: float = 0.0  # circuit breaker: not tried before this time
+    idle_since: float = 0.0  # when our last reservation there was released (0: never)
 
 
 Snapshot = dict[str, ServerView]
@@ -97,15 +99,16 @@ class ReservationStore(Protocol):
     def reserve(
         self,
         urls: Sequence[str],
-        target: str,
+        model: str,
         *,
         token: str,
         now: float,
         expires: float,
         slots: int,
-        slack: int,
-        model: str,
-    ) -> tuple[str, Snapshot]: ...  # the server reserved ("" refused) and the state
+        tolerance: int,
+        report_ttl: float,
+        idle_after: float,
+    ) -> tuple[Choice | None, Snapshot]: ...  # chooses by :func:`decide` over ``urls`` and reserves
 
     def renew(self, url: str, token: str, expires: float, now: float) -> bool: ...
 
@@ -122,9 +125,86 @@ class StoreUnavailable(Exception):
 
 # --- the decision -------------------------------------------------------------------------------------
 
+SWITCH_BEHIND = 2  # prompts ahead on the job's model's server that make an idle server worth switching
+
+
+@dataclass(frozen=True)
+class Choice:
+    url: str
+    load: int  # the server's load before this job (our prompts and others' ahead of it)
+    affinity: bool  # chosen because its next model is the job's
+
+
+def decide(
+    state: Snapshot,
+    urls: Sequence[str],
+    model: str,
+    now: float,
+    *,
+    slots: int,
+    tolerance: int,
+    report_ttl: float,
+    idle_after: float,
+) -> Choice | None:
+    """The server a job for ``model`` goes to, by the rules in the module docstring; None if no slot is free.
+
+    ``urls`` are the servers the job may use, in the order of preference of the worker's
+    rotation (ties go to the first). :class:`MemoryStore` calls this function and
+    :class:`RedisStore`'s reserve script is the same function in Lua (``_DECIDE``); a test
+    runs both over the same random operations and compares every answer.
+    """
+    views = {url: state.get(url, ServerView()) for url in urls}
+    live = [url for url in urls if views[url].skipped_until <= now]
+    candidates = live or list(urls)
+    order = {url: index for index, url in enumerate(candidates)}
+    free = [url for url in candidates if views[url].reserved < slots]
+    if not free:
+        return None
+
+    def load(view: ServerView) -> int:
+        return view.reserved + (view.others if now - view.reported_at <= report_ttl else 0)
+
+    loads = {url: load(views[url]) for url in free}
+    least = min(loads.values())
+    holders: dict[str, int] = {}
+    for url in candidates:
+        holders[views[url].model] = holders.get(views[url].model, 0) + 1
+    if model:
+        warm = min((url for url in free if views[url].model == model), key=lambda u: (loads[u], order[u]), default=None)
+        fresh = any(views[url].model == "" and loads[url] == least for url in free)
+        # A server left idle ``idle_after`` seconds while this job would wait behind a queue of
+        # SWITCH_BEHIND prompts or more for its model: switching it shares that queue's work.
+        if warm is not None and loads[warm] >= SWITCH_BEHIND and not fresh:
+            idle = [
+                url
+                for url in free
+                if loads[url] == 0 and views[url].model != model and now - views[url].idle_since >= idle_after
+            ]
+            if idle:
+                url = min(idle, key=lambda u: (views[u].idle_since, order[u]))
+                return Choice(url, 0, False)
+        if warm is not None and loads[warm] <= least + tolerance and (loads[warm] == least or not fresh):
+            return Choice(warm, loads[warm], True)
+        # Switching a server whose queue holds prompts for the model it has (or will have)
+        # loaded makes it load twice: such a server is switched only when no server that
+        # has the job's model has a free slot.
+        if warm is not None and not fresh:
+            if not any(views[url].reserved == 0 and loads[url] == least for url in free):
+                return Choice(warm, loads[warm], True)
+    url = min(
+        (url for url in free if loads[url] == least),
+        key=lambda u: (
+            views[u].model != "",
+            views[u].reserved > 0,  # its queue holds prompts for its next model
+            -holders[views[u].model],
+            order[u],
+        ),
+    )
+    return Choice(url, loads[url], False)
+
 
 class Router:
-    """Picks and reserves a slot; pure logic over a clock and a :class:`ReservationStore`."""
+    """Reserves a slot by :func:`decide`, in the store; pure logic over a clock and a :class:`ReservationStore`."""
 
     def __init__(
         self,
@@ -138,6 +218,7 @@ class Router:
         report_ttl: float = 30.0,
         fail_threshold: int = 3,
         skip_for: float = 60.0,
+        idle_switch_after: float = 2.0,
         seed: int | None = None,
     ):
         self.urls = list(urls)
@@ -149,115 +230,42 @@ class Router:
         self.report_ttl = float(report_ttl)
         self.fail_threshold = max(1, int(fail_threshold))
         self.skip_for = float(skip_for)
+        self.idle_switch_after = float(idle_switch_after)
         rng = random.Random(seed) if seed is not None else random.SystemRandom()
         offset = rng.randrange(len(self.urls)) if self.urls else 0
+        # This process's rotation of the list (ties go to the first, so workers spread): url -> rank.
         self.order = {url: (index - offset) % len(self.urls) for index, url in enumerate(self.urls)}
-        self.known: Snapshot | None = None  # the state the store last sent; None: ask before choosing
         self.calls = 0  # store calls made, for the simulation's figures
-        self._lock = threading.Lock()
 
     # -- choosing --
 
     def reserve(self, model: str = "", *, exclude: Iterable[str] = ()) -> Reservation | None:
-        """Reserve a slot for a job that needs ``model``; None when every slot is taken.
+        """Reserve a slot for a job that needs ``model``, in one store call; None when every slot is taken.
 
         Raises :class:`LookupError` when every server was excluded.
         """
         excluded = set(exclude)
-        if not [url for url in self.urls if url not in excluded]:
+        urls = sorted((url for url in self.urls if url not in excluded), key=lambda url: self.order.get(url, 0))
+        if not urls:
             raise LookupError("every server was tried")
-        fresh = False
-        for _ in range(2 * len(self.urls) + 2):
-            now = self.clock()
-            if self.known is None:
-                self._learn(self._call(self.store.snapshot, self.urls, now))
-                fresh = True
-            choice = self.pick(self.known, model, now, excluded)
-            if choice is None:
-                if fresh:
-                    return None
-                self.known = None  # what we knew may be old: look again before saying "all taken"
-                continue
-            # The store refuses when the imbalance grew past the slack: a view some milliseconds
-            # old is then good enough, and a server chosen for being the least loaded still is.
-            url, slack, load, affinity = choice
-            token = uuid.uuid4().hex
-            expires = now + self.lease
-            taken, state = self._call(
-                self.store.reserve,
-                self.candidates(self.known, now, excluded),
-                url,
-                token=token,
-                now=now,
-                expires=expires,
-                slots=self.slots,
-                slack=slack,
-                model=model,
-            )
-            self._learn(state)
-            fresh = True
-            if taken == url:
-                return Reservation(url, token, expires, load=load, affinity=affinity)
-            if taken:  # the store took another server that will have the job's model
-                view = state[taken]
-                return Reservation(taken, token, expires, load=self.load(view, now) - 1, affinity=True)
-        return None
-
-    def candidates(self, known: Snapshot, now: float, excluded: set[str]) -> list[str]:
-        """Servers that may be chosen: not excluded, not skipped (unless all are)."""
-        allowed = [url for url in self.urls if url not in excluded]
-        live = [url for url in allowed if known.get(url, ServerView()).skipped_until <= now]
-        return live or allowed
-
-    def load(self, view: ServerView, now: float) -> int:
-        others = view.others if now - view.reported_at <= self.report_ttl else 0
-        return view.reserved + others
-
-    def pick(self, known: Snapshot, model: str, now: float, excluded: set[str]) -> tuple[str, int, int, bool] | None:
-        """``(url, slack, load, affinity)`` by the rules in the module docstring, or None if no slot is free."""
-        candidates = self.candidates(known, now, excluded)
-        views = {url: known.get(url, ServerView()) for url in candidates}
-        free = [url for url in candidates if views[url].reserved < self.slots]
-        if not free:
-            return None
-        loads = {url: self.load(views[url], now) for url in free}
-        least = min(loads.values())
-        least_reserved = min(view.reserved for view in views.values())
-        holders: dict[str, int] = {}
-        for view in views.values():
-            holders[view.model] = holders.get(view.model, 0) + 1
-
-        def chosen(url: str, affinity: bool) -> tuple[str, int, int, bool]:
-            # The slack the store allows: the imbalance seen, or, for a server taken for its model,
-            # the tolerance the rules accept anyway (the store then balances among such servers).
-            seen = views[url].reserved - least_reserved
-            slack = max(seen, self.model_tolerance) if affinity else seen
-            return url, slack, loads[url], affinity
-
-        if model:
-            warm = sorted((url for url in free if views[url].model == model), key=lambda u: (loads[u], self.order[u]))
-            fresh = [url for url in free if views[url].model == "" and loads[url] == least]
-            if warm and loads[warm[0]] <= least + self.model_tolerance:
-                if loads[warm[0]] == least or not fresh:
-                    return chosen(warm[0], True)
-            # Switching a server whose queue holds prompts for the model it has (or will have)
-            # loaded makes it load twice: such a server is switched only when no server that
-            # has the job's model has a free slot.
-            if not fresh:
-                quiet = [url for url in free if views[url].reserved == 0 and loads[url] == least]
-                if warm and not quiet:
-                    return chosen(warm[0], True)
-        best = [url for url in free if loads[url] == least]
-        url = min(
-            best,
-            key=lambda u: (
-                views[u].model != "",
-                views[u].reserved > 0,  # its queue holds prompts for its next model
-                -holders.get(views[u].model, 0),
-                self.order[u],
-            ),
+        now = self.clock()
+        token = uuid.uuid4().hex
+        expires = now + self.lease
+        choice, _ = self._call(
+            self.store.reserve,
+            urls,
+            model,
+            token=token,
+            now=now,
+            expires=expires,
+            slots=self.slots,
+            tolerance=self.model_tolerance,
+            report_ttl=self.report_ttl,
+            idle_after=self.idle_switch_after,
         )
-        return chosen(url, False)
+        if choice is None:
+            return None
+        return Reservation(choice.url, token, expires, load=choice.load, affinity=choice.affinity)
 
     # -- during and after the job --
 
@@ -269,7 +277,7 @@ class Router:
 
     def release(self, reservation: Reservation, *, queue_remaining: int | None = None, ok: bool = True) -> None:
         """Free the slot; ``queue_remaining`` is the server's queue length the job saw when its prompt ended."""
-        state = self._call(
+        self._call(
             self.store.release,
             self.urls,
             reservation.url,
@@ -278,30 +286,18 @@ class Router:
             queue_remaining=queue_remaining,
             ok=ok,
         )
-        self._learn(state)
 
     def failed(self, url: str) -> ServerView:
         """One more failure in a row; the server is skipped from the ``fail_threshold``-th on."""
-        view = self._call(self.store.fail, url, now=self.clock(), threshold=self.fail_threshold, skip_for=self.skip_for)
-        if self.known is not None:
-            self.known = {**self.known, url: replace(self.known.get(url, ServerView()), **_breaker(view))}
-        return view
+        return self._call(self.store.fail, url, now=self.clock(), threshold=self.fail_threshold, skip_for=self.skip_for)
 
     def skipped_for(self, url: str) -> float:
         view = self._call(self.store.snapshot, [url], self.clock()).get(url, ServerView())
         return max(0.0, view.skipped_until - self.clock())
 
-    def _learn(self, state: Snapshot) -> None:
-        with self._lock:
-            self.known = {**(self.known or {}), **state}
-
     def _call(self, fn, *args, **kwargs):
         self.calls += 1
         return fn(*args, **kwargs)
-
-
-def _breaker(view: ServerView) -> dict[str, Any]:
-    return {"failures": view.failures, "skipped_until": view.skipped_until}
 
 
 # --- the in-process store ------------------------------------------------------------------------------
@@ -315,6 +311,7 @@ class _Server:
     reported_at: float = 0.0
     failures: int = 0
     skipped_until: float = 0.0
+    idle_since: float = 0.0
 
     def purge(self, now: float) -> None:
         for token in [token for token, expiry in self.leases.items() if expiry <= now]:
@@ -322,7 +319,13 @@ class _Server:
 
     def view(self) -> ServerView:
         return ServerView(
-            len(self.leases), self.model, self.others, self.reported_at, self.failures, self.skipped_until
+            len(self.leases),
+            self.model,
+            self.others,
+            self.reported_at,
+            self.failures,
+            self.skipped_until,
+            self.idle_since,
         )
 
 
@@ -348,37 +351,20 @@ class MemoryStore:
         with self.lock:
             return self._state(urls, now)
 
-    def reserve(self, urls, target, *, token, now, expires, slots, slack, model):
+    def reserve(self, urls, model, *, token, now, expires, slots, tolerance, report_ttl, idle_after):
         with self.lock:
-            state = self._state(list(dict.fromkeys([*urls, target])), now)
-            least = min(state[url].reserved for url in urls) if urls else 0
-            server = self._get(target)
-            skipped = server.skipped_until > now and any(state[url].skipped_until <= now for url in urls)
-            if model and server.model == model:
-                # Chosen for its next model: the least reserved server with that next model now
-                # (the chosen one on a tie), as other workers may have moved since the view.
-                same = [
-                    url
-                    for url in urls
-                    if url != target
-                    and state[url].model == model
-                    and state[url].reserved < slots
-                    and state[url].skipped_until <= now
-                ]
-                count = len(server.leases)
-                refused = count >= slots or count - least > slack or skipped
-                if same:
-                    best = min(same, key=lambda url: state[url].reserved)
-                    if state[best].reserved < count or (refused and state[best].reserved - least <= slack):
-                        target = best
-                        server, skipped = self._get(target), False
-            if len(server.leases) >= slots or len(server.leases) - least > slack or skipped:
-                return "", state
+            state = self._state(urls, now)
+            choice = decide(
+                state, urls, model, now, slots=slots, tolerance=tolerance, report_ttl=report_ttl, idle_after=idle_after
+            )
+            if choice is None:
+                return None, state
+            server = self._get(choice.url)
             server.leases[token] = expires
             if model:
                 server.model = model
-            state[target] = server.view()
-            return target, state
+            state[choice.url] = server.view()
+            return choice, state
 
     def renew(self, url, token, expires, now):
         with self.lock:
@@ -393,6 +379,8 @@ class MemoryStore:
             server = self._get(url)
             server.leases.pop(token, None)
             server.purge(now)
+            if not server.leases:
+                server.idle_since = now
             if queue_remaining is not None:
                 server.others = max(0, int(queue_remaining) - len(server.leases))
                 server.reported_at = now
@@ -412,7 +400,7 @@ class MemoryStore:
 # --- the shared store ----------------------------------------------------------------------------------
 
 # KEYS: per server, its lease set then its hash, in the order of ARGV's url list.
-# Returns, per server: reserved, model, others, reported_at, failures, skipped_until.
+# Returns, per server: reserved, model, others, reported_at, failures, skipped_until, idle_since.
 _STATE = """
 local function keep(zkey, now)
   -- the lease set lives as long as its longest lease (a second more)
@@ -426,70 +414,106 @@ local function state(now)
   local out = {}
   for i = 1, #KEYS, 2 do
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    local h = redis.call('HMGET', KEYS[i + 1], 'model', 'others', 'reported_at', 'failures', 'skipped_until')
+    local h = redis.call(
+      'HMGET', KEYS[i + 1], 'model', 'others', 'reported_at', 'failures', 'skipped_until', 'idle_since')
     table.insert(out, redis.call('ZCARD', KEYS[i]))
     table.insert(out, h[1] or '')
     table.insert(out, h[2] or '0')
     table.insert(out, h[3] or '0')
     table.insert(out, h[4] or '0')
     table.insert(out, h[5] or '0')
+    table.insert(out, h[6] or '0')
   end
   return out
 end
 """
 
-# ARGV: now, target index (1-based server), token, expires, slots, slack, model, then the
-# 1-based indexes of the candidate servers (for the "least reserved" check and the fallback).
-# Returns the index of the server reserved (0: refused) and the state.
+# KEYS: the candidate servers in the worker's order of preference (as for _STATE).
+# ARGV: now, token, expires, slots, tolerance, report_ttl, model, idle_after, SWITCH_BEHIND.
+# Chooses by the rules of ``decide`` (the same function, in Lua) and reserves there.
+# Returns the index of the server reserved (0: no free slot), its load before the job,
+# 1 if chosen for its model, and the state.
 _RESERVE = (
     _STATE
     + """
 local now = tonumber(ARGV[1])
+local slots, tolerance, ttl, model = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local idle_after, behind = tonumber(ARGV[8]), tonumber(ARGV[9])
 local out = state(now)
-local target = tonumber(ARGV[2])
-local slots, slack = tonumber(ARGV[5]), tonumber(ARGV[6])
-local count = tonumber(out[(target - 1) * 6 + 1])
-local least = count
--- a server being skipped is refused while a candidate is not (a router that chose without the state)
-local skipped = tonumber(out[(target - 1) * 6 + 6]) > now
-local live = false
-for j = 8, #ARGV do
-  local i = (tonumber(ARGV[j]) - 1) * 6
-  local c = tonumber(out[i + 1])
-  if c < least then least = c end
-  if tonumber(out[i + 6]) <= now then live = true end
+local n = #KEYS / 2
+local cand = {}
+for i = 1, n do
+  if tonumber(out[(i - 1) * 7 + 6]) <= now then table.insert(cand, i) end
 end
-if ARGV[7] ~= '' and out[(target - 1) * 6 + 2] == ARGV[7] then
-  -- chosen for its next model: the least reserved server with that next model now (the
-  -- chosen one on a tie), as other workers may have moved since the router's view
-  local best, fewest = nil, nil
-  for j = 8, #ARGV do
-    local t = tonumber(ARGV[j])
-    local i = (t - 1) * 6
-    local c = tonumber(out[i + 1])
-    if t ~= target and out[i + 2] == ARGV[7] and c < slots and tonumber(out[i + 6]) <= now
-        and (fewest == nil or c < fewest) then
-      best, fewest = t, c
+if #cand == 0 then
+  for i = 1, n do table.insert(cand, i) end
+end
+local reserved, mdl, load, holders, since = {}, {}, {}, {}, {}
+local free, least = {}, nil
+for _, i in ipairs(cand) do
+  local b = (i - 1) * 7
+  reserved[i] = tonumber(out[b + 1])
+  mdl[i] = out[b + 2]
+  since[i] = tonumber(out[b + 7])
+  load[i] = reserved[i]
+  if now - tonumber(out[b + 4]) <= ttl then load[i] = load[i] + tonumber(out[b + 3]) end
+  holders[mdl[i]] = (holders[mdl[i]] or 0) + 1
+  if reserved[i] < slots then
+    table.insert(free, i)
+    if least == nil or load[i] < least then least = load[i] end
+  end
+end
+if #free == 0 then return {0, 0, 0, out} end
+
+local function take(i, affinity)
+  local zkey, hkey = KEYS[(i - 1) * 2 + 1], KEYS[(i - 1) * 2 + 2]
+  redis.call('ZADD', zkey, ARGV[3], ARGV[2])
+  keep(zkey, now)
+  if model ~= '' then
+    redis.call('HSET', hkey, 'model', model)
+    redis.call('EXPIRE', hkey, 604800)
+    out[(i - 1) * 7 + 2] = model
+  end
+  out[(i - 1) * 7 + 1] = reserved[i] + 1
+  return {i, load[i], affinity, out}
+end
+
+if model ~= '' then
+  local warm, fresh, quiet = nil, false, false
+  for _, i in ipairs(free) do  -- in order of preference: the first of the least loaded wins
+    if mdl[i] == model and (warm == nil or load[i] < load[warm]) then warm = i end
+    if mdl[i] == '' and load[i] == least then fresh = true end
+    if reserved[i] == 0 and load[i] == least then quiet = true end
+  end
+  if warm and load[warm] >= behind and not fresh then
+    -- an idle server left idle idle_after seconds: the longest idle one
+    local idle = nil
+    for _, i in ipairs(free) do
+      if load[i] == 0 and mdl[i] ~= model and now - since[i] >= idle_after
+          and (idle == nil or since[i] < since[idle]) then
+        idle = i
+      end
+    end
+    if idle then return take(idle, 0) end
+  end
+  if warm and load[warm] <= least + tolerance and (load[warm] == least or not fresh) then
+    return take(warm, 1)
+  end
+  if warm and not fresh and not quiet then return take(warm, 1) end
+end
+-- the least loaded: no model yet, then an idle one, then a model other servers also hold
+local best, key = nil, nil
+for _, i in ipairs(free) do
+  if load[i] == least then
+    local k1 = (mdl[i] ~= '') and 1 or 0
+    local k2 = (reserved[i] > 0) and 1 or 0
+    local k3 = -holders[mdl[i]]
+    if best == nil or k1 < key[1] or (k1 == key[1] and (k2 < key[2] or (k2 == key[2] and k3 < key[3]))) then
+      best, key = i, {k1, k2, k3}
     end
   end
-  local refused = count >= slots or count - least > slack or (skipped and live)
-  if best and (fewest < count or (refused and fewest - least <= slack)) then
-    target, count, skipped = best, fewest, false
-  end
 end
-if count >= slots or count - least > slack or (skipped and live) then
-  return {0, out}
-end
-local zkey, hkey = KEYS[(target - 1) * 2 + 1], KEYS[(target - 1) * 2 + 2]
-redis.call('ZADD', zkey, ARGV[4], ARGV[3])
-keep(zkey, now)
-if ARGV[7] ~= '' then
-  redis.call('HSET', hkey, 'model', ARGV[7])
-  redis.call('EXPIRE', hkey, 604800)
-  out[(target - 1) * 6 + 2] = ARGV[7]
-end
-out[(target - 1) * 6 + 1] = count + 1
-return {target, out}
+return take(best, 0)
 """
 )
 
@@ -501,9 +525,12 @@ local now = tonumber(ARGV[1])
 local target = tonumber(ARGV[2])
 local zkey, hkey = KEYS[(target - 1) * 2 + 1], KEYS[(target - 1) * 2 + 2]
 redis.call('ZREM', zkey, ARGV[3])
+redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
+if redis.call('ZCARD', zkey) == 0 then
+  redis.call('HSET', hkey, 'idle_since', ARGV[1])
+end
 local seen = tonumber(ARGV[4])
 if seen >= 0 then
-  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
   local others = seen - redis.call('ZCARD', zkey)
   if others < 0 then others = 0 end
   redis.call('HSET', hkey, 'others', others, 'reported_at', ARGV[1])
@@ -538,8 +565,8 @@ if failures >= tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'skipped_until', tostring(until_))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-local h = redis.call('HMGET', KEYS[1], 'model', 'others', 'reported_at')
-return {0, h[1] or '', h[2] or '0', h[3] or '0', failures, tostring(until_)}
+local h = redis.call('HMGET', KEYS[1], 'model', 'others', 'reported_at', 'idle_since')
+return {0, h[1] or '', h[2] or '0', h[3] or '0', failures, tostring(until_), h[4] or '0'}
 """
 
 
@@ -568,7 +595,7 @@ class RedisStore:
     def _parse(urls: Sequence[str], flat: list) -> Snapshot:
         state = {}
         for index, url in enumerate(urls):
-            reserved, model, others, reported_at, failures, until = flat[index * 6 : index * 6 + 6]
+            reserved, model, others, reported_at, failures, until, since = flat[index * 7 : index * 7 + 7]
             state[url] = ServerView(
                 int(reserved),
                 _text(model),
@@ -576,6 +603,7 @@ class RedisStore:
                 float(_text(reported_at) or 0),
                 int(float(_text(failures) or 0)),
                 float(_text(until) or 0),
+                float(_text(since) or 0),
             )
         return state
 
@@ -591,12 +619,24 @@ class RedisStore:
     def snapshot(self, urls, now):
         return self._parse(urls, self._run("state", self._all_keys(urls), [repr(now)]))
 
-    def reserve(self, urls, target, *, token, now, expires, slots, slack, model):
-        servers = list(dict.fromkeys([*urls, target]))
-        index = {url: i + 1 for i, url in enumerate(servers)}
-        args = [repr(now), index[target], token, repr(expires), slots, slack, model, *[index[url] for url in urls]]
-        taken, flat = self._run("reserve", self._all_keys(servers), args)
-        return (servers[int(taken) - 1] if int(taken) else ""), self._parse(servers, flat)
+    def reserve(self, urls, model, *, token, now, expires, slots, tolerance, report_ttl, idle_after):
+        urls = list(urls)
+        args = [
+            repr(now),
+            token,
+            repr(expires),
+            slots,
+            tolerance,
+            repr(float(report_ttl)),
+            model,
+            repr(float(idle_after)),
+            SWITCH_BEHIND,
+        ]
+        index, load, affinity, flat = self._run("reserve", self._all_keys(urls), args)
+        state = self._parse(urls, flat)
+        if not int(index):
+            return None, state
+        return Choice(urls[int(index) - 1], int(load), bool(int(affinity))), state
 
     def renew(self, url, token, expires, now):
         return bool(self._run("renew", [self._keys(url)[0]], [token, repr(expires), repr(now)]))

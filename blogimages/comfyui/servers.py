@@ -45,6 +45,7 @@ class ServerPool:
         lease: float = 60.0,
         model_tolerance: int = 2,
         report_ttl: float = 30.0,
+        idle_switch_after: float = 2.0,
     ):
         self.urls = [url.rstrip("/") for url in urls]
         self.reservations = reservations
@@ -53,6 +54,7 @@ class ServerPool:
             "lease": lease,
             "model_tolerance": model_tolerance,
             "report_ttl": report_ttl,
+            "idle_switch_after": idle_switch_after,
             "fail_threshold": fail_threshold,
             "skip_for": skip_for,
         }

@@ -73,6 +73,7 @@ class ComfyUIProvider(WorkflowProvider):
         "lease": 60.0,  # a reservation lapses this long after it was taken or renewed (a dead worker's)
         "model_tolerance": 2,  # prefer a server whose next model is the job's while its queue is at most this longer
         "report_ttl": 30.0,  # how long others' work a job saw in a server's queue counts against that server
+        "idle_switch_after": 2.0,  # a server idle this long takes a job for another model queued two deep elsewhere
     }
 
     def __init__(self, alias: str, **options: Any):
@@ -103,6 +104,7 @@ class ComfyUIProvider(WorkflowProvider):
             lease=float(self.options["lease"]),
             model_tolerance=int(self.options["model_tolerance"]),
             report_ttl=float(self.options["report_ttl"]),
+            idle_switch_after=float(self.options["idle_switch_after"]),
         )
         self._checked: dict[tuple[str, str, bool], float] = {}
         self._object_info: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}

@@ -76,6 +76,23 @@ def run_worker(rq_queue):
     return run
 
 
+@pytest.fixture
+def generate(db, django_capture_on_commit_callbacks, run_worker):
+    """``generate(spec)``: request through the service layer, run the real worker, return the
+    refreshed results. (Some modules define their own ``generate`` with other arguments.)"""
+    from blogimages import services
+
+    def run(spec):
+        with django_capture_on_commit_callbacks(execute=True):
+            results = services.request_generation(spec)
+        run_worker()
+        for result in results:
+            result.refresh_from_db()
+        return results
+
+    return run
+
+
 # --- people ------------------------------------------------------------------------------
 
 

@@ -12,7 +12,6 @@ import requests
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from blogimages import services
 from blogimages.exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
 from blogimages.providers import GenerationRequest, Lora, ProgressReporter, providers
 from blogimages.providers.automatic1111 import TASK_PREFIX, Automatic1111Provider, a1111_sampler
@@ -369,19 +368,6 @@ def a1111_alias(settings, server):
         "a1111": {"BACKEND": BACKEND, "OPTIONS": {"base_url": server.url, "poll_interval": 0.02}},
     }
     return providers["a1111"]
-
-
-@pytest.fixture
-def generate(db, django_capture_on_commit_callbacks, run_worker):
-    def run(spec):
-        with django_capture_on_commit_callbacks(execute=True):
-            results = services.request_generation(spec)
-        run_worker()
-        for result in results:
-            result.refresh_from_db()
-        return results
-
-    return run
 
 
 def test_end_to_end_through_the_worker_stores_the_image_and_seed(a1111_alias, server, generate):

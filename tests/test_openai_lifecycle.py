@@ -18,7 +18,7 @@ from django.core.checks import run_checks
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
-from blogimages import services, status
+from blogimages import status
 from blogimages.exceptions import PermanentProviderError
 from blogimages.models import ImageGenerationResult, ImagePromptExample, ImageSetting
 from blogimages.providers import GenerationRequest, ProgressReporter, providers
@@ -59,19 +59,6 @@ def configure(settings, server=None, **options):
     if server is not None:
         settings.BLOGIMAGES_PROVIDERS["openai"]["OPTIONS"]["base_url"] = server.url
     return providers["openai"]
-
-
-@pytest.fixture
-def generate(db, django_capture_on_commit_callbacks, run_worker):
-    def run(spec: GenerationSpec) -> list[ImageGenerationResult]:
-        with django_capture_on_commit_callbacks(execute=True):
-            results = services.request_generation(spec)
-        run_worker()
-        for result in results:
-            result.refresh_from_db()
-        return results
-
-    return run
 
 
 # --- refused before anything is paid for ----------------------------------------------------------------

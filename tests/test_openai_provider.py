@@ -12,7 +12,6 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from blogimages import services
 from blogimages.exceptions import PermanentProviderError, TransientProviderError
 from blogimages.models import ImageGenerationResult
 from blogimages.providers import GenerationRequest, Lora, ProgressReporter, providers
@@ -53,21 +52,6 @@ def configure(settings, **options):
 def openai(settings, server):
     """The ``openai`` alias pointed at the test server with its key."""
     return configure(settings, api_key="sk-test", base_url=server.url)
-
-
-@pytest.fixture
-def generate(db, django_capture_on_commit_callbacks, run_worker):
-    """Request through the service layer, run the real worker, return the refreshed results."""
-
-    def run(spec: GenerationSpec) -> list[ImageGenerationResult]:
-        with django_capture_on_commit_callbacks(execute=True):
-            results = services.request_generation(spec)
-        run_worker()
-        for result in results:
-            result.refresh_from_db()
-        return results
-
-    return run
 
 
 def stored_files(media_root: Path) -> list[Path]:

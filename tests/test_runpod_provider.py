@@ -11,7 +11,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from blogimages import services
 from blogimages.exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
 from blogimages.images import strip_metadata
 from blogimages.providers import GenerationRequest, Lora, ProgressReporter, providers
@@ -328,19 +327,6 @@ def runpod_alias(settings, server):
         },
     }
     return providers["runpod"]
-
-
-@pytest.fixture
-def generate(db, django_capture_on_commit_callbacks, run_worker):
-    def run(spec):
-        with django_capture_on_commit_callbacks(execute=True):
-            results = services.request_generation(spec)
-        run_worker()
-        for result in results:
-            result.refresh_from_db()
-        return results
-
-    return run
 
 
 def test_end_to_end_through_the_worker_stores_the_image(runpod_alias, server, generate):

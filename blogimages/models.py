@@ -308,6 +308,16 @@ class ResultSource(models.TextChoices):
     UPLOADED = "uploaded", _("Uploaded")
 
 
+class Operation(models.TextChoices):
+    """How a result was made: from a prompt, or from another result (its ``parent``)."""
+
+    GENERATE = "generate", _("Generated from a prompt")
+    REFINE = "refine", _("Refined")
+    VARIATIONS = "variations", _("Variation")
+    UPSCALE = "upscale", _("Upscaled")
+    REFERENCE = "reference", _("New prompt with a reference")
+
+
 class ErrorKind(models.TextChoices):
     NONE = "", _("None")
     TRANSIENT = "transient", _("Transient")
@@ -347,6 +357,19 @@ class ImageGenerationResult(TimeStamped):
         "SectionReview", models.PROTECT, null=True, blank=True, related_name="results", verbose_name=_("section")
     )
     source = models.CharField(_("source"), max_length=16, choices=ResultSource.choices, default=ResultSource.GENERATED)
+    # Lineage (refine, variations, upscale, reference): the result this one was made from.
+    # SET_NULL: deleting an ancestor keeps its descendants (they have their own files).
+    parent = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="children", verbose_name=_("made from")
+    )
+    operation = models.CharField(_("operation"), max_length=16, choices=Operation.choices, default=Operation.GENERATE)
+    mask = models.FileField(
+        _("mask"),
+        storage=get_storage,
+        max_length=300,
+        blank=True,
+        help_text=_("The painted area a refine was limited to (white: change), as sent."),
+    )
 
     # What was asked for.
     prompt_example = models.ForeignKey(ImagePromptExample, models.SET_NULL, null=True, blank=True, related_name="+")
@@ -421,6 +444,13 @@ class ImageGenerationResult(TimeStamped):
     )
 
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+")
+    # A candidate's own decision. Approval is stored once, on SectionReview.approved_result;
+    # a rejection belongs to the candidate (approving it later clears it).
+    rejected_at = models.DateTimeField(_("rejected"), null=True, blank=True, editable=False)
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    rejection_comment = models.TextField(_("why it was rejected"), blank=True, editable=False)
 
     # What it costs (blogimages.costs): estimated from the price table when queued, corrected
     # from the usage the provider reports when it finishes; NULL where no price is known.

@@ -20,6 +20,38 @@ class Lora:
     role: str = "style"  # "style", "character" or "cinematic": decides order and strength
 
 
+#: What ``EditInputs.operation`` may be (the same words as ``models.Operation``, without "generate").
+EDIT_OPERATIONS = ("refine", "variations", "upscale", "reference")
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """An image a request starts from: the parent result's file as stored."""
+
+    content: bytes
+    width: int
+    height: int
+    content_type: str = "image/png"
+    name: str = "source.png"
+
+
+@dataclass(frozen=True)
+class EditInputs:
+    """What a refine, variation, upscale or reference request starts from.
+
+    ``mask`` is a PNG the size of ``source``: white (255) where the image may change,
+    black (0) where it must stay. Each provider converts it to its own convention
+    (OpenAI: transparent = change; ComfyUI: the alpha channel; A1111: white = change).
+    """
+
+    operation: str  # one of EDIT_OPERATIONS
+    source: SourceImage
+    mask: bytes | None = None
+    strength: float | None = None  # 0..1: how far from the source (img2img denoise); None: the provider's default
+    fidelity: str = ""  # OpenAI's input_fidelity ("low" or "high"); "" where not offered
+    scale: float | None = None  # upscale factor; None: to the request's width and height
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: str
@@ -35,6 +67,7 @@ class GenerationRequest:
     loras: tuple[Lora, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     result_id: int | None = None  # for logs and remote ids only
+    edit: EditInputs | None = None  # None: a new image from the prompt alone
 
 
 @dataclass(frozen=True)

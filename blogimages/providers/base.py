@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 # The contract types live below both this package and ``blogimages.comfyui``; they are
 # re-exported here, where providers and hosts have always imported them from.
 from ..contract import (
+    EditInputs,
     ForwardingReporter,
     GeneratedImage,
     GenerationRequest,
@@ -23,11 +24,13 @@ from ..contract import (
     PreparedRequest,
     ProgressReporter,
     ProviderHealth,
+    SourceImage,
     plain_request,
 )
 
 __all__ = [
     "BaseProvider",
+    "EditInputs",
     "ForwardingReporter",
     "GeneratedImage",
     "GenerationRequest",
@@ -36,6 +39,7 @@ __all__ = [
     "PreparedRequest",
     "ProgressReporter",
     "ProviderHealth",
+    "SourceImage",
 ]
 
 
@@ -57,6 +61,9 @@ class BaseProvider:
     #: Paid cloud APIs join ``auto`` fallback only when ENABLE_CLOUD_APIS is true.
     is_cloud: ClassVar[bool] = False
     default_options: ClassVar[dict[str, Any]] = {}
+    #: The edit operations (``contract.EDIT_OPERATIONS``) this provider can run on
+    #: ``request.edit``; a request for another is refused before anything is queued.
+    operations: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, alias: str, **options: Any):
         unknown = sorted(set(options) - set(self.default_options))
@@ -112,6 +119,16 @@ class BaseProvider:
         pass: asked for with ``request.extra["batch_size"]``, returned in batch order in
         ``GeneratedImage.batch``. Candidates of a provider that cannot are separate jobs."""
         return False
+
+    def edit_refusal(self, request: GenerationRequest) -> str:
+        """Why this provider cannot run ``request.edit``, as a sentence for the editor ("" when
+        it can). Quick and offline, like ``prepare()``: called before anything is queued and by
+        ``auto`` to choose among the providers that can. Override to add limits (mask
+        support, instruction length, source size)."""
+        if request.edit is None or request.edit.operation in self.operations:
+            return ""
+        can = ", ".join(sorted(self.operations)) or "no edits"
+        return f"{self.label} ({self.alias}) cannot {request.edit.operation} an image; it can do: {can}."
 
     def health(self) -> ProviderHealth:
         return ProviderHealth(ok=True, detail="no health check")

@@ -155,6 +155,10 @@ class ProgressReporter:
         """Record the seed the provider is about to send, before it sends it, so a result
         cancelled or failed on the way still knows it ("same seed" works for it)."""
 
+    def preview(self, content: bytes) -> None:
+        """A partial image on the way (OpenAI's streamed partial images, ComfyUI's previews):
+        shown on the candidate's card while it runs; never stored as the result."""
+
 
 class ForwardingReporter(ProgressReporter):
     """Passes every report to ``inner``; subclasses change or note what passes."""
@@ -174,6 +178,9 @@ class ForwardingReporter(ProgressReporter):
 
     def seed(self, seed: int) -> None:
         self.inner.seed(seed)
+
+    def preview(self, content: bytes) -> None:
+        self.inner.preview(content)
 
 
 # --- request arithmetic every backend shares -------------------------------------------------------

@@ -50,6 +50,9 @@ class EditInputs:
     strength: float | None = None  # 0..1: how far from the source (img2img denoise); None: the provider's default
     fidelity: str = ""  # OpenAI's input_fidelity ("low" or "high"); "" where not offered
     scale: float | None = None  # upscale factor; None: to the request's width and height
+    #: The prompt the source was made with. A model that draws what a prompt describes
+    #: (img2img) gets a refine's instruction after it; see ``edit_prompt``.
+    source_prompt: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,18 @@ class PreparedRequest(GenerationRequest):
     provider: str = ""  # the alias that prepared it: another provider prepares it afresh
     choice: ModelChoice = ModelChoice("")
     adjustments: tuple[str, ...] = ()
+
+
+def edit_prompt(request: GenerationRequest) -> str:
+    """The prompt for a model that draws what a prompt describes rather than following an
+    instruction (img2img, inpainting): a refine's instruction ("make the sky stormier")
+    after the source's own prompt, which alone would say little to such a model."""
+    edit = request.edit
+    if edit is None or edit.operation != "refine" or not edit.source_prompt:
+        return request.prompt
+    combined = f"{edit.source_prompt}, {request.prompt}"
+    # Another provider may prepare a request this one already prepared (auto's fallback).
+    return request.prompt if request.prompt.startswith(f"{edit.source_prompt}, ") else combined
 
 
 def plain_request(request: GenerationRequest) -> GenerationRequest:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import struct
 import warnings
 from contextlib import contextmanager
@@ -29,6 +30,15 @@ from .exceptions import PermanentProviderError, UploadRejected
 CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 THUMBNAIL_WIDTH = 320
 MAX_UPLOAD_FRAMES = 100  # a short animation is flattened to its first frame; a longer one is refused
+
+
+def _decoder_reason(exc: BaseException) -> str:
+    """Pillow's reason for refusing a file, as `` (reason)`` for a sentence, without Python
+    object names (``<_io.BytesIO object at 0x...>``); blank when nothing readable is left."""
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc)).strip(" .:")
+    if not text or "Traceback" in text or len(text) > 200:
+        return ""
+    return f" ({text})"
 
 
 @contextmanager
@@ -348,8 +358,13 @@ def clean_upload(uploaded) -> tuple[bytes, str]:
         raise UploadRejected(
             f"The image is too large to decode safely; the limit is {max_pixels:,} pixels in all."
         ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UploadRejected(f"The file is not a complete, readable image ({exc}).") from exc
+    except UnidentifiedImageError as exc:
+        # Pillow's own words name the Python buffer ("<_io.BytesIO object at 0x...>"): not for editors.
+        raise UploadRejected(
+            "The file is not a complete, readable image (its contents are not a PNG, JPEG, WebP or GIF image)."
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UploadRejected(f"The file is not a complete, readable image{_decoder_reason(exc)}.") from exc
 
     # Re-encoding drops anything appended to the image and most metadata; Pillow carries a
     # JPEG's COM comment over from the decoded image, so strip_metadata has the last word.
@@ -361,3 +376,34 @@ def clean_upload(uploaded) -> tuple[bytes, str]:
         save_kwargs["icc_profile"] = icc
     clean.save(buffer, format=out_format, **save_kwargs)
     return strip_metadata(buffer.getvalue()), CONTENT_TYPES[out_format]
+
+
+# --- edit masks (the contract's white = change, black = keep), for providers ---------------------------
+
+
+def mask_size(mask: bytes) -> tuple[int, int] | None:
+    """The width and height a mask's header claims; None when it is not a readable image."""
+    try:
+        with Image.open(io.BytesIO(mask)) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+
+
+def binary_mask(mask: bytes) -> Image.Image:
+    """The mask as an "L" image of only 0 (keep) and 255 (change); a transparent pixel counts as keep."""
+    with strict_decoding(), Image.open(io.BytesIO(mask)) as image:
+        image.load()
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            grey = Image.new("L", rgba.size, 0)
+            grey.paste(rgba.convert("L"), mask=rgba.getchannel("A"))
+        else:
+            grey = image.convert("L")
+    return grey.point(lambda value: 255 if value >= 128 else 0)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

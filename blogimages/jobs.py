@@ -29,6 +29,7 @@ logger = logging.getLogger("blogimages.jobs")
 # Writes of progress and heartbeat are throttled: a sampler can report 50 steps a second.
 PROGRESS_EVERY = 0.25
 CANCEL_CHECK_EVERY = 0.5
+PREVIEW_EVERY = 0.5  # seconds between two partial images kept for the card
 #: Seconds between two heartbeats of a running job, whatever its provider is doing; well
 #: under BLOGIMAGES_STUCK_AFTER, so only a dead worker looks stuck.
 HEARTBEAT_EVERY = 10.0
@@ -64,6 +65,7 @@ class _RowReporter(ProgressReporter):
         self._cancelled = False
 
     def progress(self, percent: float, message: str = "") -> None:
+        self._flush_preview()
         now = time.monotonic()
         if now - self._last_write < PROGRESS_EVERY and percent < 100:
             return
@@ -97,6 +99,23 @@ class _RowReporter(ProgressReporter):
         ImageGenerationResult.objects.filter(pk__in=self.ids).update(seed=seed)
         for row in self.results:
             row.seed = seed
+
+    def preview(self, content: bytes) -> None:
+        # The newest partial image, small, in Redis for the card (blogimages.refining). A
+        # sampler's previews may come every step: at most one is written every PREVIEW_EVERY,
+        # a newer one waiting for the next progress report.
+        self._pending_preview = content
+        self._flush_preview()
+
+    def _flush_preview(self) -> None:
+        content = getattr(self, "_pending_preview", None)
+        now = time.monotonic()
+        if content is None or now - getattr(self, "_last_preview", -PREVIEW_EVERY) < PREVIEW_EVERY:
+            return
+        self._pending_preview, self._last_preview = None, now
+        from .refining import store_preview
+
+        store_preview(self.ids, content)
 
 
 class _Heartbeat(threading.Thread):
@@ -198,6 +217,10 @@ def _run_generation(result_ids: int | list[int], *, heartbeat: bool) -> str:
     finally:
         if beat:
             beat.stop()
+    # The one place a worker finishes results: announce requests with nothing left to do.
+    from .notifications import results_finished
+
+    results_finished(started)
     return outcome if isinstance(result_ids, int) else "; ".join([*skipped, outcome])
 
 
@@ -221,6 +244,14 @@ def _generate_and_store(results: list[ImageGenerationResult], reporter: _RowRepo
         _fail_all(results, f"Provider {alias!r} is not available: {exc}", ErrorKind.PERMANENT)
         return "failed"
     request = request_from_snapshot(result.final_prompt, result.params, seed=result.seed, result_id=result.pk)
+    try:
+        # A refine, variation, upscale or reference: the parent's image and the mask as stored now.
+        from .refining import edit_request
+
+        request = edit_request(result, request)
+    except ProviderError as exc:
+        _fail_all(results, str(exc), ErrorKind.TRANSIENT if exc.transient else ErrorKind.PERMANENT)
+        return "failed"
     indexes = {row.pk: batch_index(row) for row in results}
     if len(results) == 1 and result.seed is None:
         indexes = {result.pk: 0}  # no seed was ever sent: no image i to make again, one is enough

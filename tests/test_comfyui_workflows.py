@@ -86,10 +86,14 @@ def test_each_shipped_template_runs_with_loras(server, name):
 
 
 def test_shipped_graphs_are_plain_api_format_files():
-    for name in ("sd35_large", "sd35_large_turbo", "flux1_dev", "sdxl"):
-        graph = json.loads((SHIPPED_DIR / f"{name}.json").read_text())
+    mappings = sorted(SHIPPED_DIR.glob("*.mapping.json"))
+    assert len(mappings) == 14  # 4 text-to-image, their 8 img2img and inpaint, 2 upscale
+    for mapping in mappings:
+        graph = json.loads((SHIPPED_DIR / mapping.name.replace(".mapping.json", ".json")).read_text())
         assert all("class_type" in node and "inputs" in node for node in graph.values())
+    # Only the text-to-image ones are workflows to pick; each carries its edit workflows.
     assert set(shipped_workflows()) == {"sd35_large", "sd35_large_turbo", "flux1_dev", "sdxl"}
+    assert all(set(workflow.edits) == {"img2img", "inpaint", "upscale"} for workflow in shipped_workflows().values())
 
 
 def test_prepare_rounds_the_size_and_says_what_is_not_used(server):

@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from PIL import Image
 
 from blogimages import services
+from blogimages.contract import EditInputs, SourceImage
 from blogimages.exceptions import GenerationCancelled, PermanentProviderError
 from blogimages.providers import GenerationRequest, ProgressReporter, providers
 from blogimages.providers.diffusers import DEFAULT_MODEL, DiffusersProvider, locate_model, scheduler_spec
@@ -343,3 +344,159 @@ def test_end_to_end_with_the_tiny_pipeline(tiny_pipeline, settings, db, django_c
     assert result.status == "succeeded", result.error_message
     assert (result.provider_used, result.seed, result.width, result.height) == ("local", 99, 96, 64)
     assert result.provider_meta["device"] == "cpu"
+
+
+# --- edits: the loaded model's img2img and inpainting pipelines -------------------------------------------
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _source(width: int = 64, height: int = 48) -> SourceImage:
+    """Red on the left half, blue on the right."""
+    image = Image.new("RGB", (width, height), (200, 30, 30))
+    image.paste((30, 30, 200), (width // 2, 0, width, height))
+    return SourceImage(_png(image), width, height)
+
+
+def _right_half_mask(width: int = 64, height: int = 48) -> bytes:
+    image = Image.new("L", (width, height), 0)
+    image.paste(255, (width // 2, 0, width, height))
+    return _png(image)
+
+
+def _edit(operation: str, source: SourceImage | None = None, steps: int = 4, **edit) -> GenerationRequest:
+    return GenerationRequest(
+        prompt="a bad cafe",
+        width=1024,
+        height=1024,
+        steps=steps,
+        seed=7,
+        edit=EditInputs(operation=operation, source=source or _source(), **edit),
+    )
+
+
+def test_edit_limits_are_sentences_before_anything_runs(hf_cache, without_torch):
+    """Offline and without torch: refusals come from the request alone."""
+    provider = DiffusersProvider("diffusers")
+    cases = {
+        "upscale": (
+            _edit("upscale", scale=2),
+            "diffusers (in-process) (diffusers) cannot upscale: that needs an upscaler's own weights, not the loaded "
+            "model's; use a provider with an upscaler (Automatic1111, ComfyUI).",
+        ),
+        "mask for variations": (
+            _edit("variations", mask=_right_half_mask()),
+            "diffusers (in-process) (diffusers) uses a mask only to refine; remove the mask to variations the whole "
+            "image.",
+        ),
+        "mask size": (
+            _edit("refine", mask=_right_half_mask(32, 24)),
+            "The mask is 32x24 but the source image is 64x48; paint the mask on the source itself.",
+        ),
+        "strength": (
+            _edit("refine", strength=0.0),
+            "The strength must be above 0 and at most 1 with diffusers, not 0.",
+        ),
+    }
+    for label, (request, sentence) in cases.items():
+        assert provider.edit_refusal(request) == sentence, label
+        with pytest.raises(PermanentProviderError) as caught:
+            provider.prepare(request)
+        assert str(caught.value) == sentence, label
+
+    # The source's size (snapped), not the request's; enough steps for the strength to run one.
+    request, adjustments = provider.prepare(_edit("refine", _source(60, 44), steps=4, strength=0.2))
+    assert (request.width, request.height, request.steps) == (64, 48, 5)
+    assert adjustments == [
+        "source size 60x44 snapped to 64x48 (diffusers needs multiples of 8)",
+        "steps 4 raised to 5 so that strength 0.2 runs at least one step",
+    ]
+    assert provider.prepare(request) == (request, [])
+
+
+def test_refine_and_variations_run_the_img2img_pipeline_of_the_loaded_model(tiny_pipeline):
+    from blogimages.providers import diffusers as module
+
+    provider = DiffusersProvider("diffusers", model=str(tiny_pipeline), device="cpu", variation_strength=0.75)
+    source = _source()
+    reporter = Recorder()
+    image = provider.generate(_edit("refine", source, strength=0.5), reporter)
+
+    assert Image.open(io.BytesIO(image.content)).size == (64, 48)
+    assert image.content != source.content
+    assert image.metadata["pipeline"] == "StableDiffusionImg2ImgPipeline"
+    assert (image.metadata["operation"], image.metadata["strength"], image.seed) == ("refine", 0.5, 7)
+    # Half the schedule: two of the four steps run.
+    assert [message for _, message in reporter.reports] == ["step 1/2", "step 2/2"]
+    # Derived from the loaded pipeline: the same modules, not a second load.
+    pipes = {key[-1]: pipe for key, pipe in module._PIPELINES.items() if key[0] == str(tiny_pipeline)}
+    assert pipes["img2img"].unet is next(p for k, p in pipes.items() if k not in ("img2img", "inpaint")).unet
+
+    # The source matters (same seed, other source: other image), and the seed does.
+    assert provider.generate(_edit("refine", source, strength=0.5), Recorder()).content == image.content
+    flipped = SourceImage(_png(Image.open(io.BytesIO(source.content)).transpose(Image.FLIP_LEFT_RIGHT)), 64, 48)
+    assert provider.generate(_edit("refine", flipped, strength=0.5), Recorder()).content != image.content
+    variation = provider.generate(_edit("variations", source), Recorder())
+    assert variation.metadata["strength"] == 0.75 and variation.content != image.content
+
+    # A reference: the request's size (the source cropped to it), the new prompt, a high strength.
+    reference = provider.generate(
+        GenerationRequest(prompt="a cafe", width=96, height=48, steps=4, edit=EditInputs("reference", source)),
+        Recorder(),
+    )
+    assert Image.open(io.BytesIO(reference.content)).size == (96, 48)
+    assert (reference.metadata["operation"], reference.metadata["strength"]) == ("reference", 0.75)
+
+    with pytest.raises(GenerationCancelled):
+        provider.generate(_edit("refine", source, strength=1.0), Recorder(cancel_at_step=2))
+
+
+@pytest.mark.parametrize("device", _device_params())
+def test_a_masked_refine_inpaints_and_keeps_the_source_outside_the_mask(tiny_pipeline, device):
+    provider = DiffusersProvider("diffusers", model=str(tiny_pipeline), device=device)
+    source = _source()
+    image = provider.generate(_edit("refine", source, mask=_right_half_mask()), Recorder())
+
+    assert image.metadata["pipeline"] == "StableDiffusionInpaintPipeline"
+    assert image.metadata["strength"] == 0.85  # the inpaint default
+    result = Image.open(io.BytesIO(image.content)).convert("RGB")
+    original = Image.open(io.BytesIO(source.content)).convert("RGB")
+    assert result.size == (64, 48)
+    left = (0, 0, 32, 48)
+    assert result.crop(left).tobytes() == original.crop(left).tobytes()  # black: kept pixel for pixel
+    right = (40, 0, 64, 48)  # beyond the feathered edge
+    assert result.crop(right).tobytes() != original.crop(right).tobytes()  # white: repainted
+
+
+def test_end_to_end_a_masked_refine_with_the_tiny_pipeline(
+    tiny_pipeline, settings, make_post, django_capture_on_commit_callbacks, run_worker
+):
+    from django.core.files.storage import default_storage
+
+    from blogimages import refining
+    from tests.conftest import generated_result
+
+    settings.BLOGIMAGES_PROVIDERS = {
+        **settings.BLOGIMAGES_PROVIDERS,
+        "local": {"BACKEND": BACKEND, "OPTIONS": {"model": str(tiny_pipeline), "device": "cpu", "steps": 4}},
+    }
+    section = make_post(sections=1).sections.get()
+    parent = generated_result(section, prompt="a bad cafe", width=64, height=48, colour=(200, 30, 30))
+    with django_capture_on_commit_callbacks(execute=True):
+        [child] = refining.refine(
+            parent, operation="refine", instruction="a cafe", mask=_right_half_mask(), provider="local"
+        )
+    run_worker()
+    child.refresh_from_db()
+
+    assert child.status == "succeeded", child.error_message
+    assert (child.parent_id, child.operation, child.provider_used) == (parent.pk, "refine", "local")
+    assert child.provider_meta["pipeline"] == "StableDiffusionInpaintPipeline"
+    with default_storage.open(child.image.name) as fh:
+        image = Image.open(io.BytesIO(fh.read())).convert("RGB")
+    assert image.size == (64, 48)
+    assert image.getpixel((5, 5)) == (200, 30, 30) and image.getpixel((60, 5)) != (200, 30, 30)

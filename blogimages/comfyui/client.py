@@ -343,6 +343,37 @@ class ComfyUIClient:
             )
         return response.content
 
+    # --- uploads (edits: the source image and its mask) --------------------------------------------
+
+    def upload_image(
+        self, content: bytes, filename: str, *, subfolder: str = "", content_type: str = "image/png"
+    ) -> str:
+        """``POST /upload/image`` into the input folder; returns the name to give ``LoadImage``
+        (``"<subfolder>/<name>"``), built from the server's answer, never from what was sent.
+
+        Sent without ``overwrite``, as recorded (``05b_upload_transcript.json``): a file of the
+        same name and bytes is kept and its name returned, a *different* file of the same name
+        is stored as ``name (1).png``, so no one's input (another prompt may still be queued
+        to load it) is ever replaced. ComfyUI 0.3.64 has no route that deletes an input file,
+        so uploads cannot be cleaned up afterwards; callers use content-addressed names, so
+        the same image is stored once however often it is edited.
+        """
+        fields = {"type": "input", "subfolder": subfolder}
+        response = self.request(
+            "POST", "/upload/image", files={"image": (filename, content, content_type)}, data=fields
+        )
+        try:
+            body = response.json() if response.status_code == 200 else None
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not body.get("name"):
+            raise PermanentProviderError(
+                f"ComfyUI at {self.url} answered {response.status_code} {response.reason} to POST /upload/image "
+                f"of {filename!r} ({len(content)} bytes) without the stored file's name."
+            )
+        stored_folder = str(body.get("subfolder") or "")
+        return f"{stored_folder}/{body['name']}" if stored_folder else str(body["name"])
+
     def stop(self, prompt_id: str) -> None:
         """Remove our prompt if it is pending, then interrupt it if it is running.
 

@@ -1,5 +1,9 @@
 """``auto``: try providers in a configured order and use the first that can serve.
 
+For an edit (``request.edit``: refine, variations, upscale, reference) only the providers
+whose ``edit_refusal`` is empty are tried; ``auto``'s own ``edit_refusal`` is empty when
+at least one can, and names each candidate's reason when none can.
+
 A provider is skipped when its health check fails (cached for ``health_ttl`` seconds so
 a post of forty sections does not probe forty times), when it is a paid cloud API and
 ``ENABLE_CLOUD_APIS`` is off, or when it cannot take the request (its ``prepare``
@@ -38,6 +42,8 @@ class _Relay(ForwardingReporter):
 class AutoProvider(BaseProvider):
     label = "Automatic (first available)"
     kind = "auto"
+    # The provider auto chooses prepares the request again, and composes the prompt its way.
+    follows_instructions = True
     default_options = {
         "order": [],  # aliases to try, first first; empty: every other configured provider, in settings order
         "health_ttl": 10.0,  # seconds a health answer is trusted
@@ -95,12 +101,58 @@ class AutoProvider(BaseProvider):
             return None, f"is unhealthy ({health.detail})", True
         return provider, "", False
 
+    # --- edits: only the candidates that can do one are tried ------------------------------------
+
+    def _configured(self, alias: str) -> tuple[BaseProvider | None, str]:
+        """(provider, why it is left out) without a health check: quick and offline."""
+        from . import providers
+
+        try:
+            provider = providers[alias]
+        except ImproperlyConfigured as exc:
+            return None, f"misconfigured ({exc})"
+        if provider.is_cloud and not app_settings.ENABLE_CLOUD_APIS:
+            return None, "is a paid cloud API and ENABLE_CLOUD_APIS is off"
+        return provider, ""
+
+    @property
+    def operations(self) -> frozenset[str]:  # type: ignore[override]
+        """The edits at least one candidate can do."""
+        found: set[str] = set()
+        for alias in self.candidates():
+            provider, _ = self._configured(alias)
+            if provider is not None:
+                found |= set(provider.operations)
+        return frozenset(found)
+
+    def edit_refusal(self, request: GenerationRequest) -> str:
+        """ "" when at least one candidate can do ``request.edit`` (health aside: that is
+        learnt when the job runs); else why none can, each candidate named."""
+        if request.edit is None:
+            return ""
+        reasons = []
+        for alias in self.candidates():
+            provider, why = self._configured(alias)
+            if provider is not None:
+                why = provider.edit_refusal(request)
+                if not why:
+                    return ""
+            reasons.append(f"{alias}: {why.rstrip('.')}")
+        if not reasons:
+            return f"Provider {self.alias!r} has no providers to try; list them in its OPTIONS['order']."
+        return f"No provider that {self.alias} may use can {request.edit.operation} this image ({'; '.join(reasons)})."
+
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
         skipped: list[tuple[str, str, bool]] = []  # (alias, why, transient)
         waits: list[float] = []
         for alias in self.candidates():
             if reporter.cancelled():
                 raise GenerationCancelled("Cancelled while choosing a provider.")
+            if request.edit is not None:  # asked before the health check: it costs nothing
+                configured, _ = self._configured(alias)
+                if configured is not None and (refusal := configured.edit_refusal(request)):
+                    skipped.append((alias, f"cannot do this ({refusal.rstrip('.')})", False))
+                    continue
             provider, why, transient = self._usable(alias)
             if provider is None:
                 skipped.append((alias, why, transient))

@@ -16,11 +16,25 @@ Traps this module handles, all silent on the server side:
   image, which must not be stored as a result;
 * sizes that are not multiples of 8 are floored by the server, so they are snapped
   here and the change recorded.
+
+Edits (``request.edit``): refine and variations are ``POST /sdapi/v1/img2img`` with the
+source in ``init_images`` at its own size (snapped), ``denoising_strength`` as the
+strength, and for a refine the mask in ``mask`` (A1111's convention is ours: white is
+repainted). A reference is img2img at the request's size with the source cropped to fit
+("Crop and resize") and a high strength, so the new prompt leads and the source guides.
+A1111 stretches a mask of another size without a word, or fails with
+"images do not match" when inpainting only the masked area, so the size is checked here
+first. Upscale is ``POST /sdapi/v1/extra-single-image`` with a named upscaler: its
+``upscaler_1`` defaults to "None", which returns the image unchanged, so the name is
+always sent and checked against ``/sdapi/v1/upscalers``. The extras route has no task id
+and cannot be interrupted: a cancelled upscale is abandoned and its image discarded.
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
+import io
 import json
 import logging
 import os
@@ -31,10 +45,21 @@ from dataclasses import replace
 from typing import Any
 
 import requests
+from django.core.exceptions import ImproperlyConfigured
 
 from ..comfyui.loras import LORA_EXTENSIONS, build_stack
-from ..contract import GeneratedImage, GenerationRequest, ModelChoice, ProgressReporter, ProviderHealth, snapped_size
+from ..contract import (
+    EditInputs,
+    GeneratedImage,
+    GenerationRequest,
+    ModelChoice,
+    ProgressReporter,
+    ProviderHealth,
+    snap_to_multiple,
+    snapped_size,
+)
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
+from ..images import binary_mask, mask_size, png_bytes
 from ..remote import BlockingCall, clip, connection_reason, decode_base64_image, json_body, status_error
 from ..samplers import A1111_SAMPLERS, A1111_SCHEDULERS
 from .base import BaseProvider
@@ -43,7 +68,12 @@ logger = logging.getLogger("blogimages.providers.automatic1111")
 
 DEFAULT_URL = "http://127.0.0.1:7860"
 TASK_PREFIX = "task(blogimages-"
+UPSCALE_PREFIX = "extras(blogimages-"
 SIZE_MULTIPLE = 8
+#: A1111's "masked content" choices for ``inpainting_fill``, by the web UI's labels.
+INPAINTING_FILL = {"fill": 0, "original": 1, "latent noise": 2, "latent nothing": 3}
+#: The extras tab's slider stops at 8; larger factors are refused rather than sent.
+MAX_UPSCALE = 8.0
 
 #: Every sampler label A1111 knows, its own extras included.
 SAMPLER_LABELS = sorted(set(A1111_SAMPLERS.values()) | {"DPM++ 2M SDE Heun", "DDIM CFG++"})
@@ -67,12 +97,34 @@ class Automatic1111Provider(BaseProvider):
         "health_timeout": 2.0,
         "poll_interval": 0.5,  # seconds between progress polls (and cancel checks)
         "models_ttl": 30.0,  # seconds the checkpoint list is trusted before asking again
+        # Edits: the denoising strength when the editor sets none (0 keeps the source, 1 ignores it).
+        # The defaults are the ComfyUI provider's, so an edit looks alike on either.
+        "refine_strength": 0.6,
+        "variation_strength": 0.45,
+        "inpaint_strength": 0.85,  # a refine with a mask
+        "reference_strength": 0.75,
+        "mask_blur": 4,  # pixels of feathering at the mask's edge
+        "inpainting_fill": "original",  # what the masked area starts from: fill, original, latent noise, latent nothing
+        "inpaint_full_res": False,  # True: repaint only the masked area at full resolution ("Only masked")
+        "inpaint_full_res_padding": 32,
+        "upscaler": "R-ESRGAN 4x+",  # a name from GET /sdapi/v1/upscalers (Lanczos needs no model)
     }
+    operations = frozenset({"refine", "variations", "upscale", "reference"})
 
     def __init__(self, alias: str, **options: Any):
         super().__init__(alias, **options)
         self._models_cache: tuple[float, str, list[dict[str, Any]]] | None = None
+        self._upscalers_cache: tuple[float, str, list[str]] | None = None
         self._lock = threading.Lock()
+        where = f"BLOGIMAGES_PROVIDERS[{alias!r}]"
+        if str(self.options["inpainting_fill"]) not in INPAINTING_FILL:
+            raise ImproperlyConfigured(
+                f"{where}: inpainting_fill {self.options['inpainting_fill']!r} is not one of "
+                f"{', '.join(INPAINTING_FILL)}."
+            )
+        for name in ("refine_strength", "variation_strength", "inpaint_strength", "reference_strength"):
+            if not 0 <= float(self.options[name]) <= 1:
+                raise ImproperlyConfigured(f"{where}: {name} must be between 0 and 1, not {self.options[name]!r}.")
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -100,13 +152,33 @@ class Automatic1111Provider(BaseProvider):
         return ModelChoice(request.model or self.options["model"])
 
     def adjust(self, request: GenerationRequest, choice: ModelChoice) -> tuple[GenerationRequest, list[str]]:
+        refusal = self.edit_refusal(request)
+        if refusal:
+            raise PermanentProviderError(refusal)
         adjustments: list[str] = []
-        width, height = snapped_size(request, SIZE_MULTIPLE)
-        if (width, height) != (request.width, request.height):
-            adjustments.append(
-                f"size {request.width}x{request.height} snapped to {width}x{height} "
-                f"(Automatic1111 needs multiples of {SIZE_MULTIPLE})"
+        edit = request.edit
+        if edit is not None and edit.operation == "upscale":
+            width, height = upscale_size(edit, request)
+            return replace(request, width=width, height=height, model=choice.name), adjustments
+        if edit is not None and edit.operation != "reference":
+            # img2img keeps the source's size: another one would stretch it (and the mask).
+            source = edit.source
+            width, height = (
+                snap_to_multiple(source.width, SIZE_MULTIPLE),
+                snap_to_multiple(source.height, SIZE_MULTIPLE),
             )
+            if (width, height) != (source.width, source.height):
+                adjustments.append(
+                    f"source size {source.width}x{source.height} snapped to {width}x{height} "
+                    f"(Automatic1111 needs multiples of {SIZE_MULTIPLE})"
+                )
+        else:
+            width, height = snapped_size(request, SIZE_MULTIPLE)
+            if (width, height) != (request.width, request.height):
+                adjustments.append(
+                    f"size {request.width}x{request.height} snapped to {width}x{height} "
+                    f"(Automatic1111 needs multiples of {SIZE_MULTIPLE})"
+                )
         sampler, scheduler = a1111_sampler(
             request.sampler or self.options["sampler"], request.scheduler or self.options["scheduler"]
         )
@@ -153,6 +225,66 @@ class Automatic1111Provider(BaseProvider):
             body.update(extra)
         return body
 
+    def edit_refusal(self, request: GenerationRequest) -> str:
+        refusal = super().edit_refusal(request)
+        edit = request.edit
+        if refusal or edit is None:
+            return refusal
+        name = f"{self.label} ({self.alias})"
+        if edit.mask is not None:
+            if edit.operation != "refine":
+                return f"{name} uses a mask only to refine; remove the mask to {edit.operation} the whole image."
+            size = mask_size(edit.mask)
+            if size is None:
+                return "The mask is not a readable PNG image."
+            if size != (edit.source.width, edit.source.height):
+                return (
+                    f"The mask is {size[0]}x{size[1]} but the source image is "
+                    f"{edit.source.width}x{edit.source.height}; paint the mask on the source itself."
+                )
+        if edit.strength is not None and not 0 <= edit.strength <= 1:
+            return f"The strength must be between 0 and 1, not {edit.strength:g}."
+        if edit.operation == "upscale":
+            if edit.scale is not None and not 1 < edit.scale <= MAX_UPSCALE:
+                return f"{name} upscales by more than 1 and at most {MAX_UPSCALE:g} times, not {edit.scale:g}."
+            width, height = upscale_size(edit, request)
+            if max(width / edit.source.width, height / edit.source.height) > MAX_UPSCALE:
+                return f"{name} upscales at most {MAX_UPSCALE:g} times; {width}x{height} is more than that."
+        return ""
+
+    def edit_fields(self, request: GenerationRequest) -> dict[str, Any]:
+        """What an img2img body adds to the txt2img one for a refine or variation."""
+        edit = request.edit
+        assert edit is not None
+        if edit.strength is not None:
+            strength = edit.strength
+        elif edit.mask is not None:
+            strength = self.options["inpaint_strength"]
+        elif edit.operation == "variations":
+            strength = self.options["variation_strength"]
+        elif edit.operation == "reference":
+            strength = self.options["reference_strength"]
+        else:
+            strength = self.options["refine_strength"]
+        fields: dict[str, Any] = {
+            "init_images": [_b64(edit.source.content)],
+            "denoising_strength": float(strength),
+            # 0 "Just resize": only a snap of a few pixels for the source's own size; 1 "Crop and
+            # resize" for a reference made at the request's size.
+            "resize_mode": 1 if edit.operation == "reference" else 0,
+            "include_init_images": False,
+        }
+        if edit.mask is not None:
+            fields.update(
+                mask=_b64(png_bytes(binary_mask(edit.mask))),
+                mask_blur=int(self.options["mask_blur"]),
+                inpainting_fill=INPAINTING_FILL[str(self.options["inpainting_fill"])],
+                inpaint_full_res=bool(self.options["inpaint_full_res"]),
+                inpaint_full_res_padding=int(self.options["inpaint_full_res_padding"]),
+                inpainting_mask_invert=0,
+            )
+        return fields
+
     # --- models -------------------------------------------------------------------------------------
 
     def _checkpoints(self, *, fresh: bool = False) -> list[dict[str, Any]]:
@@ -190,19 +322,49 @@ class Automatic1111Provider(BaseProvider):
         except (TransientProviderError, PermanentProviderError, ValueError, KeyError):
             return []
 
+    def upscaler(self) -> str:
+        """The configured upscaler, checked against the server's list (refreshed once if missing)."""
+        name = str(self.options["upscaler"])
+        url = self.base_url()
+        for fresh in (False, True):
+            now = time.monotonic()
+            with self._lock:
+                cached = self._upscalers_cache
+            if fresh or not cached or cached[1] != url or now - cached[0] >= float(self.options["models_ttl"]):
+                try:
+                    response = self._get("/sdapi/v1/upscalers", timeout=10)
+                except requests.RequestException as exc:
+                    raise _unreachable(url, exc) from exc
+                _raise_for(response, url)
+                names = [item.get("name", "") for item in json_body(response) or [] if isinstance(item, dict)]
+                cached = (now, url, names)
+                with self._lock:
+                    self._upscalers_cache = cached
+            if name in cached[2]:
+                return name
+        have = ", ".join(n for n in cached[2] if n != "None") or "none"
+        raise PermanentProviderError(
+            f"Automatic1111 at {url} has no upscaler {name!r} (it has: {have}); set the provider's upscaler option "
+            "to one of those."
+        )
+
     # --- generating --------------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
         request = self.prepared(request)
+        if request.edit is not None and request.edit.operation == "upscale":
+            return self._upscale(request, reporter)
         url = self.base_url()
         checkpoint = self.checkpoint_title(request.model) if request.model else ""
         task_id = f"{TASK_PREFIX}{uuid.uuid4().hex[:16]})"
         body = self.payload(request, task_id, checkpoint)
+        path = "/sdapi/v1/txt2img"
+        if request.edit is not None:
+            body.update(self.edit_fields(request))
+            path = "/sdapi/v1/img2img"
         reporter.remote_id(task_id, url)
         timeout = float(self.options["timeout"])
-        call = BlockingCall(
-            lambda: self._post("/sdapi/v1/txt2img", body, timeout=(10, timeout)), name=f"a1111-{task_id}"
-        )
+        call = BlockingCall(lambda: self._post(path, body, timeout=(10, timeout)), name=f"a1111-{task_id}")
         interrupted = self._wait(task_id, call, reporter)
         if interrupted or reporter.cancelled():
             raise GenerationCancelled("Cancelled while Automatic1111 was generating.")
@@ -326,6 +488,8 @@ class Automatic1111Provider(BaseProvider):
         infotexts = info.get("infotexts") or []
         metadata = {
             "task_id": task_id,
+            "operation": request.edit.operation if request.edit else None,
+            "denoising_strength": info.get("denoising_strength") if request.edit else None,
             "sampler": info.get("sampler_name", request.sampler),
             "scheduler": extra.get("Schedule type", request.scheduler),
             "sd_model_name": info.get("sd_model_name"),
@@ -341,6 +505,69 @@ class Automatic1111Provider(BaseProvider):
             remote_id=task_id,
             remote_server=url,
             metadata={k: v for k, v in metadata.items() if v not in (None, "")},
+        )
+
+    def _upscale(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
+        edit = request.edit
+        assert edit is not None
+        url = self.base_url()
+        upscaler = self.upscaler()
+        body: dict[str, Any] = {
+            "image": _b64(edit.source.content),
+            "upscaler_1": upscaler,
+            "show_extras_results": True,
+        }
+        # To a size (resize_mode 1): A1111 upscales by the larger ratio, but floors the result to
+        # multiples of 8, and its crop pads that with black to the size asked; so no crop there,
+        # and the last few pixels are fitted here.
+        body.update(
+            resize_mode=1, upscaling_resize_w=request.width, upscaling_resize_h=request.height, upscaling_crop=False
+        )
+        remote_id = f"{UPSCALE_PREFIX}{uuid.uuid4().hex[:16]})"
+        reporter.remote_id(remote_id, url)
+        timeout = float(self.options["timeout"])
+        call = BlockingCall(
+            lambda: self._post("/sdapi/v1/extra-single-image", body, timeout=(10, timeout)), name=f"a1111-{remote_id}"
+        )
+        reporter.progress(5, f"upscaling with {upscaler}")
+        while not call.wait(float(self.options["poll_interval"])):
+            if reporter.cancelled():
+                # Extras cannot be interrupted; the server finishes and the image is dropped.
+                raise GenerationCancelled("Cancelled while Automatic1111 was upscaling.")
+        if reporter.cancelled():
+            raise GenerationCancelled("Cancelled while Automatic1111 was upscaling.")
+        try:
+            response = call.result()
+        except requests.Timeout as exc:
+            raise TransientProviderError(
+                f"Automatic1111 at {url} did not answer within {timeout:.0f} s; it may still be busy with other images."
+            ) from exc
+        except requests.RequestException as exc:
+            raise _unreachable(url, exc) from exc
+        _raise_for(response, url)
+        data = json_body(response)
+        value = data.get("image") if isinstance(data, dict) else None
+        if not value:
+            raise PermanentProviderError(f"Automatic1111 at {url} returned no upscaled image.")
+        try:
+            content = decode_base64_image(value)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise PermanentProviderError(f"Automatic1111 at {url} returned an image that is not valid base64.") from exc
+        reporter.progress(99, "receiving the image")
+        metadata: dict[str, Any] = {"operation": "upscale", "upscaler": upscaler}
+        if edit.scale:
+            metadata["scale"] = edit.scale
+        content, fitted_from = fit_to(content, request.width, request.height)
+        if fitted_from:
+            metadata["fitted_from"] = fitted_from
+        return GeneratedImage(
+            content=content,
+            seed=None,
+            model=upscaler,
+            provider=self.alias,
+            remote_id=remote_id,
+            remote_server=url,
+            metadata=metadata,
         )
 
     # --- health and cancel ---------------------------------------------------------------------------
@@ -381,6 +608,32 @@ class Automatic1111Provider(BaseProvider):
 
 
 # --- helpers -----------------------------------------------------------------------------------------
+
+
+def upscale_size(edit: EditInputs, request: GenerationRequest) -> tuple[int, int]:
+    """The size an upscale makes: the source times ``edit.scale``, else the request's size."""
+    if edit.scale is None:
+        return request.width, request.height
+    return round(edit.source.width * edit.scale), round(edit.source.height * edit.scale)
+
+
+def fit_to(content: bytes, width: int, height: int) -> tuple[bytes, str]:
+    """``content`` cropped to the aspect of ``width`` x ``height`` and resized to it, and the size
+    it had ("" when it had that size already)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(content)) as image:
+        if image.size == (width, height):
+            return content, ""
+        was = f"{image.width}x{image.height}"
+        fitted = ImageOps.fit(
+            image.convert("RGBA" if "A" in image.getbands() else "RGB"), (width, height), Image.LANCZOS
+        )
+    return png_bytes(fitted), was
+
+
+def _b64(content: bytes) -> str:
+    return base64.b64encode(content).decode("ascii")
 
 
 def a1111_sampler(sampler: str, scheduler: str) -> tuple[str, str]:

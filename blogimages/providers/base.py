@@ -8,6 +8,7 @@ the job decides from the class. Providers know nothing of models or storage.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -25,6 +26,7 @@ from ..contract import (
     ProgressReporter,
     ProviderHealth,
     SourceImage,
+    edit_prompt,
     plain_request,
 )
 
@@ -64,6 +66,10 @@ class BaseProvider:
     #: The edit operations (``contract.EDIT_OPERATIONS``) this provider can run on
     #: ``request.edit``; a request for another is refused before anything is queued.
     operations: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the model follows an edit instruction as it is (OpenAI's, Gemini's image
+    #: editing). Otherwise ``prepare()`` puts a refine's instruction after the source's
+    #: prompt (``contract.edit_prompt``), as image-to-image models need a description.
+    follows_instructions: ClassVar[bool] = False
 
     def __init__(self, alias: str, **options: Any):
         unknown = sorted(set(options) - set(self.default_options))
@@ -99,6 +105,8 @@ class BaseProvider:
         if isinstance(request, PreparedRequest) and request.provider == self.alias:
             return request, []
         request = plain_request(request)
+        if request.edit is not None and not self.follows_instructions:
+            request = dataclasses.replace(request, prompt=edit_prompt(request))
         choice = self.choose_model(request)
         adjusted, adjustments = self.adjust(request, choice)
         if choice.note:

@@ -37,6 +37,12 @@ Keys of an entry (all optional except a size rule or list):
 ``max_prompt``       longest prompt in characters.
 ``response_format``  sent as ``response_format`` (DALL·E only: GPT image models always
                      answer in base64 and reject the parameter).
+``edits``            whether ``POST /v1/images/edits`` takes the model (refine, variations
+                     and new prompts with a reference; see ``OpenAIImagesProvider``).
+``input_fidelity``   the ``input_fidelity`` values an edit may send; empty: the model takes
+                     none, and a refine that asks for a fidelity is refused.
+``partial_images``   the most partial images an edit may stream (0: not streamed).
+``max_edit_prompt``  longest edit instruction in characters (``max_prompt`` when not given).
 
 Sources, checked on 2026-12-02 (each entry below names the ones it rests on):
 
@@ -50,6 +56,14 @@ Sources, checked on 2026-12-02 (each entry below names the ones it rests on):
 [PROMPT26] OpenAI's GPT Image 2.6 prompting guide,
            https://developers.openai.com/api/docs/guides/image-prompting?model=gpt-image-2.6
            (Flare and Sunburst; both support transparent backgrounds; complexity exists).
+[EDIT]     the same SDK's ``openai/types/image_edit_params.py`` (``images.edit``): the models the
+           edits endpoint takes (the GPT image models, ``gpt-image-2.6-*`` and
+           ``chatgpt-image-latest`` included); ``input_fidelity``: "Supports high and low on
+           gpt-image-1.5; gpt-image-1-mini supports only low. For gpt-image-2, omit this
+           parameter"; ``partial_images``: "Value must be between 0 and 3"; prompt: "The
+           maximum length is 32000 characters for the GPT image models"; mask: "a valid PNG
+           file, less than 4MB, and have the same dimensions as image"; image: "png, webp,
+           or jpg file less than 50MB ... up to 16 images".
 [DALLE]    https://developers.openai.com/api/docs/models/dall-e-2 and .../dall-e-3 ("has been
            deprecated and removed from the API. We recommend GPT-Image-2.5 Sunburst").
 [3P-26]    not OpenAI's own words: https://docs.comfy.org/built-in-nodes/OpenAIGPTImageNodeV3
@@ -126,6 +140,10 @@ _GPT_IMAGE = {
     "translate": GPT_TRANSLATE,
     "max_prompt": 32000,  # [SDK] prompt: "The maximum length is 32000 characters."
     "response_format": None,  # [SDK] "Unsupported for GPT image models, which always return base64"
+    "edits": True,  # [EDIT] every GPT image model
+    "input_fidelity": [],  # [EDIT] "For gpt-image-2, omit this parameter"; 2.5 and 2.6: not said, so none
+    "partial_images": 3,  # [EDIT] "between 0 and 3"
+    "max_edit_prompt": 32000,  # [EDIT]
 }
 # Both DALL·E models: no GPT-only parameters, answers in base64 only when asked.
 _DALL_E = {
@@ -142,11 +160,15 @@ _DALL_E = {
     "moderation": [],
     "complexity": [],
     "response_format": "b64_json",
+    "edits": False,  # dall-e-3 never edited; dall-e-2's edits went with it (retired)
+    "input_fidelity": [],
+    "partial_images": 0,
 }
 # [DEPR] Dec 1, 2026: gpt-image-1-mini; gpt-image-1.5, gpt-image-1.5-2025-12-16;
 # chatgpt-image-latest. Deprecated (notice Jun 2, 2026), recommended replacement
 # "gpt-image-2.6-sunburst or gpt-image-2.6-flare". (A dev.to summary of October names the
 # 2.5 models instead; OpenAI's page is what is followed here.)
+_FIDELITY = ["low", "high"]
 _SHUT_DOWN_2026_12_01 = {"retired": "2026-12-01", "replacement": "gpt-image-2.6-sunburst or gpt-image-2.6-flare"}
 _GPT2 = {**_GPT_IMAGE, "sizes": None, "size_rule": GPT2_SIZE_RULE}
 # [SDK] quality: "gpt-image-2.5-sunburst and gpt-image-2.5-flare, including their 2026-09-08
@@ -168,9 +190,15 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
     "gpt-image-2.6-sunburst": {**_GPT26, "label": "GPT Image 2.6 Sunburst"},
     "gpt-image-2.6-flare": {**_GPT26, "label": "GPT Image 2.6 Flare"},
     # --- shut down: kept so that old settings get a clear refusal, not a 404 from the API ---
-    "gpt-image-1.5": {**_GPT_IMAGE, **_SHUT_DOWN_2026_12_01, "label": "GPT Image 1.5"},
-    "gpt-image-1.5-2025-12-16": {**_GPT_IMAGE, **_SHUT_DOWN_2026_12_01, "label": "GPT Image 1.5 (2025-12-16)"},
-    "gpt-image-1-mini": {**_GPT_IMAGE, **_SHUT_DOWN_2026_12_01, "label": "GPT Image 1 mini"},
+    # [EDIT] input_fidelity: high and low on gpt-image-1.5, only low on gpt-image-1-mini.
+    "gpt-image-1.5": {**_GPT_IMAGE, **_SHUT_DOWN_2026_12_01, "label": "GPT Image 1.5", "input_fidelity": _FIDELITY},
+    "gpt-image-1.5-2025-12-16": {
+        **_GPT_IMAGE,
+        **_SHUT_DOWN_2026_12_01,
+        "label": "GPT Image 1.5 (2025-12-16)",
+        "input_fidelity": _FIDELITY,
+    },
+    "gpt-image-1-mini": {**_GPT_IMAGE, **_SHUT_DOWN_2026_12_01, "label": "GPT Image 1 mini", "input_fidelity": ["low"]},
     "chatgpt-image-latest": {**_GPT_IMAGE, **_SHUT_DOWN_2026_12_01, "label": "ChatGPT image (latest)"},
     "gpt-image-1": {
         **_GPT_IMAGE,
@@ -212,6 +240,10 @@ ENTRY_KEYS = {
     "translate",
     "max_prompt",
     "response_format",
+    "edits",
+    "input_fidelity",
+    "partial_images",
+    "max_edit_prompt",
     "base",
 }
 SIZE_RULE_KEYS = {"multiple", "min_side", "max_side", "min_pixels", "max_pixels", "max_aspect"}
@@ -238,6 +270,14 @@ class ModelCaps:
     translate: dict[str, dict[str, str]] | None = None
     max_prompt: int | None = None
     response_format: str | None = None
+    edits: bool = False
+    input_fidelity: tuple[str, ...] = ()
+    partial_images: int = 0
+    max_edit_prompt: int | None = None
+
+    @property
+    def edit_prompt_limit(self) -> int | None:
+        return self.max_edit_prompt or self.max_prompt
 
     def allowed(self, parameter: str) -> tuple[str, ...]:
         return getattr(self, parameter)
@@ -394,6 +434,12 @@ def _caps(model: str, entry: dict[str, Any], where: str) -> ModelCaps:
         if isinstance(values, str) or not all(isinstance(v, str) for v in values):
             raise bad(f"{key} must be a list of strings.")
         choices[key] = tuple(values)
+    fidelity = entry.get("input_fidelity") or ()
+    if isinstance(fidelity, str) or not all(value in ("low", "high") for value in fidelity):
+        raise bad(f"input_fidelity must be a list of 'low' and/or 'high', not {fidelity!r}.")
+    partial = entry.get("partial_images", 0) or 0
+    if isinstance(partial, bool) or not isinstance(partial, int) or not 0 <= partial <= 3:
+        raise bad(f"partial_images must be a whole number from 0 to 3, not {partial!r}.")
     return ModelCaps(
         model=model,
         label=entry.get("label") or model,
@@ -406,5 +452,9 @@ def _caps(model: str, entry: dict[str, Any], where: str) -> ModelCaps:
         translate=entry.get("translate") or None,
         max_prompt=entry.get("max_prompt"),
         response_format=entry.get("response_format") or None,
+        edits=bool(entry.get("edits")),
+        input_fidelity=tuple(fidelity),
+        partial_images=partial,
+        max_edit_prompt=entry.get("max_edit_prompt"),
         **choices,
     )

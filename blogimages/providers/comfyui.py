@@ -28,15 +28,24 @@ from django.core.exceptions import ImproperlyConfigured
 from ..comfyui.client import ComfyUIClient
 from ..comfyui.routing import Reservation
 from ..comfyui.servers import STORES, ServerPool
-from ..comfyui.workflows import Workflow
+from ..comfyui.workflows import Workflow, edit_problem, edit_uploads
 from ..conf import app_settings
-from ..contract import ForwardingReporter, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+from ..contract import (
+    EDIT_OPERATIONS,
+    ForwardingReporter,
+    GeneratedImage,
+    GenerationRequest,
+    ProgressReporter,
+    ProviderHealth,
+)
 from ..exceptions import GenerationCancelled, ProviderError, ProviderUnavailable, TransientProviderError
 from .workflow import WorkflowProvider
 
 logger = logging.getLogger("blogimages.comfyui")
 
 DEFAULT_URL = "http://127.0.0.1:8188"
+#: Where edits' source images and masks go in a server's input folder.
+UPLOAD_SUBFOLDER = "blogimages"
 
 
 def configured_urls(value: Any) -> list[str]:
@@ -51,6 +60,8 @@ class ComfyUIProvider(WorkflowProvider):
     label = "ComfyUI"
     kind = "comfyui"
     is_cloud = False
+    # Edits run the workflow's edit workflows (img2img, inpaint, upscale); see comfyui/workflows.py.
+    operations = frozenset(EDIT_OPERATIONS)
     default_options: ClassVar[dict[str, Any]] = {
         "urls": None,  # list or comma-separated string; None: COMFYUI_URLS, COMFYUI_API_URL, then the local default
         "workflow": "sd35_large_turbo",  # the workflow used when the request names none
@@ -124,13 +135,16 @@ class ComfyUIProvider(WorkflowProvider):
         queue_limit = self.queue_timeout()
         request = self.prepared(request)
         workflow, graph, stack, seed = self.build_graph(request)
+        workflow = workflow.for_request(request)  # an edit runs the edit workflow the graph came from
+        uploaded: dict[str, str] = {}
         reporter.seed(seed)
         model_file = request.choice.file
         size = int(request.extra.get("batch_size") or 1) if "batch_size" in workflow.parameters else 1
         model = loaded_model(graph)
         errors: list[str] = []
         tried: set[str] = set()
-        while (reservation := self._reserve(model, tried, reporter, started, queue_limit)) is not None:
+        cost = job_cost(request, size)
+        while (reservation := self._reserve(model, tried, reporter, started, queue_limit, cost)) is not None:
             url = reservation.url
             tried.add(url)
             client = self.pool.client(url)
@@ -138,6 +152,7 @@ class ComfyUIProvider(WorkflowProvider):
             seen, ok = None, False
             try:
                 self.check(workflow, client, with_loras=bool(stack))
+                uploaded = self._upload_edit_inputs(client, workflow, request, graph)
                 waited = time.monotonic() - started
                 if waited >= queue_limit:
                     raise TransientProviderError(f"No ComfyUI server took the prompt within {queue_limit:g} s.")
@@ -176,6 +191,7 @@ class ComfyUIProvider(WorkflowProvider):
                 remote_server=url,
                 metadata={
                     "workflow": workflow.name,
+                    **({"uploads": sorted(uploaded.values())} if uploaded else {}),
                     "server": url,
                     "prompt_id": submission.prompt_id,
                     "output": output.image,
@@ -201,13 +217,19 @@ class ComfyUIProvider(WorkflowProvider):
         raise TransientProviderError(" ".join(errors) or "No ComfyUI server took the prompt.")
 
     def _reserve(
-        self, model: str, tried: set[str], reporter: ProgressReporter, started: float, queue_limit: float
+        self,
+        model: str,
+        tried: set[str],
+        reporter: ProgressReporter,
+        started: float,
+        queue_limit: float,
+        cost: float = 0,
     ) -> Reservation | None:
         """A slot on a server not yet tried, waiting while every slot is taken; None once all were tried."""
         pause, told = 0.05, False
         while True:
             try:
-                reservation = self.pool.reserve(model, exclude=tried)
+                reservation = self.pool.reserve(model, exclude=tried, cost=cost)
             except LookupError:
                 return None
             if reservation is not None:
@@ -232,7 +254,7 @@ class ComfyUIProvider(WorkflowProvider):
             choice = self.prepared(request).choice
         except ProviderError:
             return False
-        return "batch_size" in self.workflows[choice.name].parameters
+        return "batch_size" in self.workflows[choice.name].for_request(request).parameters
 
     def check(self, workflow: Workflow, client: ComfyUIClient, *, with_loras: bool) -> None:
         """Validate the workflow's mapping against the server's ``/object_info``, once per server and TTL.
@@ -255,6 +277,35 @@ class ComfyUIProvider(WorkflowProvider):
                 info[node_class] = known
         workflow.check(info, client.url, with_loras=with_loras)
         self._checked[key] = now + ttl
+
+    # --- edits: refine, variations, upscale, reference ------------------------------------------------------
+
+    def edit_refusal(self, request: GenerationRequest) -> str:
+        """Besides the operation: the request's workflow must have an edit workflow of the
+        right kind (a painted mask needs an inpaint one), the mask must fit the source, the
+        upscale must stay within ComfyUI's size limit, and a refine needs an instruction."""
+        return super().edit_refusal(request) or edit_problem(
+            self.workflows, request, self.options["workflow"], f"The {self.label} provider {self.alias!r}"
+        )
+
+    def _upload_edit_inputs(
+        self, client: ComfyUIClient, workflow: Workflow, request: GenerationRequest, graph: dict[str, Any]
+    ) -> dict[str, str]:
+        """Upload an edit's source (and mask) to this server and write the names it gave them
+        into ``graph``; returns ``{parameter: name}`` ({} for a request that is no edit).
+
+        The files go to the input folder's ``blogimages/`` subfolder under content-addressed
+        names; ComfyUI 0.3.64 has no route to delete them afterwards (see ``upload_image``).
+        """
+        uploads = edit_uploads(workflow, request)
+        names = {
+            upload.param: client.upload_image(
+                upload.content, upload.filename, subfolder=UPLOAD_SUBFOLDER, content_type=upload.content_type
+            )
+            for upload in uploads
+        }
+        workflow.fill(graph, names)
+        return names
 
     # --- the rest of the interface -------------------------------------------------------------------------
 
@@ -331,6 +382,19 @@ class _Watch(ForwardingReporter):
         if self.reservation.expires - time.time() < 2 * self.renew_every:
             self.reservation = self.pool.renew(self.reservation)
         return super().cancelled()
+
+
+# --- routing: a job's cost estimate (issue 13) ---------------------------------------------------------
+
+
+def job_cost(request: GenerationRequest, batch: int = 1) -> int:
+    """What a prompt costs its server, roughly: steps x megapixels x batch size (x100, a whole number).
+
+    Only compared between prompts queued on servers with as many prompts (routing's tie-break:
+    the server whose queued work is smallest is free first), so the model's own speed is left out.
+    """
+    steps = request.steps or 20
+    return round(steps * request.width * request.height * max(1, batch) / 10_000)
 
 
 MODEL_INPUTS = ("ckpt_name", "unet_name")

@@ -10,6 +10,15 @@ torch and diffusers are imported only inside :meth:`generate` and :meth:`health`
 site that never uses this provider never pays for them. A loaded pipeline is kept per
 process (one per model, device and dtype) and one image is made at a time per process,
 since a second concurrent pipeline call would only fight for the same GPU memory.
+
+Edits use the loaded model's own image-to-image and inpainting pipelines
+(``AutoPipelineForImage2Image.from_pipe`` / ``AutoPipelineForInpainting.from_pipe``), which
+share its components: no second load, no second copy in memory. Refine and variations
+start from the source at its own size with ``strength`` as the share of the schedule that
+is re-run (a reference: at the request's size, the source cropped to fit, at a high
+strength, so the new prompt leads); a refine's mask picks the inpainting pipeline, and the source is pasted back
+outside the mask (feathered by ``mask_blur``), so what the mask keeps stays pixel for
+pixel. Upscaling needs an upscaler's own weights, not the loaded model's, so it is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import importlib.util
 import inspect
 import io
 import logging
+import math
 import os
 import threading
 from dataclasses import replace
@@ -29,6 +39,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..comfyui.loras import build_stack
 from ..contract import (
+    EditInputs,
     GeneratedImage,
     GenerationRequest,
     ModelChoice,
@@ -36,9 +47,11 @@ from ..contract import (
     ProgressReporter,
     ProviderHealth,
     seed_for,
+    snap_to_multiple,
     snapped_size,
 )
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
+from ..images import binary_mask, mask_size
 from ..remote import clip
 from ..samplers import comfyui_sampler
 from .base import BaseProvider
@@ -50,6 +63,12 @@ INSTALL_HINT = "pip install torch diffusers"
 PACKAGES = ("torch", "diffusers")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 SIZE_MULTIPLE = 8
+#: The diffusers pipeline class that ``from_pipe`` derives for each kind of run.
+AUTO_PIPELINES = {
+    "text2img": "AutoPipelineForText2Image",
+    "img2img": "AutoPipelineForImage2Image",
+    "inpaint": "AutoPipelineForInpainting",
+}
 
 #: ComfyUI sampler names (A1111's labels are translated first) -> a diffusers scheduler class and its options.
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -84,7 +103,7 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
     "sgm_uniform": {"timestep_spacing": "trailing"},
 }
 
-_PIPELINES: dict[tuple[str, str, str, str], Any] = {}
+_PIPELINES: dict[tuple[str, ...], Any] = {}
 _PIPELINES_LOCK = threading.Lock()
 # One generation at a time per process: the pipeline (and its scheduler) is shared state.
 _RUN_LOCK = threading.Lock()
@@ -104,7 +123,15 @@ class DiffusersProvider(BaseProvider):
         "allow_cpu": True,  # False: unhealthy without a GPU (a CPU takes minutes per SDXL image)
         "keep_loaded": True,  # keep the pipeline in memory between images
         "cpu_offload": False,  # enable_model_cpu_offload(): slower, for GPUs with little memory
+        # Edits: the strength when the editor sets none (the share of the schedule re-run on the source).
+        # The defaults are the ComfyUI provider's, so an edit looks alike on either.
+        "refine_strength": 0.6,
+        "variation_strength": 0.45,
+        "inpaint_strength": 0.85,  # a refine with a mask
+        "reference_strength": 0.75,
+        "mask_blur": 4,  # pixels of feathering where the repainted area meets the kept source
     }
+    operations = frozenset({"refine", "variations", "reference"})
 
     def __init__(self, alias: str, **options: Any):
         super().__init__(alias, **options)
@@ -130,17 +157,82 @@ class DiffusersProvider(BaseProvider):
         )
 
     def adjust(self, request: GenerationRequest, choice: ModelChoice) -> tuple[GenerationRequest, list[str]]:
+        refusal = self.edit_refusal(request)
+        if refusal:
+            raise PermanentProviderError(refusal)
         adjustments = []
-        width, height = snapped_size(request, SIZE_MULTIPLE)
-        if (width, height) != (request.width, request.height):
-            adjustments.append(
-                f"size {request.width}x{request.height} snapped to {width}x{height} "
-                f"(diffusers needs multiples of {SIZE_MULTIPLE})"
+        edit = request.edit
+        if edit is not None and edit.operation != "reference":
+            # An edit keeps the source's size: another one would stretch it (and its mask).
+            source = edit.source
+            width, height = (
+                snap_to_multiple(source.width, SIZE_MULTIPLE),
+                snap_to_multiple(source.height, SIZE_MULTIPLE),
             )
+            if (width, height) != (source.width, source.height):
+                adjustments.append(
+                    f"source size {source.width}x{source.height} snapped to {width}x{height} "
+                    f"(diffusers needs multiples of {SIZE_MULTIPLE})"
+                )
+        else:
+            width, height = snapped_size(request, SIZE_MULTIPLE)
+            if (width, height) != (request.width, request.height):
+                adjustments.append(
+                    f"size {request.width}x{request.height} snapped to {width}x{height} "
+                    f"(diffusers needs multiples of {SIZE_MULTIPLE})"
+                )
         scheduler_spec(request.sampler, request.scheduler)  # refuses names it cannot honour
         model = request.model if not choice.note else ""
         steps = request.steps or int(self.options["steps"])
+        if edit is not None:
+            # Only ``int(steps * strength)`` steps run; none at all is an error inside diffusers.
+            strength = self.strength(edit)
+            if int(steps * strength) < 1:
+                needed = math.ceil(1 / strength)
+                adjustments.append(
+                    f"steps {steps} raised to {needed} so that strength {strength:g} runs at least one step"
+                )
+                steps = needed
         return replace(request, width=width, height=height, steps=steps, model=model), adjustments
+
+    def edit_refusal(self, request: GenerationRequest) -> str:
+        edit = request.edit
+        if edit is not None and edit.operation == "upscale":
+            return (
+                f"{self.label} ({self.alias}) cannot upscale: that needs an upscaler's own weights, not the loaded "
+                "model's; use a provider with an upscaler (Automatic1111, ComfyUI)."
+            )
+        refusal = super().edit_refusal(request)
+        if refusal or edit is None:
+            return refusal
+        if edit.mask is not None:
+            if edit.operation != "refine":
+                return (
+                    f"{self.label} ({self.alias}) uses a mask only to refine; remove the mask to "
+                    f"{edit.operation} the whole image."
+                )
+            size = mask_size(edit.mask)
+            if size is None:
+                return "The mask is not a readable PNG image."
+            if size != (edit.source.width, edit.source.height):
+                return (
+                    f"The mask is {size[0]}x{size[1]} but the source image is "
+                    f"{edit.source.width}x{edit.source.height}; paint the mask on the source itself."
+                )
+        if edit.strength is not None and not 0 < edit.strength <= 1:
+            return f"The strength must be above 0 and at most 1 with diffusers, not {edit.strength:g}."
+        return ""
+
+    def strength(self, edit: EditInputs) -> float:
+        if edit.strength is not None:
+            return float(edit.strength)
+        if edit.mask is not None:
+            return float(self.options["inpaint_strength"])
+        if edit.operation == "variations":
+            return float(self.options["variation_strength"])
+        if edit.operation == "reference":
+            return float(self.options["reference_strength"])
+        return float(self.options["refine_strength"])
 
     def models(self) -> list[str]:
         return [self.options["model"]]
@@ -165,8 +257,11 @@ class DiffusersProvider(BaseProvider):
             raise PermanentProviderError("The diffusers provider has no GPU here and allow_cpu is off.")
         seed = seed_for(request, 2**32)
         reporter.seed(seed)
+        kind = "text2img"
+        if request.edit is not None:
+            kind = "inpaint" if request.edit.mask is not None else "img2img"
         with _RUN_LOCK:
-            pipe = self.pipeline(model, path, device, torch)
+            pipe = self.pipeline(model, path, device, torch, kind=kind)
             try:
                 image, scheduler = self._run(pipe, request, seed, reporter, torch)
             except GenerationCancelled:
@@ -181,18 +276,15 @@ class DiffusersProvider(BaseProvider):
                     self.unload()
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        return GeneratedImage(
-            content=buffer.getvalue(),
-            seed=seed,
-            model=model,
-            provider=self.alias,
-            metadata={
-                "device": device,
-                "dtype": self.dtype_name(device),
-                "scheduler": scheduler,
-                "pipeline": type(pipe).__name__,
-            },
-        )
+        metadata = {
+            "device": device,
+            "dtype": self.dtype_name(device),
+            "scheduler": scheduler,
+            "pipeline": type(pipe).__name__,
+        }
+        if request.edit is not None:
+            metadata.update(operation=request.edit.operation, strength=self.strength(request.edit))
+        return GeneratedImage(content=buffer.getvalue(), seed=seed, model=model, provider=self.alias, metadata=metadata)
 
     def _run(
         self, pipe: Any, request: PreparedRequest, seed: int, reporter: ProgressReporter, torch: Any
@@ -211,11 +303,15 @@ class DiffusersProvider(BaseProvider):
             if loras:
                 self._apply_loras(pipe, loras)
 
+            edit = request.edit
+            # An edit runs only the last ``int(steps * strength)`` steps of the schedule.
+            runs = min(int(steps * self.strength(edit)), steps) if edit is not None else steps
+
             def on_step_end(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
                 # Raising here stops the denoising loop at once; the job sees the cancel.
                 if reporter.cancelled():
                     raise GenerationCancelled("Cancelled while diffusers was generating.")
-                reporter.progress(100 * (step + 1) / (steps + 1), f"step {step + 1}/{steps}")
+                reporter.progress(100 * (step + 1) / (runs + 1), f"step {step + 1}/{runs}")
                 return callback_kwargs
 
             accepted = inspect.signature(pipe.__call__).parameters
@@ -227,6 +323,13 @@ class DiffusersProvider(BaseProvider):
                 # A CPU generator gives the same noise for a seed on any machine.
                 "generator": torch.Generator("cpu").manual_seed(seed),
             }
+            source = mask = None
+            if edit is not None:
+                source, mask = edit_images(edit, request.width, request.height)
+                kwargs.update(image=source, strength=self.strength(edit))
+                if mask is not None:
+                    kwargs["mask_image"] = mask
+                kwargs = {k: v for k, v in kwargs.items() if k in accepted or k not in ("width", "height")}
             if request.negative_prompt and "negative_prompt" in accepted:
                 kwargs["negative_prompt"] = request.negative_prompt
             if request.guidance_scale is not None:
@@ -235,7 +338,10 @@ class DiffusersProvider(BaseProvider):
                 kwargs["callback_on_step_end"] = on_step_end
             if reporter.cancelled():
                 raise GenerationCancelled("Cancelled before diffusers started.")
-            return pipe(**kwargs).images[0], type(pipe.scheduler).__name__
+            image = pipe(**kwargs).images[0]
+            if mask is not None:
+                image = keep_outside_mask(image, source, mask, int(self.options["mask_blur"]))
+            return image, type(pipe.scheduler).__name__
         finally:
             pipe.scheduler = original_scheduler
             if loras:
@@ -292,9 +398,30 @@ class DiffusersProvider(BaseProvider):
             return "float32" if device == "cpu" else "float16"
         return dtype
 
-    def pipeline(self, model: str, path: Path, device: str, torch: Any) -> Any:
+    def pipeline(self, model: str, path: Path, device: str, torch: Any, kind: str = "text2img") -> Any:
+        """The loaded pipeline; for ``kind`` "img2img" or "inpaint", one derived from it sharing its components."""
         dtype = self.dtype_name(device)
         key = (str(path), device, dtype, str(self.options["variant"] or ""))
+        if kind != "text2img":
+            base = self.pipeline(model, path, device, torch)
+            with _PIPELINES_LOCK:
+                derived = _PIPELINES.get((*key, kind))
+                if derived is None:
+                    diffusers = _import("diffusers")
+                    auto = getattr(diffusers, AUTO_PIPELINES[kind])
+                    try:
+                        derived = auto.from_pipe(base)
+                    except ValueError as exc:
+                        # The model family has no such pipeline (diffusers maps each one it knows).
+                        action = "inpaint" if kind == "inpaint" else "start from an image"
+                        raise PermanentProviderError(
+                            f"{model} ({type(base).__name__}) cannot {action} with this diffusers version "
+                            f"({clip(exc)})."
+                        ) from exc
+                    if hasattr(derived, "set_progress_bar_config"):
+                        derived.set_progress_bar_config(disable=True)
+                    _PIPELINES[(*key, kind)] = derived
+                return derived
         with _PIPELINES_LOCK:
             pipe = _PIPELINES.get(key)
             if pipe is not None:
@@ -391,6 +518,38 @@ def scheduler_spec(sampler: str, scheduler: str) -> tuple[str, dict[str, Any]]:
             f"{', '.join(sorted(SAMPLERS))} or a diffusers scheduler class name."
         )
     return spec[0], {**spec[1], **SCHEDULERS[scheduler_key]}
+
+
+def edit_images(edit: EditInputs, width: int, height: int) -> tuple[Any, Any]:
+    """The source as an RGB image of ``width`` x ``height``, and the mask ("L", 255 = repaint) or None."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(edit.source.content)) as opened:
+        source = opened.convert("RGB")
+    if edit.operation == "reference":
+        source = ImageOps.fit(source, (width, height), Image.LANCZOS)  # cropped to the new size, not stretched
+    elif source.size != (width, height):
+        source = source.resize((width, height), Image.LANCZOS)
+    mask = None
+    if edit.mask is not None:
+        mask = binary_mask(edit.mask)
+        if mask.size != (width, height):
+            mask = mask.resize((width, height), Image.NEAREST)
+    return source, mask
+
+
+def keep_outside_mask(image: Any, source: Any, mask: Any, blur: int) -> Any:
+    """The pipeline's image where the mask says repaint, the source itself elsewhere, feathered by ``blur``.
+
+    The VAE round trip changes every pixel a little, even where the latents were kept."""
+    from PIL import Image, ImageChops, ImageFilter
+
+    if image.size != source.size:
+        image = image.resize(source.size, Image.LANCZOS)
+    soft = mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask
+    # Feather only inwards, so every black mask pixel keeps the source exactly.
+    soft = ImageChops.darker(soft, mask)
+    return Image.composite(image.convert("RGB"), source, soft)
 
 
 def is_pipeline_name(model: str) -> bool:

@@ -7,17 +7,30 @@ date is refused, naming its successor, or sent to the one ``BLOGIMAGES_OPENAI_MO
 names (recorded on the result like a snapped size). The client is built with
 ``max_retries=0``: the job owns retries, so a 429 is not retried twice over and the
 editor sees one count of attempts.
+
+Edits go to ``POST /v1/images/edits`` (``client.images.edit``): a refine sends the source
+image, the instruction and the mask (converted to OpenAI's convention: a PNG of the same
+size whose fully transparent pixels are the area to change); a new prompt with a
+reference sends the source as a reference image (``image[]``). GPT image models have no
+variations endpoint (DALL·E 2's was retired with it), so a variation is an edit of the
+source with the parent's prompt and an instruction to keep the composition and change
+the details (recorded as an adjustment). OpenAI cannot upscale; such a request is refused
+before it is queued. Where the model streams, the edit is sent with ``stream=True`` and
+``partial_images``; each partial image goes to ``reporter.preview`` (the card's live
+preview) and the ``image_edit.completed`` event carries the image and its usage.
 """
 
 from __future__ import annotations
 
 import binascii
+import io
 import logging
 import math
 import os
 import threading
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
@@ -53,12 +66,21 @@ POLL_EVERY = 0.5  # how often the job checks for cancel (and heartbeats) while O
 # How OpenAI's image model ids begin. An unknown id that begins so is a typo or a retired
 # model (an error); any other is another provider's model from a shared setting.
 OPENAI_MODEL_PREFIXES = ("gpt-", "dall-e", "chatgpt-")
+#: What a variation asks of the edits endpoint, before the parent's prompt.
+VARIATION_INSTRUCTION = "Make a variation of this image: keep its composition and subject, change the details."
+# [EDIT] in capabilities.py: each image "less than 50MB", the mask "less than 4MB".
+EDIT_IMAGE_MAX_BYTES = 50 * 1024 * 1024
+EDIT_MASK_MAX_BYTES = 4 * 1024 * 1024
+#: Edit parameters the images API takes only for new images (not sent with an edit).
+NOT_FOR_EDITS = ("style", "moderation")
 
 
 class OpenAIImagesProvider(BaseProvider):
     label = "OpenAI"
     kind = "openai"
     is_cloud = True
+    operations = frozenset({"refine", "variations", "reference"})
+    follows_instructions = True  # gpt-image edits take "make the sky stormier" as it is
     default_options = {
         # None: settings.OPENAI_API_KEY, env OPENAI_API_KEY, then env OPENAI_AUTH_TOKEN.
         "api_key": None,
@@ -77,6 +99,9 @@ class OpenAIImagesProvider(BaseProvider):
         "timeout": 180.0,  # seconds for one image; keep below BLOGIMAGES_STUCK_AFTER
         "health_timeout": 5.0,  # also bounds the daily read of GET /models for shutdown dates
         "models": {},  # capability table additions and overrides, see capabilities.py
+        # Partial images an edit streams as live previews (0..3; 0: no streaming). Each costs
+        # 100 output tokens more (OpenAI's image generation guide); the model's table entry caps it.
+        "partial_images": 2,
     }
 
     def __init__(self, alias: str, **options: Any):
@@ -225,12 +250,23 @@ class OpenAIImagesProvider(BaseProvider):
         self._caps(choice.name)  # a model this site knows (its lifecycle is in the table)
         model, swapped = self._current_model(choice.name)
         caps = self._caps(model)
-        if caps.max_prompt and len(request.prompt) > caps.max_prompt:
+        if request.edit is not None:
+            if refusal := self._edit_refusal(request, caps):
+                raise PermanentProviderError(refusal)
+        elif caps.max_prompt and len(request.prompt) > caps.max_prompt:
             raise PermanentProviderError(
                 f"The prompt is {len(request.prompt)} characters; {model} takes at most {caps.max_prompt}."
             )
         adjustments: list[str] = [swapped] if swapped else []
         extra = dict(request.extra)
+        if request.edit is not None:
+            for key in NOT_FOR_EDITS:  # (nor the provider's default: see edit_arguments)
+                if extra.pop(key, None) not in (None, ""):
+                    adjustments.append(f"OpenAI takes no {key} for an edit; it was not sent")
+            if request.edit.strength is not None:
+                adjustments.append("OpenAI has no strength setting for edits; it was not sent")
+            if request.edit.operation == "variations":
+                adjustments.append("OpenAI has no variations endpoint for GPT image models: sent as an edit")
         self._check_choices(caps, extra, adjustments)
         _check_compression(extra)
         _check_n(caps, extra.get("n", 1))
@@ -251,6 +287,90 @@ class OpenAIImagesProvider(BaseProvider):
         if ignored:
             adjustments.append(f"OpenAI does not use {', '.join(ignored)}; they were not sent")
         return replace(request, model=model, width=width, height=height, extra=extra), adjustments
+
+    # --- edits ------------------------------------------------------------------------------------
+
+    def _edit_model(self, request: GenerationRequest) -> ModelCaps | None:
+        """The capabilities of the model an edit would go to (None: not in the table)."""
+        model = self.choose_model(request).name
+        successor = (app_settings.OPENAI_MODEL_REPLACEMENTS or {}).get(model)
+        lc = self.lifecycle(model)
+        if lc is not None and lc.retired() and successor in self.table:
+            model = successor
+        return self.table.get(model)
+
+    def edit_refusal(self, request: GenerationRequest) -> str:
+        """Why this edit cannot go to OpenAI (offline, from the capability table), or ""."""
+        if request.edit is None:
+            return ""
+        caps = self._edit_model(request)
+        if caps is None:
+            return ""  # prepare() names the unknown model
+        return self._edit_refusal(request, caps)
+
+    def _edit_refusal(self, request: GenerationRequest, caps: ModelCaps) -> str:
+        edit = request.edit
+        assert edit is not None
+        if edit.operation == "upscale":
+            return (
+                f"OpenAI ({self.alias}) cannot upscale an image; use a provider with an upscale model "
+                "(ComfyUI or Automatic1111)."
+            )
+        if edit.operation not in self.operations:
+            return super().edit_refusal(request)
+        if not caps.edits:
+            return f"{caps.label} ({caps.model}) cannot edit images; choose a GPT image model."
+        limit = caps.edit_prompt_limit
+        prompt = self.edit_prompt(request)
+        if limit and len(prompt) > limit:
+            return f"The instruction is {len(prompt)} characters; {caps.model} takes at most {limit} for an edit."
+        if edit.fidelity and edit.fidelity not in caps.input_fidelity:
+            if not caps.input_fidelity:
+                return f"{caps.model} takes no input fidelity; leave fidelity empty."
+            return (
+                f"Input fidelity {edit.fidelity!r} is not available for {caps.model}; "
+                f"choose {', '.join(caps.input_fidelity)} or leave it empty."
+            )
+        if len(edit.source.content) > EDIT_IMAGE_MAX_BYTES:
+            return f"The image is {len(edit.source.content) // 1024 // 1024} MB; OpenAI takes images under 50 MB."
+        return ""
+
+    def edit_offers(self, request: GenerationRequest) -> dict[str, Any]:
+        """What the refine dialog may offer for this provider's model: no strength, and the
+        input fidelities the model takes."""
+        caps = self._edit_model(request)
+        return {"strength": False, "fidelity": list(caps.input_fidelity) if caps else []}
+
+    @staticmethod
+    def edit_prompt(request: GenerationRequest) -> str:
+        """The prompt an edit sends: the instruction, or for a variation the parent's prompt
+        after :data:`VARIATION_INSTRUCTION`."""
+        if request.edit is not None and request.edit.operation == "variations":
+            return f"{VARIATION_INSTRUCTION} {request.prompt}".strip()
+        return request.prompt
+
+    def edit_arguments(self, request: PreparedRequest) -> dict[str, Any]:
+        """``images.edit``'s keyword arguments for a prepared edit request."""
+        edit = request.edit
+        assert edit is not None
+        kwargs = self.api_arguments(request)
+        kwargs.pop("response_format", None)
+        for key in NOT_FOR_EDITS:
+            kwargs.pop(key, None)
+        kwargs["prompt"] = self.edit_prompt(request)
+        source = (edit.source.name, edit.source.content, edit.source.content_type)
+        # A reference is one of the images a new picture is drawn from (``image[]``); a refine
+        # and a variation edit the one image (``image``), which the mask applies to.
+        kwargs["image"] = [source] if edit.operation == "reference" else source
+        if edit.mask is not None and edit.operation == "refine":
+            kwargs["mask"] = ("mask.png", openai_mask(edit.mask), "image/png")
+        if edit.fidelity:
+            kwargs["input_fidelity"] = edit.fidelity
+        partial = min(int(self.options["partial_images"] or 0), self.table[request.model].partial_images)
+        if partial > 0:
+            kwargs["stream"] = True
+            kwargs["partial_images"] = partial
+        return kwargs
 
     def _check_choices(self, caps: ModelCaps, extra: dict[str, Any], adjustments: list[str]) -> None:
         """Write each choice (quality, style, ...) into ``extra`` as sent: checked, translated or dropped."""
@@ -292,12 +412,18 @@ class OpenAIImagesProvider(BaseProvider):
         if current is not None and current.retired():
             # Prepared while the cache did not yet know: refused or swapped now, still before paying.
             request, late = self.prepare(plain_request(request))
-        kwargs = self.api_arguments(request)
+        if request.edit is not None:
+            kwargs = self.edit_arguments(request)
+
+            def send(client: Any, kwargs: dict[str, Any]) -> tuple[str, Any]:
+                return _send_edit(client, kwargs, reporter)
+        else:
+            kwargs, send = self.api_arguments(request), _send
         if reporter.cancelled():
             raise GenerationCancelled("Cancelled before the request was sent to OpenAI.")
         reporter.progress(2, f"sent to OpenAI ({request.model})")
         started = time.monotonic()
-        request_id, response = self._call(client, kwargs, request, reporter)
+        request_id, response = self._call(client, kwargs, request, reporter, send=send)
         elapsed = time.monotonic() - started
         item = (response.data or [None])[0]
         if item is None or not item.b64_json:
@@ -323,6 +449,15 @@ class OpenAIImagesProvider(BaseProvider):
         }
         if request.choice.name and request.choice.name != request.model:
             metadata["model_replaced"] = {"requested": request.choice.name, "sent": request.model}
+        if request.edit is not None:
+            sent = {
+                "endpoint": "images/edits",
+                "operation": request.edit.operation,
+                "mask": "mask" in kwargs,
+                "input_fidelity": kwargs.get("input_fidelity"),
+                "partial_images": getattr(response, "partials", None) if kwargs.get("stream") else None,
+            }
+            metadata["edit"] = {key: value for key, value in sent.items() if value is not None}
         reporter.progress(100, "received from OpenAI")
         return GeneratedImage(
             content=content,
@@ -333,7 +468,12 @@ class OpenAIImagesProvider(BaseProvider):
         )
 
     def _call(
-        self, client: Any, kwargs: dict[str, Any], request: PreparedRequest, reporter: ProgressReporter
+        self,
+        client: Any,
+        kwargs: dict[str, Any],
+        request: PreparedRequest,
+        reporter: ProgressReporter,
+        send: Any = None,
     ) -> tuple[str, Any]:
         """OpenAI's request id and parsed answer, with progress and cancel checks while OpenAI works."""
         import openai
@@ -341,7 +481,8 @@ class OpenAIImagesProvider(BaseProvider):
         # The call blocks for up to a minute or more; run it aside so this thread keeps
         # heartbeating and notices a cancel instead of looking stuck.
         started = time.monotonic()
-        call = BlockingCall(lambda: _send(client, kwargs), name=f"blogimages-openai-{request.result_id}")
+        send = send or _send
+        call = BlockingCall(lambda: send(client, kwargs), name=f"blogimages-openai-{request.result_id}")
         while not call.wait(POLL_EVERY):
             if reporter.cancelled():
                 raise GenerationCancelled("Cancelled while OpenAI was generating (OpenAI may still bill for it).")
@@ -461,6 +602,59 @@ def _check_n(caps: ModelCaps, n: Any) -> None:
 def _send(client: Any, kwargs: dict[str, Any]) -> tuple[str, Any]:
     raw = client.images.with_raw_response.generate(**kwargs)
     return raw.headers.get("x-request-id", ""), raw.parse()
+
+
+def _send_edit(client: Any, kwargs: dict[str, Any], reporter: ProgressReporter) -> tuple[str, Any]:
+    """Send an edit; streamed (``stream=True``), each partial image goes to ``reporter.preview``
+    and the completed event is returned shaped like an ``ImagesResponse``."""
+    raw = client.images.with_raw_response.edit(**kwargs)
+    request_id = raw.headers.get("x-request-id", "")
+    if not kwargs.get("stream"):
+        return request_id, raw.parse()
+    completed, partials = None, 0
+    for event in raw.parse():
+        kind = getattr(event, "type", "")
+        if kind == "image_edit.partial_image":
+            partials += 1
+            try:
+                reporter.preview(decode_base64_image(event.b64_json))
+            except Exception:  # noqa: BLE001 - a preview that cannot be shown costs the preview only
+                logger.warning("A partial image from OpenAI could not be shown", exc_info=True)
+        elif kind == "image_edit.completed":
+            completed = event
+    if completed is None:
+        import openai
+
+        raise openai.APIError("The stream ended without an image_edit.completed event.", request=None, body=None)  # type: ignore[arg-type]
+    item = SimpleNamespace(b64_json=completed.b64_json, revised_prompt=None, url=None)
+    response = SimpleNamespace(
+        data=[item],
+        usage=completed.usage,
+        size=completed.size,
+        quality=completed.quality,
+        background=completed.background,
+        output_format=completed.output_format,
+        partials=partials,
+    )
+    return request_id, response
+
+
+def openai_mask(mask: bytes) -> bytes:
+    """A mask as blogimages keeps it (a PNG, white = change) as OpenAI takes it: an RGBA PNG of
+    the same size whose fully transparent pixels (alpha 0) are the area to change."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(mask)) as image:
+        grey = image.convert("L")
+    alpha = grey.point(lambda value: 0 if value >= 128 else 255)
+    rgba = Image.new("RGBA", grey.size, (0, 0, 0, 255))
+    rgba.putalpha(alpha)
+    buffer = io.BytesIO()
+    rgba.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    if len(data) > EDIT_MASK_MAX_BYTES:
+        raise PermanentProviderError("The mask is over OpenAI's 4 MB limit as a PNG; paint a simpler area.")
+    return data
 
 
 def _sized(

@@ -30,6 +30,9 @@ class PlaceholderProvider(BaseProvider):
         "delay": 0.0,  # seconds to sleep, spread over progress steps, to mimic a real server
         "steps": 4,  # progress reports per image
     }
+    # Every edit, so refining can be tried (and tested) without a GPU: the source comes
+    # back at the asked size, a refine's painted area tinted and the operation written on it.
+    operations = frozenset({"refine", "variations", "upscale", "reference"})
 
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
         seed = seed_for(request, 2**32)
@@ -40,7 +43,10 @@ class PlaceholderProvider(BaseProvider):
             if self.options["delay"]:
                 time.sleep(float(self.options["delay"]) / steps)
             reporter.progress(100 * (step + 1) / (steps + 1), f"step {step + 1}/{steps}")
-        content = render_placeholder(request, seed, provider=self.alias)
+        if request.edit is not None:
+            content = render_edit(request, seed)
+        else:
+            content = render_placeholder(request, seed, provider=self.alias)
         return GeneratedImage(
             content=content,
             seed=seed,
@@ -87,4 +93,29 @@ def render_placeholder(request: GenerationRequest, seed: int, provider: str = "p
     draw.rectangle((0, 0, width - 1, height - 1), outline=(255, 255, 255), width=max(2, font_size // 4))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)  # a stand-in: speed over size
+    return buffer.getvalue()
+
+
+def render_edit(request: GenerationRequest, seed: int) -> bytes:
+    """The source at the asked size (or scaled by the factor), a refine's masked area (white)
+    tinted magenta, and a label saying what was asked, so a person and a test both see it."""
+    edit = request.edit
+    with Image.open(io.BytesIO(edit.source.content)) as source:
+        image = source.convert("RGB")
+    if edit.mask is not None:
+        with Image.open(io.BytesIO(edit.mask)) as mask:
+            tint = Image.new("RGB", image.size, (255, 0, 255))
+            image.paste(tint, mask=mask.convert("L").resize(image.size))
+    if edit.scale:
+        size = (round(image.width * edit.scale), round(image.height * edit.scale))
+    else:
+        size = (request.width, request.height)
+    image = image.resize((max(1, min(MAX_SIDE * 2, size[0])), max(1, min(MAX_SIDE * 2, size[1]))))
+    draw = ImageDraw.Draw(image)
+    font_size = max(10, min(image.size) // 24)
+    font = ImageFont.load_default(size=font_size)
+    label = f"PLACEHOLDER {edit.operation}: {request.prompt}"[:80] + f"  seed: {seed}"
+    draw.text((font_size, font_size), label, fill=(255, 255, 255), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()

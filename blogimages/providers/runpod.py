@@ -10,6 +10,14 @@ ComfyUI provider, so a style looks the same on a local ComfyUI and on RunPod.
 job it gives up on keeps running (and billing) unseen. With ``/run`` a job that outlives
 our patience, or an editor's cancel, is cancelled with ``POST /cancel/<id>``.
 
+Edits (refine, variations, upscale, reference) run the workflow's edit workflows, as on
+ComfyUI (``comfyui/workflows.py``): the source (and mask) go beside the graph in
+worker-comfyui's ``input.images`` (``[{"name", "image": <base64>}]``), which the worker
+uploads to ComfyUI's input folder under exactly those names before it queues the graph,
+whose ``LoadImage`` / ``LoadImageMask`` inputs name them. RunPod takes at most 10 MB per
+``/run`` body, base64 included, so a source too large for that is refused before anything
+is sent.
+
 Workers answer in several shapes over the years; all of these give the image:
 ``output.images`` as base64 strings or as ``{"data" | "image": ..., "filename"}`` dicts
 (``type: "s3_url"`` dicts hold a URL that is downloaded), ``output.message`` (older
@@ -19,6 +27,7 @@ prefix.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import logging
@@ -30,8 +39,9 @@ from typing import Any
 import requests
 from django.core.exceptions import ImproperlyConfigured
 
-from ..contract import GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
-from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
+from ..comfyui.workflows import EditUpload, edit_problem, edit_uploads
+from ..contract import EDIT_OPERATIONS, GeneratedImage, GenerationRequest, ProgressReporter, ProviderHealth
+from ..exceptions import GenerationCancelled, PermanentProviderError, ProviderError, TransientProviderError
 from ..remote import (
     clip,
     connection_reason,
@@ -49,6 +59,8 @@ DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
 # A network hiccup while polling must not abandon a job that is running and billing.
 POLL_ERRORS_TOLERATED = 5
+#: RunPod's limit on a ``/run`` request body (worker-comfyui's README: 10 MB for /run, 20 MB for /runsync).
+MAX_PAYLOAD_BYTES = 10_000_000
 
 
 class RunPodProvider(WorkflowProvider):
@@ -70,7 +82,10 @@ class RunPodProvider(WorkflowProvider):
         "request_timeout": 30.0,  # seconds for each HTTP call
         "health_timeout": 2.0,
         "download_timeout": 60.0,  # for workers that answer with an S3 URL instead of base64
+        "max_payload_bytes": MAX_PAYLOAD_BYTES,  # the /run body, an edit's base64 images included
     }
+    # Edits run the workflow's edit workflows (img2img, inpaint, upscale), as on ComfyUI.
+    operations = frozenset(EDIT_OPERATIONS)
 
     # --- configuration (read at call time, so environment changes apply) ---------------------------
 
@@ -118,18 +133,47 @@ class RunPodProvider(WorkflowProvider):
 
     # --- generating -------------------------------------------------------------------------------------
 
+    def edit_refusal(self, request: GenerationRequest) -> str:
+        """Besides the operation: the workflow needs an edit workflow of the right kind (a mask
+        needs an inpaint one), the mask must fit the source, and the images must fit in one job."""
+        refusal = super().edit_refusal(request) or edit_problem(
+            self.workflows, request, self.options["workflow"], f"The {self.label} provider {self.alias!r}"
+        )
+        if refusal or request.edit is None:
+            return refusal
+        try:
+            uploads = edit_uploads(self.workflows[self.choose_model(request).name], request)
+        except ProviderError as exc:
+            return str(exc)
+        size = sum(_b64_length(upload.content) for upload in uploads)
+        limit = int(self.options["max_payload_bytes"])
+        # Leave room for the graph itself (a few kB) in the same body.
+        if size > limit - 100_000:
+            return (
+                f"The image is too large to send to RunPod: {size / 1e6:.1f} MB as base64, and a job may be at most "
+                f"{limit / 1e6:g} MB; use a smaller source or another provider."
+            )
+        return ""
+
     def generate(self, request: GenerationRequest, reporter: ProgressReporter) -> GeneratedImage:
         key, endpoint = self._configured()
         request = self.prepared(request)
+        refusal = self.edit_refusal(request)
+        if refusal:
+            raise PermanentProviderError(refusal)
         workflow, graph, _, seed = self.build_graph(request)
+        # The graph names the edit's files as edit_uploads() names them; the worker uploads them so.
+        uploads = edit_uploads(workflow, request)
+        workflow = workflow.for_request(request)
         reporter.seed(seed)
+        job_input: dict[str, Any] = {"workflow": graph}
+        if uploads:
+            job_input["images"] = worker_images(uploads)
         timeout = float(self.options["request_timeout"])
         with requests.Session() as session:
             session.headers.update(self._headers(key))
             try:
-                response = session.post(
-                    self._url(endpoint, "run"), json={"input": {"workflow": graph}}, timeout=timeout
-                )
+                response = session.post(self._url(endpoint, "run"), json={"input": job_input}, timeout=timeout)
             except requests.RequestException as exc:
                 raise _unreachable(exc) from exc
             _raise_for(response, endpoint, "submitting the job")
@@ -157,6 +201,8 @@ class RunPodProvider(WorkflowProvider):
                     "delay_ms": status.get("delayTime"),
                     "execution_ms": status.get("executionTime"),
                     "filename": filename,
+                    "operation": request.edit.operation if request.edit else None,
+                    "uploads": [upload.filename for upload in uploads] or None,
                 }.items()
                 if v not in (None, "")
             },
@@ -310,6 +356,18 @@ class RunPodProvider(WorkflowProvider):
         with requests.Session() as session:
             session.headers.update(self._headers(key))
             return self._cancel(session, endpoint, remote_id)
+
+
+# --- edits ---------------------------------------------------------------------------------------------------
+
+
+def worker_images(uploads: list[EditUpload]) -> list[dict[str, str]]:
+    """worker-comfyui's ``input.images``: each file under the name the graph loads it by."""
+    return [{"name": upload.filename, "image": base64.b64encode(upload.content).decode("ascii")} for upload in uploads]
+
+
+def _b64_length(content: bytes) -> int:
+    return 4 * ((len(content) + 2) // 3)
 
 
 # --- reading RunPod's answers ---------------------------------------------------------------------------

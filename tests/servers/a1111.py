@@ -24,6 +24,24 @@ that are easy to get wrong in a client::
 
 ``script("server_error")`` makes the next txt2img answer 500 the way the API middleware
 does for an exception (``{"error", "detail", "body", "errors"}``).
+
+Edits, as upstream's ``img2imgapi`` and ``extras_single_image_api``:
+
+* ``POST /sdapi/v1/img2img`` takes the txt2img fields plus ``init_images`` (404 "Init image
+  not found" without them, 500 "Invalid encoded image" for bad base64), ``denoising_strength``,
+  ``resize_mode`` and the inpainting fields. The result is the first init image stretched to
+  ``width`` x ``height`` (``resize_mode`` 1: cropped to fit) and blended towards a colour from
+  the seed by ``denoising_strength``, inside the mask only when one is sent (white = repaint,
+  or the alpha channel of a mask with transparency, as ``create_binary_mask`` reads it).
+  A mask of another size is stretched without a word in "whole picture" mode and fails
+  with ValueError "images do not match" in ``inpaint_full_res`` mode, as upstream.
+  Sampling runs ``int(steps * denoising_strength)`` steps.
+* ``POST /sdapi/v1/extra-single-image`` resizes by ``upscaling_resize`` (``resize_mode`` 0) or
+  by the larger ratio to ``upscaling_resize_w`` x ``upscaling_resize_h`` (1), each floored to a
+  multiple of 8 as upstream's ``Upscaler.upscale`` does; with ``upscaling_crop`` (1) the result
+  is pasted centred on a canvas of exactly the asked size.
+  ``upscaler_1`` defaults to "None", which returns the image unchanged; a name not in
+  ``GET /sdapi/v1/upscalers`` is a 500 AssertionError "could not find upscaler named ...".
 """
 
 from __future__ import annotations
@@ -39,7 +57,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin
 
 SAMPLERS = [
     ("DPM++ 2M", ["k_dpmpp_2m"]),
@@ -145,6 +163,73 @@ DEFAULTS = {
     "save_images": False,
     "force_task_id": None,
 }
+#: What img2img accepts beyond the txt2img fields.
+IMG2IMG_FIELDS: dict[str, type] = {
+    **{k: v for k, v in FIELDS.items() if k not in ("enable_hr", "hr_scale")},
+    "init_images": list,
+    "resize_mode": int,
+    "image_cfg_scale": float,
+    "mask": str,
+    "mask_blur_x": int,
+    "mask_blur_y": int,
+    "mask_blur": int,
+    "mask_round": bool,
+    "inpainting_fill": int,
+    "inpaint_full_res": bool,
+    "inpaint_full_res_padding": int,
+    "inpainting_mask_invert": int,
+    "initial_noise_multiplier": float,
+    "include_init_images": bool,
+}
+IMG2IMG_DEFAULTS = {
+    **DEFAULTS,
+    "init_images": None,
+    "resize_mode": 0,
+    "denoising_strength": 0.75,
+    "mask": None,
+    "mask_blur": 4,
+    "inpainting_fill": 0,
+    "inpaint_full_res": True,  # StableDiffusionProcessingImg2Img's own default ("Only masked")
+    "inpaint_full_res_padding": 0,
+    "inpainting_mask_invert": 0,
+    "include_init_images": False,
+}
+EXTRAS_FIELDS: dict[str, type] = {
+    "resize_mode": int,
+    "show_extras_results": bool,
+    "gfpgan_visibility": float,
+    "codeformer_visibility": float,
+    "codeformer_weight": float,
+    "upscaling_resize": float,
+    "upscaling_resize_w": int,
+    "upscaling_resize_h": int,
+    "upscaling_crop": bool,
+    "upscaler_1": str,
+    "upscaler_2": str,
+    "extras_upscaler_2_visibility": float,
+    "upscale_first": bool,
+    "image": str,
+}
+EXTRAS_DEFAULTS = {
+    "resize_mode": 0,
+    "upscaling_resize": 2.0,
+    "upscaling_resize_w": 512,
+    "upscaling_resize_h": 512,
+    "upscaling_crop": True,
+    "upscaler_1": "None",
+    "image": "",
+}
+UPSCALERS = [
+    ("None", None, 4),
+    ("Lanczos", None, 4),
+    ("Nearest", None, 4),
+    ("ESRGAN_4x", "ESRGAN_4x", 4),
+    ("LDSR", None, 4),
+    ("R-ESRGAN 4x+", None, 4),
+    ("R-ESRGAN 4x+ Anime6B", None, 4),
+    ("ScuNET GAN", None, 4),
+    ("SwinIR 4x", None, 4),
+]
 TYPE_ERRORS = {
     int: ("value is not a valid integer", "type_error.integer"),
     float: ("value is not a valid float", "type_error.float"),
@@ -166,6 +251,7 @@ class A1111Server(ThreadingHTTPServer):
         api: bool = True,
         api_auth: tuple[str, str] | None = None,
         checkpoints: list[dict[str, Any]] | None = None,
+        upscalers: list[str] | None = None,
     ):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.step_delay = step_delay
@@ -174,6 +260,7 @@ class A1111Server(ThreadingHTTPServer):
         self.api_auth = api_auth
         self.checkpoints = checkpoints if checkpoints is not None else [dict(c) for c in CHECKPOINTS]
         self.loaded = self.checkpoints[0]["title"] if self.checkpoints else ""
+        self.upscalers = upscalers if upscalers is not None else [name for name, _, _ in UPSCALERS]
         self.requests: list[dict[str, Any]] = []
         self.interrupts = 0
         self.interrupted_tasks: list[str] = []  # tasks that stopped early because of an interrupt
@@ -204,6 +291,14 @@ class A1111Server(ThreadingHTTPServer):
     def txt2img(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"] == "/sdapi/v1/txt2img"]
 
+    @property
+    def img2img(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == "/sdapi/v1/img2img"]
+
+    @property
+    def extras(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == "/sdapi/v1/extra-single-image"]
+
     def paths(self) -> list[str]:
         return [r["path"] for r in self.requests]
 
@@ -224,7 +319,33 @@ class A1111Server(ThreadingHTTPServer):
     # --- generation ------------------------------------------------------------------------------
 
     def run_txt2img(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        params = {**DEFAULTS, **{k: v for k, v in body.items() if k in FIELDS}}
+        return self.run(body, DEFAULTS, FIELDS, "scripts_txt2img")
+
+    def run_img2img(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if body.get("init_images") is None:
+            return 404, {"error": "HTTPException", "detail": "Init image not found", "body": "", "errors": ""}
+        try:
+            mask = decode_image(body["mask"]) if body.get("mask") else None
+            init_images = [decode_image(value) for value in body["init_images"]]
+        except ValueError:
+            return 500, {
+                "error": "HTTPException",
+                "detail": "Invalid encoded image",
+                "body": "",
+                "errors": "500: Invalid encoded image",
+            }
+        return self.run(body, IMG2IMG_DEFAULTS, IMG2IMG_FIELDS, "scripts_img2img", init_images, mask)
+
+    def run(
+        self,
+        body: dict[str, Any],
+        defaults: dict[str, Any],
+        fields: dict[str, type],
+        job: str,
+        init_images: list[Image.Image] | None = None,
+        mask: Image.Image | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        params = {**defaults, **{k: v for k, v in body.items() if k in fields}}
         sampler = params["sampler_name"] or params["sampler_index"]
         scheduler_label = "Automatic"
         for name, label in SCHEDULERS:
@@ -248,12 +369,15 @@ class A1111Server(ThreadingHTTPServer):
                     model = checkpoint["title"]
             seed = params["seed"] if params["seed"] not in (None, -1) else random.randrange(4294967294)
             steps = params["steps"]
+            if init_images is not None:
+                # img2img samples only the last part of the schedule.
+                steps = max(1, int(steps * params["denoising_strength"]))
             with self._lock:
                 self.pending.pop(task_id, None)
                 self.current_task = task_id
                 self.state = {
                     **self._idle_state(),
-                    "job": "scripts_txt2img",
+                    "job": job,
                     "job_count": 1,
                     "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
                     "sampling_steps": steps,
@@ -274,7 +398,13 @@ class A1111Server(ThreadingHTTPServer):
                     time.sleep(self.step_delay)
                     with self._lock:
                         self.state["sampling_step"] = step
-                return 200, self._response(params, body, sampler, scheduler_label, seed, model)
+                image = None
+                if init_images is not None:
+                    try:
+                        image = self._img2img_image(params, init_images[0], mask, seed)
+                    except ValueError as exc:
+                        return 500, {"error": "ValueError", "detail": "", "body": "", "errors": str(exc)}
+                return 200, self._response(params, body, sampler, scheduler_label, seed, model, image)
             finally:
                 with self._lock:
                     if self.current_task == task_id:
@@ -282,7 +412,36 @@ class A1111Server(ThreadingHTTPServer):
                     self.finished = [*self.finished, task_id][-16:]
                     self.state = {**self.state, "job": "", "job_count": 0}
 
-    def _response(self, params, body, sampler, scheduler_label, seed, model) -> dict[str, Any]:
+    @staticmethod
+    def _img2img_image(params: dict[str, Any], init: Image.Image, mask: Image.Image | None, seed: int) -> Image.Image:
+        width, height = params["width"] // 8 * 8, params["height"] // 8 * 8
+        source = init.convert("RGB")
+        if mask is not None:
+            # modules.processing.create_binary_mask: the alpha channel if the mask has transparency.
+            if mask.mode == "RGBA" and mask.getextrema()[-1] != (255, 255):
+                mask = mask.getchannel("A")
+            mask = mask.convert("L").point(lambda x: 255 if x > 127 else 0)
+            if params["inpainting_mask_invert"]:
+                mask = ImageOps.invert(mask)
+            if params["inpaint_full_res"] and mask.size != source.size:
+                # Upstream pastes the source through the mask for the overlay: PIL refuses.
+                raise ValueError("images do not match")
+            mask = mask.resize((width, height))
+        if params["resize_mode"] == 1:  # "Crop and resize"
+            source = ImageOps.fit(source, (width, height))
+        elif params["resize_mode"] == 2:  # "Resize and fill": fit inside, the rest filled from the edges
+            inner = ImageOps.contain(source, (width, height))
+            filled = inner.resize((width, height))
+            filled.paste(inner, ((width - inner.width) // 2, (height - inner.height) // 2))
+            source = filled
+        else:  # 0 "Just resize", 3 "Just resize (latent upscale)"
+            source = source.resize((width, height))
+        painted = Image.blend(
+            source, Image.new("RGB", (width, height), (seed % 200, 40 + seed % 97, 90)), params["denoising_strength"]
+        )
+        return painted if mask is None else Image.composite(painted, source, mask)
+
+    def _response(self, params, body, sampler, scheduler_label, seed, model, image=None) -> dict[str, Any]:
         width, height = params["width"] // 8 * 8, params["height"] // 8 * 8
         name, short_hash = model.split(" [")[0].rsplit(".", 1)[0], model.split("[")[-1].rstrip("]")
         infotext = (
@@ -290,7 +449,8 @@ class A1111Server(ThreadingHTTPServer):
             f"Sampler: {sampler}, Schedule type: {scheduler_label}, CFG scale: {params['cfg_scale']}, Seed: {seed}, "
             f"Size: {width}x{height}, Model hash: {short_hash}, Model: {name}, Version: v1.10.1"
         )
-        image = Image.new("RGB", (width, height), (seed % 200, 40 + seed % 97, 90))
+        if image is None:
+            image = Image.new("RGB", (width, height), (seed % 200, 40 + seed % 97, 90))
         if self.state["interrupted"]:
             image.paste((128, 128, 128), (0, 0, width, height // 2))  # the half-made image upstream returns
         pnginfo = PngImagePlugin.PngInfo()
@@ -321,7 +481,7 @@ class A1111Server(ThreadingHTTPServer):
             "sd_vae_hash": None,
             "seed_resize_from_w": -1,
             "seed_resize_from_h": -1,
-            "denoising_strength": None,
+            "denoising_strength": params.get("denoising_strength") if "init_images" in params else None,
             "extra_generation_params": {"Schedule type": scheduler_label},
             "index_of_first_image": 0,
             "infotexts": [infotext],
@@ -329,6 +489,7 @@ class A1111Server(ThreadingHTTPServer):
             "job_timestamp": self.state["job_timestamp"],
             "clip_skip": 1,
             "is_using_inpainting_conditioning": False,
+            "resize_mode": params.get("resize_mode", 0),
             "version": "v1.10.1",
         }
         return {
@@ -336,6 +497,47 @@ class A1111Server(ThreadingHTTPServer):
             "parameters": {**DEFAULTS, **body},
             "info": json.dumps(info),
         }
+
+    def run_extras(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        params = {**EXTRAS_DEFAULTS, **{k: v for k, v in body.items() if k in EXTRAS_FIELDS and v is not None}}
+        try:
+            image = decode_image(params["image"])
+        except ValueError:
+            return 500, {
+                "error": "HTTPException",
+                "detail": "Invalid encoded image",
+                "body": "",
+                "errors": "500: Invalid encoded image",
+            }
+        name = None if params["upscaler_1"] == "None" else params["upscaler_1"]
+        if name is not None and name not in self.upscalers:
+            return 500, {
+                "error": "AssertionError",
+                "detail": "",
+                "body": "",
+                "errors": f"could not find upscaler named {name}",
+            }
+        with self.queue_lock:
+            time.sleep(self.step_delay)
+            if name is not None:
+                if params["resize_mode"] == 1:
+                    target_w, target_h = params["upscaling_resize_w"], params["upscaling_resize_h"]
+                    scale = max(target_w / image.width, target_h / image.height)
+                else:
+                    scale = params["upscaling_resize"]
+                    target_w, target_h = None, None
+                resample = Image.NEAREST if name == "Nearest" else Image.LANCZOS
+                # modules.upscaler.Upscaler.upscale: the size is floored to a multiple of 8.
+                size = (int(image.width * scale // 8 * 8), int(image.height * scale // 8 * 8))
+                image = image.convert("RGB").resize(size, resample)
+                if target_w and params["upscaling_crop"]:
+                    # Pasted centred on a canvas of exactly the asked size (cropping or padding).
+                    canvas = Image.new("RGB", (target_w, target_h))
+                    canvas.paste(image, (target_w // 2 - image.width // 2, target_h // 2 - image.height // 2))
+                    image = canvas
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return 200, {"html_info": "<p></p>", "image": base64.b64encode(buffer.getvalue()).decode()}
 
     def progress(self) -> dict[str, Any]:
         with self._lock:
@@ -392,12 +594,26 @@ class A1111Server(ThreadingHTTPServer):
                 self.state["interrupted"] = True
 
 
-def validate(body: Any) -> list[dict[str, Any]]:
-    """Pydantic v1's complaints about a txt2img body, in its format."""
+def decode_image(value: Any) -> Image.Image:
+    """``decode_base64_to_image``: base64 or a data URL; ValueError for anything else."""
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    if value.startswith("data:image/"):
+        value = value.split(";")[1].split(",")[1]
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(value)))
+        image.load()
+    except Exception as exc:  # noqa: BLE001 - upstream turns every failure into one answer
+        raise ValueError("Invalid encoded image") from exc
+    return image
+
+
+def validate(body: Any, fields: dict[str, type] = FIELDS) -> list[dict[str, Any]]:
+    """Pydantic v1's complaints about a txt2img (or img2img, extras) body, in its format."""
     if not isinstance(body, dict):
         return [{"loc": ["body"], "msg": "value is not a valid dict", "type": "type_error.dict"}]
     errors = []
-    for name, kind in FIELDS.items():
+    for name, kind in fields.items():
         if name not in body or body[name] is None:
             continue
         value = body[name]
@@ -413,7 +629,29 @@ def validate(body: Any) -> list[dict[str, Any]]:
         if not ok:
             msg, code = TYPE_ERRORS[kind]
             errors.append({"loc": ["body", name], "msg": msg, "type": code})
+        elif fields is EXTRAS_FIELDS:
+            errors.extend(_extras_constraint(name, value))
+    if fields is IMG2IMG_FIELDS and isinstance(body.get("init_images"), list):
+        for index, item in enumerate(body["init_images"]):
+            if not isinstance(item, str):
+                errors.append(
+                    {"loc": ["body", "init_images", index], "msg": "str type expected", "type": "type_error.str"}
+                )
     return errors
+
+
+def _extras_constraint(name: str, value: Any) -> list[dict[str, Any]]:
+    """ExtrasBaseRequest's Literal and bounds."""
+    loc = ["body", name]
+    if name == "resize_mode" and value not in (0, 1):
+        return [{"loc": loc, "msg": "unexpected value; permitted: 0, 1", "type": "value_error.const"}]
+    if name == "upscaling_resize" and float(value) <= 0:
+        return [{"loc": loc, "msg": "ensure this value is greater than 0", "type": "value_error.number.not_gt"}]
+    if name in ("upscaling_resize_w", "upscaling_resize_h") and int(value) < 1:
+        return [
+            {"loc": loc, "msg": "ensure this value is greater than or equal to 1", "type": "value_error.number.not_ge"}
+        ]
+    return []
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -489,6 +727,15 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif path == "/sdapi/v1/sd-models":
             self._send(200, server.checkpoints)
+        elif path == "/sdapi/v1/upscalers":
+            self._send(
+                200,
+                [
+                    {"name": name, "model_name": model, "model_path": None, "model_url": None, "scale": scale}
+                    for name, model, scale in UPSCALERS
+                    if name in server.upscalers
+                ],
+            )
         elif path == "/sdapi/v1/samplers":
             self._send(200, [{"name": name, "aliases": aliases, "options": {}} for name, aliases in SAMPLERS])
         elif path == "/sdapi/v1/schedulers":
@@ -529,6 +776,17 @@ class _Handler(BaseHTTPRequestHandler):
                 k: (FIELDS[k](v) if FIELDS.get(k) in (int, float) and v is not None else v) for k, v in body.items()
             }
             status, payload = server.run_txt2img(body)
+            self._send(status, payload)
+        elif path in ("/sdapi/v1/img2img", "/sdapi/v1/extra-single-image"):
+            fields = IMG2IMG_FIELDS if path == "/sdapi/v1/img2img" else EXTRAS_FIELDS
+            errors = validate(body, fields)
+            if errors:
+                self._send(422, {"detail": errors})
+                return
+            body = {
+                k: (fields[k](v) if fields.get(k) in (int, float) and v is not None else v) for k, v in body.items()
+            }
+            status, payload = server.run_img2img(body) if fields is IMG2IMG_FIELDS else server.run_extras(body)
             self._send(status, payload)
         elif path == "/sdapi/v1/interrupt":
             server.interrupt()

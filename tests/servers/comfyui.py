@@ -34,6 +34,12 @@ the recorded ``/object_info``, ``/system_stats``, execution errors and traceback
   sends only ``progress_state``/``progress`` (to everyone) and no ``executing``. A socket
   that reconnects mid-run gets ``executing {node}`` without a ``prompt_id``.
 * A foreign ``Origin`` header gets 403 with an empty body; every route is also under ``/api``.
+* ``POST /upload/image`` stores files as recorded (05b): without ``overwrite`` a different file
+  of the same name becomes ``name (1).png`` and identical bytes return the existing name; no
+  ``image`` field is 400. ``LoadImage`` / ``LoadImageMask`` of a file that is not there fail
+  validation (``custom_validation_failed``), and graphs that load a file are run on its
+  pixels (resizes, a sampler's blend towards its seed's colour by ``denoise``, noise masks,
+  ``ImageCompositeMasked``): see the "uploads and edit graphs" section. ``uploads`` lists them.
 * With ``jobs_api=True`` it is a newer ComfyUI (``/system_stats`` reports ``comfyui_version``
   ``NEWER_VERSION`` unless ``comfyui_version`` says otherwise): ``GET /api/jobs`` and
   ``GET /api/jobs/<id>`` answer as ComfyUI's ``server.py`` and ``comfy_execution/jobs.py``
@@ -81,7 +87,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from aiohttp import WSMsgType, web
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin
 
 RECORDED = Path(__file__).with_name("comfyui_recorded.json.gz")
 INTERNAL_ERROR = "500 Internal Server Error\n\nServer got itself in trouble"
@@ -99,6 +105,7 @@ MODEL_INPUTS = {
     ("VAELoader", "vae_name"): "vae",
     ("LoraLoader", "lora_name"): "loras",
     ("LoraLoaderModelOnly", "lora_name"): "loras",
+    ("UpscaleModelLoader", "model_name"): "upscale_models",
 }
 # Files that make the shipped workflow templates valid out of the box.
 DEFAULT_MODELS = {
@@ -116,6 +123,16 @@ SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvan
 NEWER_VERSION = "0.5.1"  # what a jobs_api fake reports: a release after the jobs API was added (0.3.64 has none)
 JOB_STATUSES = ["pending", "in_progress", "completed", "failed"]  # comfy_execution/jobs.py JobStatus.ALL
 BROKEN_PREFIXES = ("broken", "garbage", "valid_but_unknown")
+# Inputs that name a file in the input folder (LoadImage's VALIDATE_INPUTS checks it exists).
+UPLOADED_INPUTS = {("LoadImage", "image"), ("LoadImageMask", "image")}
+FILE_LOADERS = {"LoadImage", "LoadImageMask"}
+RESAMPLE = {
+    "nearest-exact": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "area": Image.BOX,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+}
 
 
 @lru_cache(maxsize=1)
@@ -169,6 +186,7 @@ class FakeComfyUI:
         self.batch_extra = batch_extra
         self.model_switch_cost = model_switch_cost
         self.loads: list[dict[str, Any]] = []  # model loads: {"prompt_id", "model", "at"}
+        self.uploads: list[dict[str, Any]] = []  # POST /upload/image: what was sent and the answer
         self._port = port
         # Observations for tests (appended on the server thread, read anywhere).
         self.requests: list[tuple[str, str, Any]] = []
@@ -310,6 +328,7 @@ class FakeComfyUI:
             ("GET", "/embeddings", self.get_embeddings),
             ("GET", "/view", self.view),
             ("GET", "/fake/loads", self.get_loads),
+            ("POST", "/upload/image", self.upload_image),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
@@ -323,7 +342,7 @@ class FakeComfyUI:
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
         body = None
-        if request.method == "POST" and request.can_read_body:
+        if request.method == "POST" and request.can_read_body and request.content_type != "multipart/form-data":
             raw = await request.read()
             try:
                 body = json.loads(raw) if raw else None
@@ -862,6 +881,20 @@ class FakeComfyUI:
                         }
                     )
                     continue
+                if (node["class_type"], name) in UPLOADED_INPUTS:
+                    # LoadImage's VALIDATE_INPUTS replaces the combo check: the file must exist.
+                    if self._input_file(str(value)) is None:
+                        errors.append(
+                            {
+                                "type": "custom_validation_failed",
+                                "message": "Custom validation failed for node",
+                                "details": f"{name} - Invalid image file: {value}",
+                                "extra_info": {"input_name": name},
+                            }
+                        )
+                        continue
+                    inputs[name] = value
+                    continue
                 options = extra.get("options", []) if input_type == "COMBO" else input_type
                 if isinstance(options, list) and value not in options:
                     # ComfyUI leaves long lists (scanned model folders) out of the answer.
@@ -1166,6 +1199,8 @@ class FakeComfyUI:
             await self.send_bytes(struct.pack(">II", 1, 1) + jpeg, sid)
 
     def _render(self, prompt: dict, node_id: str, extra_pnginfo: dict | None = None) -> list[bytes]:
+        if self._loads_files(prompt, node_id):
+            return self._render_edit(prompt, node_id, extra_pnginfo)
         width, height, batch, seed_text = self._image_params(prompt, node_id)
         return [_png(width, height, f"{seed_text}:{index}", prompt, extra_pnginfo) for index in range(batch)]
 
@@ -1207,6 +1242,171 @@ class FakeComfyUI:
                 elif name in ("seed", "noise_seed", "text"):
                     texts.append(f"{name}={value}")
         return width, height, batch, "|".join(sorted(texts))
+
+    # --- uploads and edit graphs (refine, inpaint, upscale) ----------------------------------------------
+    # POST /upload/image as ComfyUI 0.3.64's server.py (05b_upload_transcript.json): multipart
+    # ``image``, ``overwrite``, ``subfolder``, ``type``; without overwrite a different file of the
+    # same name becomes "name (1).png", identical bytes return the existing name; no ``image``
+    # field is 400 with an empty body. Graphs that load an uploaded file are "run" on the
+    # pixels: LoadImage / LoadImageMask read the file (MASK = 1 - alpha, or the named channel),
+    # ImageScale(By) and ImageUpscaleWithModel resize, a sampler blends the source towards its
+    # seed's colour by ``denoise`` (only inside a noise mask, if there is one), and
+    # ImageCompositeMasked pastes: a test can tell the source was used, and where.
+
+    async def upload_image(self, request: web.Request) -> web.Response:
+        post = await request.post()
+        image = post.get("image")
+        if not isinstance(image, web.FileField) or not image.filename:
+            return web.Response(status=400)
+        kind = str(post.get("type") or "input")
+        if kind not in ("input", "temp", "output"):
+            return web.Response(status=500, text=INTERNAL_ERROR)
+        subfolder = str(post.get("subfolder", ""))
+        filename = image.filename
+        if ".." in subfolder.split("/") or subfolder.startswith("/") or "/" in filename or ".." in filename:
+            return web.Response(status=400)
+        data = image.file.read()
+        overwrite = str(post.get("overwrite", "")) in ("true", "1")
+        stem, dot, ext = filename.rpartition(".")
+        stem, ext = (stem, dot + ext) if dot else (filename, "")
+        if not overwrite:
+            index = 1
+            while (kind, subfolder, filename) in self.files:
+                if self.files[(kind, subfolder, filename)] == data:
+                    break  # the same bytes under that name already: its name is returned
+                filename = f"{stem} ({index}){ext}"
+                index += 1
+        self.files[(kind, subfolder, filename)] = data
+        answer = {"name": filename, "subfolder": subfolder, "type": kind}
+        self.uploads.append({"sent": image.filename, "overwrite": overwrite, "bytes": len(data), **answer})
+        return web.json_response(answer)
+
+    def _input_file(self, value: str) -> bytes | None:
+        """The bytes LoadImage would read for ``value`` ("name" or "subfolder/name" in the input folder)."""
+        subfolder, _, name = value.rpartition("/")
+        data = self.files.get(("input", subfolder, name))
+        if data is None and value == "example.png":  # ComfyUI ships input/example.png
+            buffer = io.BytesIO()
+            Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, format="PNG")
+            data = buffer.getvalue()
+        return data
+
+    def _loads_files(self, prompt: dict, node_id: str) -> bool:
+        seen, stack = set(), [node_id]
+        while stack:
+            current = stack.pop()
+            if current in seen or current not in prompt:
+                continue
+            seen.add(current)
+            if prompt[current]["class_type"] in FILE_LOADERS:
+                return True
+            stack.extend(value[0] for value in prompt[current].get("inputs", {}).values() if isinstance(value, list))
+        return False
+
+    def _render_edit(self, prompt: dict, node_id: str, extra_pnginfo: dict | None) -> list[bytes]:
+        images = self._evaluate(prompt, prompt[node_id]["inputs"]["images"], {})
+        info = PngImagePlugin.PngInfo()
+        info.add_text("prompt", json.dumps(prompt))
+        for name, value in (extra_pnginfo or {}).items():
+            info.add_text(name, json.dumps(value))
+        buffer = io.BytesIO()
+        images.save(buffer, format="PNG", pnginfo=info, compress_level=1)
+        return [buffer.getvalue()]
+
+    def _evaluate(self, prompt: dict, link: list, memo: dict) -> Any:
+        """Output ``link[1]`` of node ``link[0]``: a PIL image (IMAGE, RGB), mask (MASK, "L"),
+        latent ({"image", "mask", "size"}) or model stand-in."""
+        key = (link[0], link[1])
+        if key in memo:
+            return memo[key]
+        node_id, slot = link[0], link[1]
+        node = prompt[node_id]
+        class_type = node["class_type"]
+        inputs = node.get("inputs", {})
+
+        def arg(name: str) -> Any:
+            value = inputs.get(name)
+            return self._evaluate(prompt, value, memo) if isinstance(value, list) else value
+
+        if class_type in ("LoadImage", "LoadImageMask"):
+            image = ImageOps.exif_transpose(Image.open(io.BytesIO(self._input_file(str(inputs["image"])))))
+            if class_type == "LoadImage" and slot == 0:
+                result = image.convert("RGB")
+            elif class_type == "LoadImage":
+                # MASK = 1 - alpha; an image without alpha gives a 64x64 empty mask, as ComfyUI does.
+                bands = image.getbands()
+                result = ImageOps.invert(image.getchannel("A")) if "A" in bands else Image.new("L", (64, 64), 0)
+            else:
+                rgba = image if image.getbands() == ("R", "G", "B", "A") else image.convert("RGBA")
+                channel = str(inputs.get("channel", "alpha"))[0].upper()
+                result = rgba.getchannel(channel)
+                if channel == "A":
+                    result = ImageOps.invert(result)
+        elif class_type == "ImageScale":
+            image = arg("image")
+            width, height = int(inputs["width"]), int(inputs["height"])
+            if width == 0 and height == 0:
+                result = image
+            else:
+                width = width or round(image.width * height / image.height)
+                height = height or round(image.height * width / image.width)
+                if inputs.get("crop") == "center":
+                    image = ImageOps.fit(image, (width, height), RESAMPLE[inputs["upscale_method"]])
+                result = image.resize((width, height), RESAMPLE[inputs["upscale_method"]])
+        elif class_type == "ImageScaleBy":
+            image, factor = arg("image"), float(inputs["scale_by"])
+            size = (round(image.width * factor), round(image.height * factor))
+            result = image.resize(size, RESAMPLE[inputs["upscale_method"]])
+        elif class_type == "UpscaleModelLoader":
+            digits = [int(c) for c in str(inputs["model_name"]).split("x")[0][-1:] if c.isdigit()]
+            result = {"scale": digits[0] if digits else 4}
+        elif class_type == "ImageUpscaleWithModel":
+            image, model = arg("image"), arg("upscale_model")
+            result = image.resize((image.width * model["scale"], image.height * model["scale"]), Image.LANCZOS)
+        elif class_type in ("VAEEncode", "VAEEncodeForInpaint", "InpaintModelConditioning"):
+            pixels = arg("pixels")
+            size = (pixels.width // 8 * 8, pixels.height // 8 * 8)
+            pixels = pixels.crop((0, 0, *size))
+            mask = arg("mask") if "mask" in inputs else None
+            if class_type == "VAEEncodeForInpaint":
+                pixels = Image.composite(Image.new("RGB", size, (128, 128, 128)), pixels, mask.resize(size))
+            if class_type == "InpaintModelConditioning" and not inputs.get("noise_mask", True):
+                mask = None
+            latent_slot = 2 if class_type == "InpaintModelConditioning" else 0
+            result = {"image": pixels, "mask": mask, "size": size} if slot == latent_slot else None
+        elif class_type == "SetLatentNoiseMask":
+            result = {**arg("samples"), "mask": arg("mask")}
+        elif class_type.startswith("Empty") and "width" in inputs:
+            size = (int(inputs["width"]) // 8 * 8, int(inputs["height"]) // 8 * 8)
+            result = {"image": None, "mask": None, "size": size}
+        elif class_type in SAMPLERS:
+            latent = arg("latent_image")
+            _, _, _, colour_key = self._image_params(prompt, node_id)
+            colour = Image.new("RGB", latent["size"], tuple(hashlib.sha256(f"{colour_key}:0".encode()).digest()[:3]))
+            if latent["image"] is None:
+                image = colour
+            else:
+                denoise = float(inputs.get("denoise", 1.0))
+                image = Image.blend(latent["image"], colour, max(0.0, min(1.0, denoise)))
+                if latent["mask"] is not None:
+                    image = Image.composite(image, latent["image"], latent["mask"].resize(latent["size"]))
+            result = {**latent, "image": image}
+        elif class_type == "VAEDecode":
+            latent = arg("samples")
+            result = latent["image"] or Image.new("RGB", latent["size"], (0, 0, 0))
+        elif class_type == "ImageCompositeMasked":
+            destination, source = arg("destination").copy(), arg("source")
+            if inputs.get("resize_source"):
+                source = source.resize(destination.size, Image.BILINEAR)
+            mask = arg("mask") if "mask" in inputs else None
+            destination.paste(source, (int(inputs["x"]), int(inputs["y"])), mask.resize(source.size) if mask else None)
+            result = destination
+        else:
+            # Anything else passes its first linked input through (enough for a fake).
+            first = next((value for value in inputs.values() if isinstance(value, list)), None)
+            result = self._evaluate(prompt, first, memo) if first else Image.new("RGB", (64, 64), (0, 0, 0))
+        memo[key] = result
+        return result
 
 
 def _png(width: int, height: int, key: str, prompt: dict, extra_pnginfo: dict | None = None) -> bytes:

@@ -13,6 +13,17 @@ what the next requests get::
     server.models = {"gpt-image-2": "2026-12-20"}  # GET /v1/models: id -> shutdown_date (None: null)
     server.models_error = 500                 # GET /v1/models fails with this status instead
 
+It also answers ``POST /v1/images/edits`` as ``client.images.edit`` sends it: multipart/form-data
+with ``image`` (one file) or ``image[]`` (several), ``mask`` (a PNG the size of the first
+image; alpha 0 marks the area to edit), ``prompt``, ``input_fidelity``, ``partial_images`` and
+``stream``. The edited image is the first image at the asked size with the masked area painted
+magenta (:data:`EDIT_PAINT`), so tests can see what went where. With ``stream=true`` the answer
+is server-sent events: ``image_edit.partial_image`` (``b64_json``, ``partial_image_index``) for
+each partial image, then ``image_edit.completed`` (the image and ``usage``), the shapes of the SDK's
+``ImageEditPartialImageEvent`` and ``ImageEditCompletedEvent``. ``server.edits`` lists what was
+sent: ``{"fields": {...}, "files": [{"field", "filename", "content_type", "data"}]}``.
+Models in ``server.no_fidelity`` answer 400 to ``input_fidelity``, as OpenAI does for gpt-image-2.
+
 Outcomes: ``ok``, ``moderation_blocked``, ``content_policy_violation``, ``rate_limit``
 (429, ``Retry-After: <retry_after>``), ``insufficient_quota`` (429 that waiting cannot
 fix), ``server_error`` (500), ``bad_request`` (400 with no code). Once the script runs
@@ -28,10 +39,12 @@ import threading
 import time
 import zlib
 from collections import deque
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageFilter
 
 ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     "moderation_blocked": (
@@ -91,6 +104,8 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     ),
 }
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+#: The colour an edit paints where the mask is transparent.
+EDIT_PAINT = (255, 0, 255)
 #: What ``GET /v1/models`` lists by default: the image models OpenAI serves, none with a shutdown announced.
 MODELS: dict[str, str | None] = {
     "gpt-image-2": None,
@@ -156,6 +171,8 @@ class OpenAIImagesServer(ThreadingHTTPServer):
         self.models_error: int | None = None
         self.requests: list[dict[str, Any]] = []  # every request, in order; header names lower-cased
         self.images: list[bytes] = []  # every image file served, in order
+        self.edits: list[dict[str, Any]] = []  # every edit request's form: {"fields": {...}, "files": [...]}
+        self.no_fidelity = {"gpt-image-2", "gpt-image-2-2026-04-21"}
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
 
@@ -263,6 +280,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if self.path == "/v1/images/edits":
+            self._edit(raw)
+            return
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -330,3 +350,148 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             },
         )
+
+    # --- POST /v1/images/edits ----------------------------------------------------------------
+
+    def _error(self, status: int, message: str, param: str | None, code: str | None = None) -> None:
+        self._send(
+            status, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+        )
+
+    def _form(self, raw: bytes) -> tuple[dict[str, str], list[dict[str, Any]]] | None:
+        content_type = self.headers.get("Content-Type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return None
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+        fields: dict[str, str] = {}
+        files: list[dict[str, Any]] = []
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            data = part.get_payload(decode=True) or b""
+            filename = part.get_filename()
+            if filename is not None:
+                files.append(
+                    {"field": name, "filename": filename, "content_type": part.get_content_type(), "data": data}
+                )
+            else:
+                fields[name] = data.decode()
+        return fields, files
+
+    def _edit(self, raw: bytes) -> None:
+        form = self._form(raw)
+        with self.server._lock:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            record = {"fields": form[0], "files": form[1]} if form else None
+            self.server.requests.append({"method": "POST", "path": self.path, "headers": headers, "json": record})
+            if record is not None:
+                self.server.edits.append(record)
+        if not self._authorised():
+            return
+        if form is None:
+            self._error(400, "The request must be multipart/form-data.", None)
+            return
+        fields, files = form
+        images = [f for f in files if f["field"] in ("image", "image[]")]
+        masks = [f for f in files if f["field"] == "mask"]
+        if not fields.get("prompt"):
+            self._error(400, "Missing required parameter: 'prompt'.", "prompt")
+            return
+        if not images:
+            self._error(400, "Missing required parameter: 'image'.", "image")
+            return
+        model = fields.get("model") or "gpt-image-2"
+        if fields.get("input_fidelity") and model in self.server.no_fidelity:
+            self._error(400, f"input_fidelity is not supported for model '{model}'.", "input_fidelity")
+            return
+        try:
+            source = Image.open(io.BytesIO(images[0]["data"]))
+            source.load()
+        except Exception:  # noqa: BLE001 - the API's own answer to a file it cannot read
+            self._error(400, "Invalid image file or mode for image 1, please check your image file.", "image")
+            return
+        mask = None
+        if masks:
+            try:
+                mask = Image.open(io.BytesIO(masks[0]["data"]))
+                mask.load()
+            except Exception:  # noqa: BLE001
+                self._error(400, "Invalid mask image: it must be a PNG.", "mask")
+                return
+            if mask.format != "PNG" or mask.mode not in ("RGBA", "LA"):
+                self._error(400, "Invalid mask image format - mask must be a PNG with an alpha channel.", "mask")
+                return
+            if mask.size != source.size:
+                self._error(400, "Invalid mask image - mask size does not match image size.", "mask")
+                return
+        outcome = self.server.next_outcome()
+        if self.server.delay:
+            time.sleep(self.server.delay)
+        if outcome != "ok":
+            status, error = ERRORS[outcome]
+            headers = {"Retry-After": self.server.retry_after} if status == 429 else {}
+            self._send(status, {"error": error}, headers)
+            return
+        painted = source.convert("RGB")
+        if mask is not None:
+            alpha = mask.getchannel("A").point(lambda value: 255 if value == 0 else 0)
+            painted.paste(Image.new("RGB", painted.size, EDIT_PAINT), mask=alpha)
+        size = fields.get("size") or "auto"
+        width, height = source.size if size == "auto" else (int(v) for v in size.split("x"))
+        painted = painted.resize((width, height))
+        output_format = fields.get("output_format") or "png"
+        buffer = io.BytesIO()
+        painted.save(buffer, format=FORMATS[output_format])
+        final = with_content_credentials(buffer.getvalue(), FORMATS[output_format])
+        self.server.images.append(final)
+        prompt_tokens = max(1, len(fields["prompt"]) // 4)
+        image_tokens = 323 * len(images)
+        common = {
+            "background": fields.get("background") or "opaque",
+            "created_at": int(time.time()),
+            "output_format": output_format,
+            "quality": fields.get("quality") if fields.get("quality") not in (None, "auto") else "medium",
+            "size": f"{width}x{height}",
+        }
+        usage = {
+            "input_tokens": prompt_tokens + image_tokens,
+            "input_tokens_details": {"image_tokens": image_tokens, "text_tokens": prompt_tokens},
+            "output_tokens": 1056,
+            "total_tokens": prompt_tokens + image_tokens + 1056,
+        }
+        if fields.get("stream") != "true":
+            self._send(
+                200,
+                {
+                    "created": common["created_at"],
+                    "background": common["background"],
+                    "data": [{"b64_json": base64.b64encode(final).decode()}],
+                    "output_format": output_format,
+                    "quality": common["quality"],
+                    "size": common["size"],
+                    "usage": {**usage, "output_tokens_details": {"image_tokens": 1056, "text_tokens": 0}},
+                },
+            )
+            return
+        events = []
+        for index in range(int(fields.get("partial_images") or 0)):
+            blurred = painted.filter(ImageFilter.GaussianBlur(radius=8 * (3 - index)))
+            partial = io.BytesIO()
+            blurred.save(partial, format=FORMATS[output_format])
+            events.append(
+                {
+                    "type": "image_edit.partial_image",
+                    "b64_json": base64.b64encode(partial.getvalue()).decode(),
+                    "partial_image_index": index,
+                    **common,
+                }
+            )
+        events.append(
+            {"type": "image_edit.completed", "b64_json": base64.b64encode(final).decode(), "usage": usage, **common}
+        )
+        body = b"".join(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode() for event in events)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-request-id", f"req_{len(self.server.requests):04d}")
+        self.end_headers()
+        self.wfile.write(body)

@@ -30,6 +30,18 @@ polls IN_PROGRESS (with ``workerId``), then its outcome:
 ``server_error`` (502 HTML from the edge) instead of accepting the job.
 
 The image is a PNG of the size in the graph's latent node, coloured by the sampler's seed.
+
+Edits, as worker-comfyui's handler does them: ``input.images`` (``[{"name", "image"}]``,
+base64 with or without a ``data:`` prefix) is checked when the job starts (not a list of
+objects with both keys: FAILED with the handler's sentence) and each file is stored under
+its ``name`` in ``server.inputs`` (ComfyUI's input folder, overwriting); a bad base64 is
+FAILED "Failed to upload one or more input images". A ``LoadImage`` / ``LoadImageMask`` whose
+file is not there fails the job as ComfyUI's validation does. Otherwise the output is made
+from the loaded image: scaled as the graph's ``ImageScale`` / ``ImageScaleBy`` /
+``ImageUpscaleWithModel`` say, blended towards the seed's colour by the sampler's
+``denoise``, and, where a mask is loaded (``LoadImageMask``'s channel, or ``LoadImage``'s
+MASK output, 1 - alpha), only inside it. A ``/run`` body over ``max_body`` bytes (RunPod's
+10 MB) is answered 413.
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin
 
 OUTPUT_FORMATS = ("images_data", "images_image", "images_b64", "data_url", "message", "job_results", "s3_url")
 OUTCOMES = ("ok", "failed", "failed_text", "timed_out", "stuck", "queued")
@@ -71,6 +83,7 @@ class Job:
     created: float = field(default_factory=time.time)
     output: Any = None
     error: str | None = None
+    images: Any = None  # input.images as sent
 
 
 class RunPodServer(ThreadingHTTPServer):
@@ -83,6 +96,8 @@ class RunPodServer(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, Job] = {}
         self.files: dict[str, bytes] = {}  # served at /files/<name>, for the s3_url format
+        self.inputs: dict[str, bytes] = {}  # the worker's ComfyUI input folder, filled from input.images
+        self.max_body = 10_000_000  # RunPod's limit for a /run body
         self.default_plan = Plan()
         self._plans: deque[Plan] = deque()
         self._run_errors: deque[str] = deque()
@@ -123,7 +138,14 @@ class RunPodServer(ThreadingHTTPServer):
             return 502, "<html><body><h1>502 Bad Gateway</h1></body></html>", {}
         if not isinstance(body, dict) or "input" not in body:
             return 400, {"error": "input is required"}, {}
-        job = Job(id=f"{uuid.uuid4()}-u1", endpoint=endpoint, workflow=(body["input"] or {}).get("workflow"), plan=plan)
+        job_input = body["input"] or {}
+        job = Job(
+            id=f"{uuid.uuid4()}-u1",
+            endpoint=endpoint,
+            workflow=job_input.get("workflow") if isinstance(job_input, dict) else None,
+            plan=plan,
+            images=job_input.get("images") if isinstance(job_input, dict) else None,
+        )
         with self._lock:
             self.jobs[job.id] = job
         return 200, {"id": job.id, "status": "IN_QUEUE"}, {}
@@ -143,7 +165,11 @@ class RunPodServer(ThreadingHTTPServer):
 
     def _finish(self, job: Job) -> None:
         outcome = job.plan.outcome
-        if outcome == "failed":
+        problem = self._worker_inputs(job) if outcome == "ok" else None
+        if problem:
+            job.status = "FAILED"
+            job.error = problem
+        elif outcome == "failed":
             job.status = "FAILED"
             job.error = json.dumps(
                 {
@@ -165,8 +191,34 @@ class RunPodServer(ThreadingHTTPServer):
             job.status = "COMPLETED"
             job.output = self._output(job)
 
+    def _worker_inputs(self, job: Job) -> str | None:
+        """worker-comfyui's validate_input and upload_images, then ComfyUI's check of the loaders."""
+        images = job.images
+        if images is not None:
+            if not isinstance(images, list) or not all(
+                isinstance(image, dict) and "name" in image and "image" in image for image in images
+            ):
+                return "'images' must be a list of objects with 'name' and 'image' keys"
+            for image in images:
+                data = image["image"]
+                data = data.split(",", 1)[1] if isinstance(data, str) and "," in data else data
+                try:
+                    blob = base64.b64decode(data)
+                except (ValueError, TypeError):
+                    return "Failed to upload one or more input images"
+                self.inputs[image["name"]] = blob  # (called from advance(), under the lock)
+        for node_id, node in (job.workflow or {}).items():
+            if isinstance(node, dict) and node.get("class_type") in ("LoadImage", "LoadImageMask"):
+                name = (node.get("inputs") or {}).get("image")
+                if name not in self.inputs:
+                    return (
+                        f"Workflow validation failed:\n\u2022 Node {node_id} ({node['class_type']}): "
+                        f"Invalid image file: {name}"
+                    )
+        return None
+
     def _output(self, job: Job) -> Any:
-        png = render(job.workflow)
+        png = render(job.workflow, self.inputs)
         b64 = base64.b64encode(png).decode()
         name = "ComfyUI_00001_.png"
         fmt = job.plan.output_format
@@ -239,11 +291,57 @@ def seed_of(workflow: Any) -> int:
     return 0
 
 
-def render(workflow: Any) -> bytes:
+def edited(workflow: dict[str, Any], inputs: dict[str, bytes]) -> Image.Image | None:
+    """What an edit graph makes of its loaded image; None for a graph that loads none."""
+    nodes = {node_id: node for node_id, node in workflow.items() if isinstance(node, dict)}
+    by_class = {}
+    for node_id, node in nodes.items():
+        by_class.setdefault(node.get("class_type"), (node_id, node))
+    if "LoadImage" not in by_class:
+        return None
+    load_id, load = by_class["LoadImage"]
+    loaded = Image.open(io.BytesIO(inputs[load["inputs"]["image"]]))
+    image = loaded.convert("RGB")
+    mask = None
+    if "LoadImageMask" in by_class:
+        spec = by_class["LoadImageMask"][1]["inputs"]
+        channels = {"red": "R", "green": "G", "blue": "B", "alpha": "A"}
+        mask = Image.open(io.BytesIO(inputs[spec["image"]])).convert("RGBA").getchannel(channels[spec["channel"]])
+        if spec["channel"] == "alpha":
+            mask = ImageOps.invert(mask)
+    elif any(value == [load_id, 1] for node in nodes.values() for value in (node.get("inputs") or {}).values()):
+        alpha = loaded.convert("RGBA").getchannel("A")
+        mask = ImageOps.invert(alpha)  # LoadImage's MASK: 1 - alpha
+    if "ImageUpscaleWithModel" in by_class:
+        image = image.resize((image.width * 4, image.height * 4), Image.LANCZOS)
+    if "ImageScaleBy" in by_class:
+        factor = float(by_class["ImageScaleBy"][1]["inputs"]["scale_by"])
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.LANCZOS)
+    if "ImageScale" in by_class:
+        spec = by_class["ImageScale"][1]["inputs"]
+        image = image.resize((int(spec["width"]), int(spec["height"])), Image.LANCZOS)
+    denoise = next(
+        (float(node["inputs"]["denoise"]) for node in nodes.values() if "denoise" in (node.get("inputs") or {})),
+        None,
+    )
+    if denoise is not None:
+        seed = seed_of(workflow)
+        painted = Image.blend(image, Image.new("RGB", image.size, (seed % 251, 100, 200)), denoise)
+        if mask is None:
+            image = painted
+        else:
+            mask = mask.resize(image.size).point(lambda value: 255 if value >= 128 else 0)
+            image = Image.composite(painted, image, mask)
+    return image
+
+
+def render(workflow: Any, inputs: dict[str, bytes] | None = None) -> bytes:
     """The PNG the worker returns: the file ComfyUI's SaveImage wrote, with the graph it ran
     as a tEXt "prompt" chunk."""
     seed = seed_of(workflow)
-    image = Image.new("RGB", latent_size(workflow), (seed % 251, 100, 200))
+    image = edited(workflow or {}, inputs or {})
+    if image is None:
+        image = Image.new("RGB", latent_size(workflow), (seed % 251, 100, 200))
     info = PngImagePlugin.PngInfo()
     info.add_text("prompt", json.dumps(workflow))
     buffer = io.BytesIO()
@@ -315,6 +413,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if urlsplit(self.path).path.endswith("/run") and length > self.server.max_body:
+            if self._route(None) is None:
+                return
+            self._send(413, {"error": f"request body is {length} bytes; the limit is {self.server.max_body}"})
+            return
         try:
             body = json.loads(raw) if raw else None
         except ValueError:

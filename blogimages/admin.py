@@ -18,7 +18,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -402,12 +402,10 @@ class ImageFormatAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("aspect"))
     def aspect(self, obj: ImageFormat) -> str:
-        from math import gcd
+        # 1344x768 is listed as 16:9 (within 2 %), not as its exact 7:4.
+        from .admin_views.common import aspect_label
 
-        if not obj.width or not obj.height:
-            return "—"
-        d = gcd(obj.width, obj.height)
-        return f"{obj.width // d}:{obj.height // d}"
+        return aspect_label(obj.width, obj.height) or "—"
 
 
 def problems_tag(obj: Any) -> str:
@@ -580,6 +578,25 @@ class ApprovedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DecisionFilter(admin.SimpleListFilter):
+    """A candidate's own decision: approved (its section's image), rejected, or undecided."""
+
+    title = _("decision")
+    parameter_name = "decision"
+
+    def lookups(self, request, model_admin):
+        return [("approved", _("Approved")), ("rejected", _("Rejected")), ("undecided", _("Undecided"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "approved":
+            return queryset.filter(approved_for__isnull=False)
+        if self.value() == "rejected":
+            return queryset.filter(rejected_at__isnull=False, approved_for__isnull=True)
+        if self.value() == "undecided":
+            return queryset.filter(rejected_at__isnull=True, approved_for__isnull=True)
+        return queryset
+
+
 # --- results ----------------------------------------------------------------------------------
 
 
@@ -659,6 +676,7 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         "id",
         "thumb",
         "status_badge",
+        "decision",
         "progress_bar",
         "provider_label",
         "model",
@@ -667,7 +685,16 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         "created_at",
     ]
     list_display_links = ["id", "thumb"]
-    list_filter = ["status", "source", "provider", "provider_used", ApprovedFilter, "error_kind", "created_at"]
+    list_filter = [
+        "status",
+        DecisionFilter,
+        "source",
+        "provider",
+        "provider_used",
+        ApprovedFilter,
+        "error_kind",
+        "created_at",
+    ]
     list_select_related = ["review", "review__post_type", "approved_for"]
     search_fields = ["=id", "prompt", "final_prompt", "model", "remote_id", "job_id", "error_message", "=group"]
     date_hierarchy = "created_at"
@@ -707,7 +734,7 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         return actions
 
     def delete_model(self, request, obj):
-        names = [obj.image.name, obj.thumbnail.name, *(obj.renditions or {}).values()]
+        names = [obj.image.name, obj.thumbnail.name, obj.mask.name, *(obj.renditions or {}).values()]
         super().delete_model(request, obj)
         transaction.on_commit(lambda: [delete_quietly(name) for name in names if name])
 
@@ -726,6 +753,8 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
                 name="blogimages_playground_models",
             ),
             path("status/", wrap(self._view(admin_views.status_view)), name="blogimages_status"),
+            # The gallery and the image viewer's endpoints (admin_views.viewer).
+            *admin_views.viewer.admin_urls(self),
         ]
         return urls + super().get_urls()
 
@@ -752,6 +781,27 @@ class ImageGenerationResultAdmin(ImagePermissionsMixin, admin.ModelAdmin):
         if obj.is_approved:
             badge = format_html('{} <span class="bi-badge bi-badge--approved">{}</span>', badge, gettext("approved"))
         return badge
+
+    @admin.display(description=_("decision"), ordering="rejected_at")
+    def decision(self, obj: ImageGenerationResult) -> str:
+        if obj.is_approved:
+            return status_tag("approved", gettext("Approved"))
+        if obj.rejected_at is not None:
+            return format_html(
+                '{} <span class="bi-muted" title="{}">{}</span>',
+                status_tag("rejected", gettext("Rejected")),
+                obj.rejection_comment,
+                Truncator(obj.rejection_comment).chars(40),
+            )
+        return "—"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The result's lineage (refine, variations, upscale): thumbnails back to the original.
+        from .admin_views.common import lineage_context
+
+        obj = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}), **(lineage_context(self.admin_site, obj) if obj else {})}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description=_("progress"), ordering="progress")
     def progress_bar(self, obj: ImageGenerationResult) -> str:
@@ -964,6 +1014,18 @@ class SectionReviewAdmin(ImagePermissionsMixin, admin.ModelAdmin):
             url = _post_review_url(self.admin_site, obj)
             extra_context["blogimages_review_url"] = f"{url}#bi-section-{obj.section_key}" if url else ""
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def response_change(self, request, obj):
+        """After saving the prompt or alt text, back to where the editor came from: the review
+        page at this section (``?next=``, checked to be this site), not the list of reviews."""
+        from .admin_views.common import back_url
+
+        response = super().response_change(request, obj)
+        if "_continue" in request.POST or "_addanother" in request.POST or "_saveasnew" in request.POST:
+            return response
+        url = _post_review_url(self.admin_site, obj)
+        target = back_url(request, f"{url}#bi-section-{obj.section_key}" if url else "")
+        return HttpResponseRedirect(target) if target else response
 
     # --- actions -------------------------------------------------------------------------------
 

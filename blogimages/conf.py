@@ -129,6 +129,12 @@ class AppSettings:
         return self._setting("MAX_CANDIDATES", 8)
 
     @property
+    def NOTIFY_EMAIL(self) -> bool:
+        """Whether the editor who asked for images gets one e-mail when the last image of the
+        request finishes (``blogimages.notifications``; Django's e-mail settings send it)."""
+        return bool(self._setting("NOTIFY_EMAIL", False))
+
+    @property
     def STUCK_AFTER(self) -> int:
         """Seconds without a heartbeat after which a running result counts as stuck. A running
         job beats every 10 seconds whatever its provider does, so only a dead worker goes

@@ -139,3 +139,95 @@ def merge(*checks: Any) -> None:
                 errors.setdefault(name, []).extend(messages)
     if errors:
         raise ValidationError(errors)
+
+
+# --- refining: sources, masks, strength and scale (blogimages.refining) ----------------------------
+
+#: The largest source a refine, variation, upscale or reference may start from, per side and in
+#: all: the largest size a request may ask for (NUMBERS), so any stored result qualifies and an
+#: oversized upload (up to BLOGIMAGES_UPLOAD_MAX_PIXELS) is refused before anything is sent.
+EDIT_SOURCE_MAX_SIDE = int(NUMBERS["width"].high)
+EDIT_SOURCE_MAX_PIXELS = int(NUMBERS["width"].high) * int(NUMBERS["height"].high)
+#: Upscale factors: above 1 (else it is not an upscale), at most 4 (no model does more in one pass).
+SCALE_LIMIT = NumberLimit(1, 4, whole=False)
+#: img2img strength (denoise): 0 keeps the source, 1 ignores it.
+STRENGTH_LIMIT = NumberLimit(0, 1, whole=False)
+#: OpenAI's input_fidelity values; a provider or model that takes none refuses any.
+FIDELITIES = ("low", "high")
+
+
+def edit_source_problem(width: int, height: int) -> str | None:
+    """Why an image of ``width`` x ``height`` cannot be refined, as a sentence, or None."""
+    if max(width, height) > EDIT_SOURCE_MAX_SIDE or width * height > EDIT_SOURCE_MAX_PIXELS:
+        return (
+            f"The image is {width}x{height} pixels; a refine, variation, upscale or reference starts from "
+            f"at most {EDIT_SOURCE_MAX_SIDE} px a side."
+        )
+    return None
+
+
+def check_strength(value: Any, field: str = "strength") -> float | None:
+    """``value`` as a float in 0..1 (None stays None), else ValidationError naming ``field``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValidationError({field: f"Strength must be a number from 0 to 1, not {value!r}."})
+    if not STRENGTH_LIMIT.low <= value <= STRENGTH_LIMIT.high:
+        raise ValidationError({field: f"Strength {show(value)} is outside 0..1."})
+    return float(value)
+
+
+def check_scale(value: Any, width: int, height: int, field: str = "scale") -> tuple[int, int]:
+    """The size an upscale of a ``width`` x ``height`` image by ``value`` gives, within the size
+    limits (NUMBERS); ValidationError naming ``field`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValidationError({field: f"The upscale factor must be a number above 1 and at most 4, not {value!r}."})
+    if not SCALE_LIMIT.low < value <= SCALE_LIMIT.high:
+        raise ValidationError({field: f"The upscale factor {show(value)} must be above 1 and at most 4."})
+    new_w, new_h = round(width * value), round(height * value)
+    high_w, high_h = NUMBERS["width"].high, NUMBERS["height"].high
+    if new_w > high_w or new_h > high_h:
+        raise ValidationError(
+            {
+                field: f"Upscaling {width}x{height} by {show(value)} gives {new_w}x{new_h}; "
+                f"the limit is {show(high_w)}x{show(high_h)}."
+            }
+        )
+    return new_w, new_h
+
+
+def check_fidelity(value: Any, field: str = "fidelity") -> str:
+    value = "" if value is None else value
+    if not isinstance(value, str) or value.strip().lower() not in ("", *FIDELITIES):
+        raise ValidationError({field: f"Fidelity must be one of {', '.join(FIDELITIES)} (or empty), not {value!r}."})
+    return value.strip().lower()
+
+
+# --- text: what any text field may hold (the JSON API, forms) ------------------------------------
+
+#: The longest text any one field of a request may carry where the field sets no lower
+#: limit of its own (a prompt: PROMPT_MAX; a model name: its column). Longer is a typo or an attack.
+TEXT_MAX = 20_000
+
+
+def text_problem(value: str, *, max_length: int | None = TEXT_MAX) -> str | None:
+    """What stops ``value`` from being stored as text, as the end of a sentence ("contains
+    a NUL character ..."), or None. PostgreSQL refuses NUL in text columns, and a lone UTF-16
+    surrogate (which JSON's ``\\ud800`` escapes can carry) is no character at all: both are
+    refused here, on every database, before anything is stored."""
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000), which text cannot hold"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a lone surrogate (\\u{ord(value[exc.start]):04x}), which is not a character"
+    if max_length is not None and len(value) > max_length:
+        return f"is {len(value)} characters; the limit is {max_length}"
+    return None
+
+
+def check_text(value: Any, field: str, *, label: str | None = None, max_length: int | None = TEXT_MAX) -> None:
+    """Raise ValidationError naming ``field`` if ``value`` (a string; anything else passes)
+    cannot be stored as text (see :func:`text_problem`)."""
+    if isinstance(value, str) and (problem := text_problem(value, max_length=max_length)):
+        raise ValidationError({field: f"{label or field} {problem}."})

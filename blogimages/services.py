@@ -171,6 +171,7 @@ def delete_removed_section(review: SectionReview) -> int:
             for name in (
                 result.image.name,
                 result.thumbnail.name,
+                result.mask.name,
                 result.published_image,
                 *rendition_names(result.renditions),
             )
@@ -524,7 +525,10 @@ def regenerate(
     if same_seed and params["seed"] is not None and index:
         params["batch_index"] = index
     estimate = costs.estimate(result.provider, result.final_prompt, params)
-    with transaction.atomic():
+    from .refining import lineage_fields, new_files
+
+    # A refined image is made again from the same parent, with its own copy of the mask.
+    with new_files() as files, transaction.atomic():
         claim, earlier = _claim_request_key(idempotency_key, user, f"regenerate:{result.pk}:{int(same_seed)}")
         if earlier:
             return earlier[0]
@@ -549,6 +553,7 @@ def regenerate(
             queued_at=now,
             cost_estimate=costs.stored(estimate),
             charged_at=now,
+            **lineage_fields(result, files),
         )
         if result.review_id:
             _log(result.review, ReviewAction.REGENERATED, user, new, comment=f"from #{result.pk}")
@@ -892,6 +897,12 @@ def approve(
         review.save(update_fields=["status", "approved_result", "reviewed_by", "reviewed_at", "comment", "updated_at"])
         # The caller's instance now knows it is approved, without another query.
         ImageGenerationResult.approved_for.related.set_cached_value(result, review)
+        if result.rejected_at is not None or result.rejection_comment:
+            # Approving a rejected candidate (approve anyway) takes its rejection back.
+            result.rejected_at, result.rejected_by, result.rejection_comment = None, None, ""
+            ImageGenerationResult.objects.filter(pk=result.pk).update(
+                rejected_at=None, rejected_by=None, rejection_comment="", updated_at=timezone.now()
+            )
         _log(review, ReviewAction.APPROVED, user, result, comment)
         _publish_on_commit("approved", review.pk, result.pk, current, user)
         # Public rendering: queue the srcset renditions after commit (blogimages.renditions),
@@ -1024,10 +1035,86 @@ def reject(
         review.reviewed_at = timezone.now()
         review.comment = comment
         review.save(update_fields=["status", "approved_result", "reviewed_by", "reviewed_at", "comment", "updated_at"])
+        if result is not None:
+            # The candidate carries its own decision: who rejected it, when and why.
+            result.rejected_at = review.reviewed_at
+            result.rejected_by = review.reviewed_by
+            result.rejection_comment = comment
+            ImageGenerationResult.objects.filter(pk=result.pk).update(
+                rejected_at=result.rejected_at,
+                rejected_by=result.rejected_by,
+                rejection_comment=comment,
+                updated_at=timezone.now(),
+            )
         _log(review, ReviewAction.REJECTED, user, result, comment)
         if unapprove:
             _publish_on_commit("unapproved", review.pk, unapproved_id, None, user)
     return review
+
+
+# --- several decisions at once (the review page's "approve/reject the selected") -----------------
+
+
+@dataclass
+class Decisions:
+    """What :func:`decide_many` did: the results decided, the approvals each replaced, and
+    one sentence saying so."""
+
+    decision: str
+    results: list[ImageGenerationResult]
+    replaced: dict[int, int]  # approved result id -> the approved result it replaced
+    summary: str
+
+
+def decide_many(results: Iterable[ImageGenerationResult], *, decision: str, user=None, comment: str = "") -> Decisions:
+    """Approve or reject several candidates in one transaction: all of them or, when one is
+    refused, none. A rejection needs one comment (it goes on every candidate); only one image
+    per section can be approved, so ticking two of the same section is refused, naming them."""
+    results = sorted(results, key=lambda r: r.pk)
+    if decision not in ("approve", "reject"):
+        raise ValidationError({"decision": f"Say “approve” or “reject”, not “{decision}”."})
+    if not results:
+        raise ValidationError({"ids": "Tick the images to approve or reject first."})
+    comment = (comment or "").strip()
+    if decision == "reject" and not comment:
+        raise ValidationError({"comment": "Say why the images are rejected; one comment is required for all of them."})
+    for result in results:
+        if result.review_id is None:
+            raise InvalidTransition(f"Image #{result.pk} was not made for a section.")
+    if decision == "approve":
+        by_section: dict[int, list[ImageGenerationResult]] = {}
+        for result in results:
+            by_section.setdefault(result.review_id, []).append(result)
+        for group in by_section.values():
+            if len(group) > 1:
+                ids = " and ".join(f"#{r.pk}" for r in group)
+                title = group[0].review.section_title or group[0].review.section_key
+                raise ValidationError(
+                    {
+                        "ids": f"Only one image per section can be approved: {ids} are both for “{title}”. "
+                        "Tick one of them; nothing was approved."
+                    }
+                )
+    replaced: dict[int, int] = {}
+    with transaction.atomic():
+        for result in results:
+            try:
+                if decision == "approve":
+                    review = approve(result, user=user, comment=comment)
+                    if review.replaced_id:
+                        replaced[result.pk] = review.replaced_id
+                else:
+                    reject(result=result, user=user, comment=comment)
+            except InvalidTransition as exc:
+                raise InvalidTransition(f"Nothing was {decision}d: image #{result.pk}: {exc}") from exc
+    ids = ", ".join(f"#{r.pk}" for r in results)
+    if decision == "approve":
+        summary = f"Approved {len(results)} image{'s' if len(results) != 1 else ''} ({ids})."
+        if replaced:
+            summary += " " + "; ".join(f"#{new} replaces #{old}" for new, old in replaced.items()) + "."
+    else:
+        summary = f"Rejected {len(results)} image{'s' if len(results) != 1 else ''} ({ids}): “{comment}”."
+    return Decisions(decision=decision, results=results, replaced=replaced, summary=summary)
 
 
 ALT_MAX = SectionReview._meta.get_field("alt_text").max_length
@@ -1317,3 +1404,79 @@ def sweep_stuck(now=None) -> list[int]:
             continue
         swept.append(result.pk)
     return swept
+
+
+# --- sending a playground result to a section (desk-viewer) -------------------------------------
+
+
+def attach_to_section(result: ImageGenerationResult, section: ReviewTarget, *, user=None) -> ImageGenerationResult:
+    """Make a playground result a candidate of ``section``: the same row (its provider, model,
+    seed, prompt and files: its provenance) now belongs to the section's review, and the
+    section's history says where it came from. Only a finished playground image can be sent;
+    one already sent, or made for a section, is refused with a sentence."""
+    section = section if isinstance(section, SectionReview) else as_section(section)
+    post = section.post
+    if user is not None:
+        require(user, "generate", post)
+    with transaction.atomic():
+        row = ImageGenerationResult.objects.select_for_update().filter(pk=result.pk).first()
+        if row is None:
+            raise ValidationError({"result": f"Image #{result.pk} no longer exists."})
+        if row.review_id is not None:
+            raise ValidationError(
+                {"result": f"Image #{row.pk} already belongs to a section; only playground images can be sent."}
+            )
+        if row.status != ResultStatus.SUCCEEDED or not row.image:
+            raise ValidationError(
+                {"result": f"Image #{row.pk} is {row.get_status_display().lower()}; only a finished image can be sent."}
+            )
+        review = review_for(section)
+        row.review = review
+        row.save(update_fields=["review", "updated_at"])
+        _log(review, ReviewAction.GENERATED, user, row, comment=f"sent from the playground (#{row.pk})")
+    for name in ("review", "review_id", "updated_at"):
+        setattr(result, name, getattr(row, name))
+    return result
+
+
+# --- refining (blogimages.refining: refine, variations, upscale, reference, with lineage) -------------
+
+from .refining import edit_options, lineage, refine  # noqa: E402, F401 - re-exported; refining uses the above
+
+# --- the JSON API's editor actions (api11) -----------------------------------------------------------
+
+
+def refuse_removed_section(target: ReviewTarget) -> None:
+    """A section removed from its post keeps its history but gets no new image (no approval,
+    upload, prompt or generation); ``target`` is a :class:`Section` (present) or the review
+    the review page falls back to for a removed one."""
+    if isinstance(target, SectionReview) and section_of(target) is None:
+        raise InvalidTransition(
+            _("“%(section)s” was removed from the post; it keeps its history, but gets no new images.")
+            % {"section": target.section_title or target.section_key}
+        )
+
+
+def upload_once(
+    section: ReviewTarget,
+    uploaded_file,
+    *,
+    user=None,
+    approve_now: bool = False,
+    alt_text: str | None = None,
+    idempotency_key: str | None = None,
+) -> ImageGenerationResult:
+    """:func:`upload` (and the approved image's alt text, in the same transaction, so the
+    publish hook sees it), once per ``idempotency_key``: a client that sends the same upload
+    again gets the first one's result (``repeated``) and nothing new is stored."""
+    alt_text = clean_alt_text(alt_text)
+    with transaction.atomic():
+        review = review_for(section)
+        claim, earlier = _claim_request_key(idempotency_key, user, f"upload:{review.pk}")
+        if earlier:
+            return earlier[0]
+        result = upload(section, uploaded_file, user=user, approve_now=approve_now)
+        if approve_now and alt_text is not None:
+            save_alt_text(result.review, alt_text)
+        _record_request_key(claim, [result])
+    return result

@@ -208,6 +208,43 @@ class WorkerStatus:
     heartbeat: Any
     successful: int
     failed: int
+    #: Registered in Redis but gone: its process is not running on this host, or it has not
+    #: sent a heartbeat for longer than a live worker ever waits (see :func:`worker_is_dead`).
+    dead: bool = False
+
+    @property
+    def shown_state(self) -> str:
+        return "dead" if self.dead else self.state
+
+
+#: Seconds a live RQ worker may go without a heartbeat: an idle one blocks on the queue for
+#: worker_ttl - 15 (405 s by default) between heartbeats, a busy one beats every
+#: job_monitoring_interval (30 s); a little slack on top.
+WORKER_SILENT_IDLE = 420 + 30
+WORKER_SILENT_BUSY = 30 + 60
+
+
+def worker_is_dead(worker: Any, now: Any = None) -> bool:
+    """Whether an RQ worker listed in Redis is dead: RQ keeps a killed worker's entry (and
+    shows it idle) until its key expires, up to 8 minutes later."""
+    import socket
+
+    now = now or timezone.now()
+    pid, host = getattr(worker, "pid", None), getattr(worker, "hostname", None)
+    if pid and host and host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError, OSError):
+            pass
+    beat = getattr(worker, "last_heartbeat", None)
+    if beat is None:
+        return False
+    if timezone.is_naive(beat):
+        beat = timezone.make_aware(beat, datetime.UTC)
+    busy = worker.get_state() == "busy"
+    return (now - beat).total_seconds() > (WORKER_SILENT_BUSY if busy else WORKER_SILENT_IDLE)
 
 
 @dataclass
@@ -230,6 +267,11 @@ class QueueStatus:
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def no_live_worker(self) -> bool:
+        """BLOGIMAGES_QUEUE with no live worker: its jobs wait for nobody."""
+        return self.is_ours and not self.error and not any(not w.dead for w in self.workers)
 
     @property
     def recovery_warnings(self) -> list[str]:
@@ -302,6 +344,7 @@ def _queue(name: str) -> QueueStatus:
                 heartbeat=w.last_heartbeat,
                 successful=w.successful_job_count,
                 failed=w.failed_job_count,
+                dead=worker_is_dead(w),
             )
             for w in Worker.all(queue=queue)
         ]
@@ -318,6 +361,33 @@ def queue_status(*, only_ours: bool = False) -> QueuesStatus:
     queues = [_queue(name) for name in names]
     errors = [queue.error for queue in queues if queue.error]
     return QueuesStatus(queues=queues, error=errors[-1] if errors else "")
+
+
+# --- is anyone taking jobs? (review page, status page) -------------------------------------------------
+
+
+def queue_note(name: str | None = None) -> str:
+    """A sentence for a queued job's card when no live worker takes jobs from its queue
+    (``""`` when one does, or when Redis cannot say: the job's own error tells that)."""
+    import django_rq
+    from redis.exceptions import RedisError
+    from rq import Worker
+
+    name = name or app_settings.QUEUE
+    try:
+        workers = Worker.all(queue=django_rq.get_queue(name))
+        if any(not worker_is_dead(w) for w in workers):
+            return ""
+    except (RedisError, OSError):
+        return ""
+    if workers:
+        return _(
+            "No worker is taking jobs from queue “%(queue)s”: its %(n)d worker(s) are dead. "
+            "Start one with: python manage.py rqworker %(queue)s"
+        ) % {"queue": name, "n": len(workers)}
+    return _("No worker is taking jobs from queue “%(queue)s”. Start one with: python manage.py rqworker %(queue)s") % {
+        "queue": name
+    }
 
 
 # --- results -----------------------------------------------------------------------------------------

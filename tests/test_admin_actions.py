@@ -407,4 +407,4 @@ def test_library_crud_through_admin(client, admin_user):
     assert example.created_by == admin_user
     listing = client.get("/admin/blogimages/imagepromptexample/").content.decode()
     assert f"playground/?example={example.pk}" in listing
-    assert "7:4" in client.get("/admin/blogimages/imageformat/").content.decode()  # 1344x768
+    assert "16:9" in client.get("/admin/blogimages/imageformat/").content.decode()  # 1344x768, not 7:4

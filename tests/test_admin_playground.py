@@ -263,3 +263,144 @@ def test_recent_comparisons_are_listed(client, admin_user, generate):
     html = client.get(URL).content.decode()
     assert html.index("Second idea") < html.index("First idea")
     assert "2 images" in html
+
+
+# --- one seed per comparison; sending a result to a section (issue 11) ------------------------------
+
+
+def test_a_comparison_shares_one_seed_unless_pinned(client, admin_user, generate, run_worker):
+    client.force_login(admin_user)
+    generate(prompt="A harbour at dawn", providers=["placeholder", "sketch"])
+    first = list(ImageGenerationResult.objects.order_by("id"))
+    assert len({r.seed for r in first}) == 1 and first[0].seed is not None
+    assert all(r.params["seed"] == first[0].seed for r in first)
+    generate(prompt="A harbour at dusk", providers=["placeholder", "sketch"])
+    second = list(ImageGenerationResult.objects.order_by("id"))[2:]
+    assert len({r.seed for r in second}) == 1 and second[0].seed != first[0].seed  # a new draw each time
+    generate(prompt="Pinned", providers=["placeholder", "sketch"], seed="7")
+    assert {r.seed for r in ImageGenerationResult.objects.filter(prompt="Pinned")} == {7}
+    generate(prompt="Alone", providers=["placeholder"])
+    alone = ImageGenerationResult.objects.get(prompt="Alone")
+    assert alone.seed is None  # one provider: the job draws it, as before
+    run_worker()
+    assert len({r.seed for r in ImageGenerationResult.objects.filter(prompt="A harbour at dawn")}) == 1
+
+
+def test_cards_carry_the_viewer_tools(client, admin_user, generate, run_worker):
+    client.force_login(admin_user)
+    location = generate(prompt="Fog", providers=["placeholder", "sketch"])["Location"]
+    run_worker()
+    html = client.get(location).content.decode()
+    assert 'id="bi-viewer-template"' in html and "blogimages/viewer.js" in html
+    for result in ImageGenerationResult.objects.all():
+        assert f'data-bi-view="{result.pk}"' in html
+        assert f'data-bi-send="{result.pk}"' in html  # a playground image may be sent to a section
+        assert f'data-bi-open="{result.pk}" data-bi-mode="refine"' in html
+        assert f'data-group="{result.group}"' in html
+
+
+def test_send_a_playground_result_to_a_section(client, admin_user, make_post, generate, run_worker):
+    from blogimages.hosts import get_host
+    from blogimages.models import ReviewAction, ReviewEvent
+
+    client.force_login(admin_user)
+    generate(prompt="Cliffs", providers=["sketch"], seed="11")
+    run_worker()
+    result = ImageGenerationResult.objects.get()
+    post = make_post(sections=2, title="Cornish coast")
+    section = get_host().sections(post)[1]
+    base = "/admin/blogimages/imagegenerationresult/viewer/"
+
+    found = json.loads(client.get(base + "posts/", {"q": "cornish"}).content)["posts"]
+    assert [p["title"] for p in found] == ["Cornish coast"]
+    ref = found[0]["ref"]
+    listed = json.loads(client.get(base + "sections/", {"post": ref}).content)["sections"]
+    assert [s["title"] for s in listed] == ["Section 1", "Section 2"]
+
+    # Bad input: a sentence naming what is missing, nothing changed.
+    for data, words in (
+        ({}, "Choose the post"),
+        ({"post": "9999-1"}, "Choose the post"),
+        ({"post": ref, "section": "nope"}, "Choose a section"),
+    ):
+        response = client.post(base + f"{result.pk}/attach/", data)
+        assert response.status_code == 400 and words in json.loads(response.content)["error"]
+    result.refresh_from_db()
+    assert result.review_id is None
+
+    response = client.post(base + f"{result.pk}/attach/", {"post": ref, "section": section.key})
+    assert response.status_code == 200, response.content
+    assert f"Sent image #{result.pk} to “Section 2” of “Cornish coast”" in json.loads(response.content)["message"]
+    result.refresh_from_db()
+    assert result.review.section_key == section.key and result.provider == "sketch" and result.seed == 11
+    event = ReviewEvent.objects.get(review=result.review, result=result)
+    assert event.action == ReviewAction.GENERATED and "sent from the playground" in event.comment
+    # It is a candidate in that section's review, with its provenance.
+    review = client.get(f"/admin/blog/post/{post.pk}/images/").content.decode()
+    assert f'data-result="{result.pk}"' in review and "sketch" in review
+    # Sent once: a second send is refused with a sentence.
+    again = client.post(base + f"{result.pk}/attach/", {"post": ref, "section": section.key})
+    assert again.status_code == 400 and "already belongs to a section" in json.loads(again.content)["error"]
+
+
+def test_sending_needs_the_generate_permission(client, make_editor, make_post, generate, admin_user, run_worker):
+    from blogimages.hosts import get_host
+
+    client.force_login(admin_user)
+    generate(prompt="Cliffs", providers=["sketch"])
+    run_worker()
+    result = ImageGenerationResult.objects.get()
+    post = make_post(sections=1)
+    from blogimages.admin_views.viewer import post_ref
+
+    client.force_login(make_editor("looker"))
+    response = client.post(
+        f"/admin/blogimages/imagegenerationresult/viewer/{result.pk}/attach/",
+        {"post": post_ref(post), "section": get_host().sections(post)[0].key},
+    )
+    assert response.status_code == 403
+    result.refresh_from_db()
+    assert result.review_id is None
+
+
+# --- the viewer's refine endpoint (thin: refining.refine holds the rules) ------------------------------
+
+
+def test_refine_options_and_refusals_are_sentences(client, admin_user, make_editor, generate, run_worker):
+    client.force_login(admin_user)
+    generate(prompt="Cliffs", providers=["placeholder"])
+    run_worker()
+    result = ImageGenerationResult.objects.get()
+    base = f"/admin/blogimages/imagegenerationresult/viewer/{result.pk}/"
+
+    options = json.loads(client.get(base + "options/").content)
+    assert set(options["operations"]) == {"refine", "variations", "upscale", "reference"}
+    assert options["providers"] == ["placeholder", "sketch"] and (options["width"], options["height"]) == (
+        result.width,
+        result.height,
+    )
+    assert client.get(base + "options/", {"provider": "nope"}).status_code == 400
+    assert client.get("/admin/blogimages/imagegenerationresult/viewer/999999/options/").status_code == 404
+
+    # Bad input: 400 with a sentence naming the field; nothing queued.
+    for data, field in (
+        ({"operation": "refine", "strength": "lots"}, "strength"),
+        ({"operation": "upscale", "scale": "inf"}, "scale"),
+        ({"operation": "refine", "candidates": "two"}, "candidates"),
+        ({"operation": "explode"}, "operation"),
+        ({"operation": "refine", "instruction": ""}, None),
+    ):
+        response = client.post(base + "refine/", data)
+        assert response.status_code == 400, (data, response.content)
+        answer = json.loads(response.content)
+        assert answer["error"] and answer["error"].endswith(".")
+        if field:
+            assert field in answer["errors"], answer
+    assert ImageGenerationResult.objects.count() == 1
+    assert client.get(base + "refine/").status_code == 405
+
+    # No generate permission: 403, nothing queued.
+    client.force_login(make_editor("looker"))
+    response = client.post(base + "refine/", {"operation": "variations"})
+    assert response.status_code == 403 and json.loads(response.content)["error"]
+    assert ImageGenerationResult.objects.count() == 1

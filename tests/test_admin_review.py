@@ -110,11 +110,11 @@ def test_page_shows_text_prompt_candidates_decision_and_history(client, admin_us
         assert f'src="{result.image.url}"' not in html
         assert result.thumbnail.name.endswith(".webp")
         assert f"<dd>{result.seed}</dd>" in html
-    assert html.count('data-status="succeeded"') == 2
+    assert html.count('<article class="bi-card bi-card--succeeded') == 2
     assert 'bi-badge--approved" data-bi-decision>Approved' in html
     assert 'bi-badge--pending" data-bi-decision>Pending' in html
     assert "<strong>Approved</strong> by admin" in html and "<strong>Generated</strong> by admin" in html
-    assert html.count("bi-approve") == 1  # the approved one has no approve button
+    assert html.count('class="button bi-approve"') == 1  # the approved one has no approve button
 
 
 def test_change_form_and_change_list_link_to_the_review_page(client, admin_user, make_post):
@@ -173,7 +173,11 @@ def test_status_endpoint_reports_progress_and_only_reads(client, admin_user, mak
         "active": True,
         "progress": 40,
         "message": "step 2/4",
+        # The card's version (row and approval): the page refreshes a card when it changes.
+        "version": by_id[running.pk]["version"],
     }
+    running.refresh_from_db()
+    assert by_id[running.pk]["version"] == f"{int(running.updated_at.timestamp() * 1_000_000)}|0"
     # Polling never writes: sweeping stuck results is the workers' job (test_queue).
     assert by_id[stuck.pk]["status"] == "running"
     stuck.refresh_from_db()

@@ -5,12 +5,14 @@ generation and ComfyUI status. Jobs run on a real RQ worker against real Redis."
 from __future__ import annotations
 
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
 import uuid
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -18,8 +20,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from openapi_schema_validator import OAS31Validator
 
 from blogimages import services
+from blogimages.api.openapi import build_document
 from blogimages.models import (
     ImageFormat,
     ImageGenerationResult,
@@ -45,8 +49,64 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+# --- the OpenAPI document, checked on every answer ------------------------------------------------
+
+DOCUMENT = build_document("http://testserver")
+#: ``(operationId, status)`` of every answer checked against the document in this process.
+SEEN: set[tuple[str, int]] = set()
+
+
+def _template_regex(template: str) -> re.Pattern:
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$")
+
+
+OPERATIONS = [
+    (_template_regex(template), method, op)
+    for template, item in DOCUMENT["paths"].items()
+    for method, op in item.items()
+]
+
+
+def document_operation(method: str, path: str) -> dict | None:
+    path = urlsplit(path).path
+    for regex, op_method, op in OPERATIONS:
+        if op_method == method.lower() and regex.match(path):
+            return op
+    return None
+
+
+def check_against_document(method: str, path: str, response) -> None:
+    """Fail unless ``response`` is what the OpenAPI document says ``method path`` answers:
+    a documented status, and a JSON body valid against its schema."""
+    if response.status_code == 405:  # a method the path does not take has no operation to describe it
+        return
+    op = document_operation(method, path)
+    assert op is not None, f"{method} {path} is not in the OpenAPI document"
+    spec = op["responses"].get(str(response.status_code))
+    assert spec is not None, (
+        f"{method} {path}: status {response.status_code} is not documented ({response.content[:300]!r})"
+    )
+    SEEN.add((op["operationId"], response.status_code))
+    content = spec.get("content")
+    if not content:
+        assert not response.content, f"{method} {path}: {response.status_code} should have no body"
+        return
+    media = response["Content-Type"].split(";")[0]
+    assert media in content, f"{method} {path}: {media} is not documented for {response.status_code}"
+    if media != "application/json":
+        return
+    schema = {**content[media]["schema"], "components": DOCUMENT["components"]}
+    validator = OAS31Validator(schema, format_checker=OAS31Validator.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(json.loads(response.content)), key=lambda e: list(e.path))
+    assert not errors, f"{method} {path} {response.status_code}: " + "; ".join(
+        f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5]
+    )
+
+
 class Api:
-    """The Django test client speaking JSON, with CSRF checks switched on as in production."""
+    """The Django test client speaking JSON, with CSRF checks switched on as in production.
+    Every answer is checked against the OpenAPI document (``check=False`` to skip)."""
 
     def __init__(self, user=None, token: str | None = None, csrf: bool = True):
         self.client = Client(enforce_csrf_checks=True)
@@ -59,16 +119,26 @@ class Api:
         if token is not None:
             self.headers["HTTP_AUTHORIZATION"] = f"Bearer {token}"
 
-    def call(self, method: str, path: str, body=None, raw: str | None = None, **extra):
+    def call(self, method: str, path: str, body=None, raw: str | bytes | None = None, **extra):
         if method == "GET":
             return self.get(path)
         data = raw if raw is not None else (json.dumps(body) if body is not None else "")
-        return getattr(self.client, method.lower())(
+        response = getattr(self.client, method.lower())(
             path, data=data, content_type="application/json", **{**self.headers, **extra}
         )
+        check_against_document(method, path, response)
+        return response
 
     def get(self, path, **params):
-        return self.client.get(path, params, **self.headers)
+        response = self.client.get(path, params, **self.headers)
+        check_against_document("GET", path, response)
+        return response
+
+    def upload(self, path, fields: dict, **extra):
+        """A multipart/form-data POST (files as ``SimpleUploadedFile`` values)."""
+        response = self.client.post(path, data=fields, **{**self.headers, **extra})
+        check_against_document("POST", path, response)
+        return response
 
     def post(self, path, body=None, **kw):
         return self.call("POST", path, body, **kw)
@@ -100,6 +170,13 @@ ENDPOINTS = [
     ("DELETE", f"{EXAMPLES}/1"),
     ("POST", "/api/v1/posts/1/generate"),
     ("GET", "/api/v1/comfyui/status"),
+    *[("POST", f"{RESULTS}/1/{action}") for action in ("approve", "reject", "cancel", "requeue", "regenerate")],
+    ("GET", "/api/v1/posts/1/sections"),
+    ("GET", "/api/v1/posts/1/sections/1"),
+    ("PATCH", "/api/v1/posts/1/sections/1"),
+    ("POST", "/api/v1/posts/1/sections/1/reject"),
+    ("POST", "/api/v1/posts/1/sections/1/comments"),
+    ("POST", "/api/v1/posts/1/sections/1/upload"),
 ]
 
 
@@ -167,6 +244,15 @@ def test_bearer_tokens(settings, make_editor, django_capture_on_commit_callbacks
 def test_wrong_method_is_405(api):
     response = api.get(GENERATE)
     assert response.status_code == 405 and response["Allow"] == "POST"
+    response = api.call("DELETE", "/api/v1/posts/1/sections/1")
+    assert response.status_code == 405 and response["Allow"] == "GET, PATCH"
+
+
+def test_any_other_path_is_a_json_404(api):
+    for method, path in (("GET", "/api/v1/images/results/abc"), ("POST", "/api/v1/nothing/here")):
+        response = api.client.generic(method, path, **api.headers)
+        assert response.status_code == 404 and response["Content-Type"] == "application/json"
+        assert response.json() == {"error": f"There is no API endpoint at {path}."}
 
 
 # --- generating --------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_status_json_and_section_panel(client, make_page, make_wagtail_editor, m
         "results": [
             {
                 "id": result.pk, "section": first.key, "status": "succeeded", "status_label": "Succeeded",
-                "active": False, "progress": 100, "message": "",
+                "active": False, "progress": 100, "message": "", "version": data["results"][0]["version"],
             }
         ],
     }  # fmt: skip

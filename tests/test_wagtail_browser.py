@@ -107,8 +107,9 @@ def test_editor_generates_approves_chooses_and_publishes_in_wagtail(
     # Approve two.
     for index in (0, 1):
         page.locator(".bi-panel").nth(index).locator("button.bi-approve").click()
-        page.wait_for_selector(".messages .success")
-        assert "Approved image #" in page.locator(".messages").inner_text()
+        # A section's message shows in its panel, where the editor acted (issue 11).
+        page.locator(".bi-panel").nth(index).locator(".bi-messages .success").wait_for()
+        assert "Approved image #" in page.locator(".bi-panel").nth(index).locator(".bi-messages").inner_text()
     assert page.locator(".bi-panel--approved").count() == 2
     approved = ImageGenerationResult.objects.approved()
     assert approved.count() == 2

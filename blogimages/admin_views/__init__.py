@@ -7,6 +7,8 @@ through :mod:`blogimages.services`; these views only read rows in a constant num
 queries, check permissions server-side and turn service errors into one clear message.
 """
 
+# The gallery and the image viewer (refine, send to a section): hosts route to these modules.
+from . import gallery, viewer
 from .common import (
     PERMISSIONS,
     Candidate,
@@ -56,4 +58,6 @@ __all__ = [
     "status_context",
     "status_view",
     "user_perms",
+    "gallery",
+    "viewer",
 ]

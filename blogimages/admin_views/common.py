@@ -4,8 +4,11 @@ generation and queue errors, and rendering of provider info."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, is_dataclass
-from typing import TYPE_CHECKING, Any
+import re
+from dataclasses import asdict, dataclass, field, is_dataclass
+from fractions import Fraction
+from typing import Any
+from urllib.parse import quote, unquote
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -27,16 +30,6 @@ from ..models import (
     SectionReview,
 )
 
-if TYPE_CHECKING:
-    pass
-
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
-
 logger = logging.getLogger("blogimages.admin")
 
 PERMISSIONS = {
@@ -56,11 +49,99 @@ def user_perms(user, post: Any = None) -> dict[str, bool]:
     return {kind: services.can(user, kind, post) for kind in PERMISSIONS}
 
 
+#: Python's names for objects (``<_io.BytesIO object at 0x7f...>``): never shown to an editor.
+_OBJECT_REPR = re.compile(r"\s*\(?<[^<>]* at 0x[0-9a-fA-F]+>\)?")
+
+
 def error_text(exc: Exception) -> str:
-    """One sentence for an editor from a service error."""
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc)
+    """One sentence for an editor from a service error (without Python's object names)."""
+    text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+    return _OBJECT_REPR.sub("", text).strip() or _("The request was refused.")
+
+
+# --- messages where the editor acted ---------------------------------------------------------------
+
+#: A message's extra tag naming the review-page section it is about (``bi-section=<quoted key>``).
+SECTION_TAG = "bi-section="
+
+
+def notify(request: HttpRequest, level: int, text: str) -> None:
+    """``messages.add_message`` that remembers the section being acted on (``request.bi_section``,
+    set by the review page's POST), so the page shows the message in that section's panel."""
+    key = getattr(request, "bi_section", None)
+    tags = f"bi-in-section {SECTION_TAG}{quote(key, safe='')}" if key is not None else ""
+    messages.add_message(request, level, text, extra_tags=tags)
+
+
+def message_section(message) -> str | None:
+    """The section key a message is about (see :func:`notify`); None for a page-wide one."""
+    for tag in (message.extra_tags or "").split():
+        if tag.startswith(SECTION_TAG):
+            return unquote(tag[len(SECTION_TAG) :])
+    return None
+
+
+def split_messages(request: HttpRequest, keys) -> tuple[list, dict[str, list]]:
+    """The request's messages (consumed): page-wide ones, and those of each section in ``keys``
+    (a message about a section not shown stays page-wide)."""
+    page: list = []
+    by_section: dict[str, list] = {}
+    shown = set(keys)
+    for message in messages.get_messages(request):
+        key = message_section(message)
+        if key is not None and key in shown:
+            by_section.setdefault(key, []).append(message)
+        else:
+            page.append(message)
+    return page, by_section
+
+
+# --- labels ------------------------------------------------------------------------------------------
+
+#: Aspect ratios editors know by name; a size within ASPECT_TOLERANCE of one is labelled with it.
+COMMON_ASPECTS = [
+    (1, 1),
+    (16, 9),
+    (9, 16),
+    (4, 3),
+    (3, 4),
+    (3, 2),
+    (2, 3),
+    (21, 9),
+    (9, 21),
+    (5, 4),
+    (4, 5),
+    (2, 1),
+    (1, 2),
+]
+ASPECT_TOLERANCE = 0.02  # relative: 1344x768 (1.75) is 16:9 (1.778) to 1.6 %
+
+
+def aspect_label(width: int | None, height: int | None) -> str:
+    """``16:9`` for 1344x768: the nearest common ratio within 2 %, else the exact reduced
+    ratio (or, for a ratio with large terms, the closest one with terms up to 32, ``≈``)."""
+    if not width or not height:
+        return ""
+    ratio = width / height
+    best = min(COMMON_ASPECTS, key=lambda wh: abs(ratio / (wh[0] / wh[1]) - 1))
+    if abs(ratio / (best[0] / best[1]) - 1) <= ASPECT_TOLERANCE:
+        return f"{best[0]}:{best[1]}"
+    exact = Fraction(width, height)
+    if exact.numerator <= 32 and exact.denominator <= 32:
+        return f"{exact.numerator}:{exact.denominator}"
+    if ratio >= 4 or ratio <= 0.25:  # a strip: 65x4096 is about 1:63
+        return f"≈{round(ratio)}:1" if ratio > 1 else f"≈1:{round(1 / ratio)}"
+    near = exact.limit_denominator(32)
+    return f"≈{near.numerator}:{near.denominator}"
+
+
+def user_label(user) -> str:
+    """Who a user is, for a page header or a decision: the full name and the username."""
+    if user is None:
+        return ""
+    full = (user.get_full_name() or "").strip() if hasattr(user, "get_full_name") else ""
+    name = user.get_username()
+    return f"{full} ({name})" if full and full != name else name
 
 
 def thumb_height(result: ImageGenerationResult) -> int | None:
@@ -101,6 +182,75 @@ class Candidate:
     form_id: str = ""
     #: What the viewing editor may do with it now (``services.result_actions``): its buttons.
     actions: frozenset[str] = frozenset()
+    #: The results it was made from, oldest first (refine, variations, upscale): its lineage.
+    ancestors: list[Candidate] = field(default_factory=list)
+    #: Why a queued job is not moving (no worker takes jobs from its queue); blank otherwise.
+    queue_note: str = ""
+    #: The review page at this card (the result page's lineage links there).
+    review_url: str = ""
+
+    @property
+    def version(self) -> str:
+        """Changes whenever the card would (the row, or its approval): see :func:`card_version`."""
+        return card_version(self.result.updated_at, self.result.is_approved)
+
+    @property
+    def decision(self) -> str:
+        """``approved``, ``rejected`` or ``""`` (undecided): the candidate's own decision."""
+        if self.result.is_approved:
+            return "approved"
+        if self.result.rejected_at is not None:
+            return "rejected"
+        return ""
+
+    @property
+    def selectable(self) -> bool:
+        """Whether the card offers a checkbox for "approve/reject the selected" (bulk)."""
+        return bool(self.actions & {"approve", "reject"})
+
+    @property
+    def primary_approve(self) -> bool:
+        """Approve is the card's main button, unless the candidate was rejected (then it is
+        offered as "approve anyway", a quieter button)."""
+        return "approve" in self.actions and self.decision != "rejected"
+
+    @property
+    def size_label(self) -> str:
+        r = self.result
+        width, height = r.width or r.params.get("width"), r.height or r.params.get("height")
+        if not width or not height:
+            return ""
+        aspect = aspect_label(width, height)
+        return f"{width}×{height}" + (f" ({aspect})" if aspect else "")
+
+    @property
+    def sent_more(self) -> list[tuple[str, Any]]:
+        """:attr:`sent` less what the card's facts already show (provider, model, seed, size)."""
+        shown = {_("size"), _("model"), _("seed"), _("provider used")}
+        return [(label, value) for label, value in self.sent if label not in shown]
+
+    @property
+    def sent(self) -> list[tuple[str, Any]]:
+        """What was sent to the provider, as ``(label, value)`` rows for the card's details."""
+        r = self.result
+        p = r.params or {}
+        rows: list[tuple[str, Any]] = [
+            (_("prompt sent"), r.final_prompt or r.prompt),
+            (_("negative prompt"), r.negative_prompt or p.get("negative_prompt") or ""),
+            (_("style"), str(r.style) if r.style_id and r.style else ""),
+            (_("size"), self.size_label),
+            (_("steps"), p.get("steps")),
+            (_("guidance"), p.get("guidance_scale")),
+            (_("sampler"), " ".join(str(v) for v in (p.get("sampler"), p.get("scheduler")) if v)),
+            (_("model"), r.model or p.get("model") or ""),
+            (_("seed"), r.seed if r.seed is not None else p.get("seed")),
+            (_("provider used"), r.provider_used or r.provider),
+        ]
+        if r.operation and r.operation != "generate":
+            rows.append((_("operation"), r.get_operation_display()))
+        if "strength" in p:
+            rows.append((_("strength"), p.get("strength")))
+        return [(label, value) for label, value in rows if value not in (None, "")]
 
     @property
     def status_label(self) -> str:
@@ -123,6 +273,12 @@ class Candidate:
         return None
 
 
+def card_version(updated_at, approved: bool) -> str:
+    """A card's version for the page's script (``data-version`` and the status answer's)."""
+    micros = int(updated_at.timestamp() * 1_000_000) if updated_at else 0
+    return f"{micros}|{1 if approved else 0}"
+
+
 def file_url(file) -> str:
     if not file:
         return ""
@@ -138,8 +294,9 @@ def report_queue_errors(request: HttpRequest, results) -> bool:
     errors = services.queue_errors(results)
     if errors:
         waiting = len(results)
-        messages.error(
+        notify(
             request,
+            messages.ERROR,
             ngettext(
                 "%(count)d image could not be sent to the job queue. %(error)s",
                 "%(count)d images could not be sent to the job queue. %(error)s",
@@ -159,18 +316,19 @@ def report_generation(request: HttpRequest, results, skipped, posts: int) -> Non
             text += ngettext(" for %(posts)d post.", " for %(posts)d posts.", posts) % {"posts": posts}
         else:
             text += "."
-        messages.success(request, text)
+        notify(request, messages.SUCCESS, text)
     if skipped:
         listed = "; ".join(f"“{section_label(section)}”: {reason}" for section, reason in skipped[:10])
         if len(skipped) > 10:
             listed += _("; and %(more)d more") % {"more": len(skipped) - 10}
-        messages.warning(
+        notify(
             request,
+            messages.WARNING,
             ngettext("Skipped %(count)d section (%(list)s).", "Skipped %(count)d sections (%(list)s).", len(skipped))
             % {"count": len(skipped), "list": listed},
         )
     if not results and not skipped:
-        messages.warning(request, _("There are no sections to generate images for."))
+        notify(request, messages.WARNING, _("There are no sections to generate images for."))
 
 
 def render_info(value: Any, key: str = "", depth: int = 0) -> SafeString | str:
@@ -236,4 +394,39 @@ def admin_tool_urls(site: str) -> dict[str, str]:
         "playground_models": reverse(f"{site}:blogimages_playground_models"),
         "status_page": reverse(f"{site}:blogimages_status"),
         "results": reverse(f"{site}:blogimages_imagegenerationresult_changelist"),
+    }
+
+
+# --- where to go back to, and a result's lineage --------------------------------------------------
+
+
+def back_url(request: HttpRequest, default: str = "") -> str:
+    """``?next=`` (or a posted ``next``) when it points into this site, else ``default``."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return default
+
+
+def lineage_context(site, result: ImageGenerationResult) -> dict[str, Any]:
+    """``bi_lineage`` for the result page: the chain from the original to ``result`` as cards,
+    each with the review page URL at its card (where it can be approved, refined, regenerated)."""
+    from ..admin import _post_review_url
+
+    chain = services.lineage(result)
+    reviews = {r.pk: r for r in SectionReview.objects.filter(pk__in={c.review_id for c in chain if c.review_id})}
+    cards = []
+    for step in chain:
+        card = Candidate(result=step, thumb_url=file_url(step.thumbnail), image_url=file_url(step.image))
+        review = reviews.get(step.review_id)
+        url = _post_review_url(site, review) if review is not None else ""
+        card.review_url = f"{url}#bi-card-{step.pk}" if url else ""
+        cards.append(card)
+    return {
+        "bi_lineage": cards,
+        "results_url": reverse(f"{site.name}:blogimages_imagegenerationresult_changelist"),
     }

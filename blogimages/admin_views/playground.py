@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 from .common import (
     THUMB_WIDTH,
     Candidate,
-    admin_tool_urls,
     can,
     file_url,
     report_queue_errors,
@@ -132,8 +132,32 @@ def playground_page(
         "thumb_width": THUMB_WIDTH,
         "results_url": urls["results"],
         "has_active": any(r.is_active for r in results),
+        **tool_context(request, urls),
     }
     return TemplateResponse(request, template_name, context)
+
+
+def tool_context(request: HttpRequest, urls: dict[str, str]) -> dict[str, Any]:
+    """What the cards' viewer tools need (``_candidate_tools.html``, ``_viewer.html``)."""
+    return {
+        "perms_bi": {"generate": can(request.user, "generate"), "review": False, "upload": False},
+        "urls": {"results": urls["results"], "playground": urls["playground"]},
+        "gallery_url": urls.get("gallery", ""),
+        "max_candidates": app_settings.MAX_CANDIDATES,
+    }
+
+
+#: Seeds a comparison shares stay below 2**31: every provider takes them as they are.
+COMPARISON_SEED_LIMIT = 2**31
+
+
+def comparison_overrides(form: PlaygroundForm) -> dict[str, Any]:
+    """The form's overrides; several providers compared share ONE seed (issue 11): the
+    editor's pinned one, else one drawn here, so the comparison differs only by provider."""
+    overrides = form.overrides()
+    if len(form.cleaned_data["providers"]) > 1 and overrides.get("seed") is None:
+        overrides["seed"] = random.SystemRandom().randrange(COMPARISON_SEED_LIMIT)
+    return overrides
 
 
 def _save_example(request, form: PlaygroundForm, urls, example_url, group) -> HttpResponse:
@@ -172,7 +196,7 @@ def _queue_comparison(request, form: PlaygroundForm, urls) -> HttpResponse | Non
         image_format=data["image_format"],
         setting=data["setting"],
         model=data["model"],
-        overrides=form.overrides(),
+        overrides=comparison_overrides(form),
     )
     try:
         created = services.request_generation(spec, user=request.user)
@@ -224,7 +248,12 @@ def playground_status(request: HttpRequest, *, urls: dict[str, str]) -> JsonResp
     group = _parse_group(request.GET.get("group"))
     if group is None:
         return JsonResponse({"active": False, "results": []})
-    context = {"thumb_width": THUMB_WIDTH, "playground_url": urls["playground"], "results_url": urls["results"]}
+    context = {
+        "thumb_width": THUMB_WIDTH,
+        "playground_url": urls["playground"],
+        "results_url": urls["results"],
+        **tool_context(request, urls),
+    }
     labels = dict(ResultStatus.choices)
     payload = []
     for card in playground_cards(_group_results(group)):
@@ -269,9 +298,11 @@ def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
         request.current_app = site
         return context
 
+    from .gallery import admin_urls
+
     return playground_page(
         request,
-        urls=admin_tool_urls(site),
+        urls=admin_urls(site),
         example_url=lambda pk: reverse(f"{site}:blogimages_imagepromptexample_change", args=[pk]),
         template_name="blogimages/admin/playground.html",
         base_context=base_context,
@@ -283,7 +314,9 @@ def playground_status_view(model_admin: ModelAdmin, request: HttpRequest) -> Jso
         raise PermissionDenied
     if _parse_group(request.GET.get("group")) is None:
         return JsonResponse({"active": False, "results": []})
-    return playground_status(request, urls=admin_tool_urls(model_admin.admin_site.name))
+    from .gallery import admin_urls
+
+    return playground_status(request, urls=admin_urls(model_admin.admin_site.name))
 
 
 def playground_models_view(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:

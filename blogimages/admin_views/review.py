@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import services, writer
@@ -31,6 +32,7 @@ from ..models import (
     ImagePromptExample,
     PostImageSettings,
     ResultStatus,
+    ReviewAction,
     ReviewEvent,
     ReviewStatus,
     SectionReview,
@@ -39,22 +41,19 @@ from ..models import (
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from django.contrib.admin import ModelAdmin
-
 from .common import (
     THUMB_WIDTH,
     Candidate,
     can,
+    card_version,
     card_words,
     error_text,
     file_url,
+    notify,
     report_generation,
     report_queue_errors,
     section_label,
+    split_messages,
     thumb_height,
     user_perms,
 )
@@ -81,6 +80,9 @@ OPERATIONS: dict[str, str | None] = {
     "draft-prompt": "generate",
     "draft-alt": "review",
     "draft-alt-upload": "upload",
+    # Several candidates at once (checkboxes on the cards, one button): page-wide.
+    "approve-selected": "review",
+    "reject-selected": "review",
 }
 DRAFTS = frozenset({"draft-prompt", "draft-alt", "draft-alt-upload"})
 HISTORY_SHOWN = 20  # events per section on the review page; the section review page has all
@@ -100,6 +102,29 @@ class Panel:
     candidates: list[Candidate] = field(default_factory=list)
     events: list[ReviewEvent] = field(default_factory=list)
     earlier_events: int = 0
+    #: Feedback on what the editor just did in this section (shown in the panel, where they acted).
+    messages: list = field(default_factory=list)
+
+    @property
+    def latest_comment(self) -> ReviewEvent | None:
+        """The newest event with an editor's comment (a remark, a rejection's reason, an
+        approval's note; an upload's "comment" is its file name): never stale."""
+        said = (ReviewAction.COMMENTED, ReviewAction.REJECTED, ReviewAction.APPROVED)
+        return next((event for event in self.events if event.comment and event.action in said), None)
+
+    @property
+    def rejected_count(self) -> int:
+        return sum(1 for c in self.candidates if c.decision == "rejected")
+
+    @property
+    def undecided_count(self) -> int:
+        return sum(1 for c in self.candidates if not c.decision and c.result.status == ResultStatus.SUCCEEDED)
+
+    @property
+    def sent(self) -> list:
+        """What the section's newest generated candidate sent (the card's rows), for the panel."""
+        generated = [c for c in self.candidates if c.result.source == "generated"]
+        return generated[-1].sent if generated else []
 
     @property
     def removed(self) -> bool:
@@ -138,19 +163,27 @@ def load_panels(post, section_key: str | None = None, perms: dict[str, bool] | N
     form_ids = {r.pk: f"bi-form-{r.section_key}" for r in reviews.values()}
     results = (
         ImageGenerationResult.objects.filter(review_id__in=list(by_review))
-        .select_related("requested_by", "approved_for")
+        .select_related("requested_by", "approved_for", "rejected_by", "style")
         .order_by("created_at", "id")
     )
+    cards: dict[int, Candidate] = {}
     for result in results:
-        by_review[result.review_id].append(
-            Candidate(
-                result=result,
-                thumb_url=file_url(result.thumbnail),
-                image_url=file_url(result.image),
-                thumb_height=thumb_height(result),
-                form_id=form_ids[result.review_id],
-            )
+        card = Candidate(
+            result=result,
+            thumb_url=file_url(result.thumbnail),
+            image_url=file_url(result.image),
+            thumb_height=thumb_height(result),
+            form_id=form_ids[result.review_id],
         )
+        cards[result.pk] = card
+        by_review[result.review_id].append(card)
+    # Lineage from the cards already loaded (a refine stays in its section): no query.
+    for card in cards.values():
+        parent_id, seen = card.result.parent_id, {card.result.pk}
+        while parent_id and parent_id in cards and parent_id not in seen:
+            seen.add(parent_id)
+            card.ancestors.insert(0, cards[parent_id])
+            parent_id = cards[parent_id].result.parent_id
     # The newest events of each section and how many there are, in one query: a long-lived
     # post's history grows without bound, the page does not.
     events: dict[int, list[ReviewEvent]] = {}
@@ -206,6 +239,36 @@ def load_panels(post, section_key: str | None = None, perms: dict[str, bool] | N
     return panels
 
 
+#: Seconds a job may wait in the queue before its card says it is waiting for a busy worker.
+QUEUED_TOO_LONG = 120
+
+
+def waiting_note(queued_at, note: str) -> str:
+    """The queue's note, or, when a worker listens but the job has waited long, that one."""
+    if note or queued_at is None:
+        return note
+    waited = (timezone.now() - queued_at).total_seconds()
+    if waited <= QUEUED_TOO_LONG:
+        return ""
+    return _(
+        "Waiting for %(minutes)d min: the workers of queue “%(queue)s” are busy with other jobs "
+        "(the status page lists them)."
+    ) % {"minutes": waited // 60, "queue": app_settings.QUEUE}
+
+
+def add_queue_notes(panels: list[Panel]) -> None:
+    """Tell each queued card when no worker takes jobs from the queue, or when it has waited
+    long (one look at Redis for the page, and only when something is queued)."""
+    queued = [c for p in panels for c in p.candidates if c.result.status == ResultStatus.QUEUED]
+    if not queued:
+        return
+    from ..status import queue_note
+
+    note = queue_note()
+    for card in queued:
+        card.queue_note = waiting_note(card.result.queued_at, note)
+
+
 class ReviewPage:
     """The review views of one post: the page, one section's panel, live status and the
     actions. Subclasses say how a post is found and where the pages live
@@ -250,6 +313,11 @@ class ReviewPage:
             return self.act(request, post)
         perms = user_perms(request.user, post)
         panels = load_panels(post, perms=perms)
+        add_queue_notes(panels)
+        # Feedback goes where the editor acted: a section's messages into its panel.
+        page_messages, by_section = split_messages(request, [p.key for p in panels])
+        for panel in panels:
+            panel.messages = by_section.get(panel.key, [])
         current = [p for p in panels if not p.removed]
         counts = {
             "sections": len(current),
@@ -274,6 +342,9 @@ class ReviewPage:
             "default_provider": app_settings.DEFAULT_PROVIDER,
             "public_url": host.post_public_url(post),
             "edit_url": host.post_admin_url(post),
+            "messages": page_messages,
+            "results_url": self.urls_for(post)["results"],  # the viewer's dialog (_viewer_media.html)
+            "bulk_selectable": any(c.selectable for p in panels for c in p.candidates),
         }
         return TemplateResponse(request, self.template_name, context)
 
@@ -285,6 +356,7 @@ class ReviewPage:
         panels = load_panels(post, section_key=section_key, perms=perms)
         if not panels:
             raise Http404(_("This post has no such section."))
+        add_queue_notes(panels)
         context = {**self.panel_context(request, post, perms), "panel": panels[0]}
         return HttpResponse(render_to_string(self.panel_template_name, context, request))
 
@@ -292,8 +364,17 @@ class ReviewPage:
         """Status and progress of every candidate of the post, polled about once a second."""
         post = self.get_post(request, object_id)
         self.check_post_permission(request, post)
-        rows = ImageGenerationResult.objects.for_post(post).values_list(
-            "pk", "review__section_key", "status", "progress", "progress_message"
+        rows = list(
+            ImageGenerationResult.objects.for_post(post).values_list(
+                "pk",
+                "review__section_key",
+                "status",
+                "progress",
+                "progress_message",
+                "updated_at",
+                "approved_for",
+                "queued_at",
+            )
         )
         labels = dict(ResultStatus.choices)
         results = [
@@ -305,9 +386,18 @@ class ReviewPage:
                 "active": status in ACTIVE_STATUSES,
                 "progress": progress,
                 "message": message,
+                # Changes whenever the row does (a decision too): the page refreshes that card.
+                "version": card_version(updated, approved is not None),
             }
-            for pk, key, status, progress, message in rows
+            for pk, key, status, progress, message, updated, approved, _queued in rows
         ]
+        queued_at = {row[0]: row[7] for row in rows}
+        if any(r["status"] == ResultStatus.QUEUED for r in results):
+            from ..status import queue_note
+
+            note = queue_note()
+            for r in results:
+                r["note"] = waiting_note(queued_at[r["id"]], note) if r["status"] == ResultStatus.QUEUED else ""
         return JsonResponse({"active": any(r["active"] for r in results), "results": results})
 
     # --- actions (POST) ---------------------------------------------------------------------
@@ -315,7 +405,7 @@ class ReviewPage:
     def act(self, request: HttpRequest, post) -> HttpResponse:
         op, _sep, result_id = request.POST.get("do", "").partition(":")
         if op not in OPERATIONS:
-            messages.error(request, _("Unknown action “%(op)s”.") % {"op": op})
+            notify(request, messages.ERROR, _("Unknown action “%(op)s”.") % {"op": op})
             return HttpResponseRedirect(request.path)
         if not can(request.user, OPERATIONS[op], post):
             raise PermissionDenied
@@ -337,12 +427,14 @@ class ReviewPage:
         if op in DRAFTS:
             return self.draft(request, op, target, result)
         anchor = f"#bi-section-{_section_key(target)}" if target is not None else ""
+        # The page shows this action's messages in the panel of the section acted on.
+        request.bi_section = _section_key(target) if target is not None else None
         try:
             self.perform(request, op, post, target, result)
         except UploadRejected as exc:
-            messages.error(request, _("The upload was refused: %(why)s") % {"why": str(exc)})
+            notify(request, messages.ERROR, _("The upload was refused: %(why)s") % {"why": error_text(exc)})
         except (BlogImagesError, ValidationError) as exc:
-            messages.error(request, error_text(exc))
+            notify(request, messages.ERROR, error_text(exc))
         return HttpResponseRedirect(request.path + anchor)
 
     def draft(self, request: HttpRequest, op: str, section, result) -> JsonResponse:
@@ -438,13 +530,13 @@ class Action:
             return False
         ids = ", ".join(f"#{result.pk}" for result in results)
         text = _("This request was already made (%(ids)s); nothing new was queued.") % {"ids": ids}
-        messages.info(self.request, text)
+        notify(self.request, messages.INFO, text)
         return True
 
     def done(self, text: str, **values: Any) -> None:
         """Say what was done; ``ref`` (the image) and ``section`` (its title) are filled in."""
         ref = _("image #%(id)s") % {"id": self.result.pk} if self.result else ""
-        messages.success(self.request, text % {"ref": ref, "section": section_label(self.section), **values})
+        notify(self.request, messages.SUCCESS, text % {"ref": ref, "section": section_label(self.section), **values})
 
 
 def _generate_post(act: Action) -> None:
@@ -492,7 +584,7 @@ def _approve(act: Action) -> None:
             services.save_alt_text(review, alt_text)
     if review.unchanged:
         ref = _("Image #%(id)s") % {"id": act.result.pk}
-        messages.info(act.request, _("%(ref)s is already approved; nothing changed.") % {"ref": ref})
+        notify(act.request, messages.INFO, _("%(ref)s is already approved; nothing changed.") % {"ref": ref})
     elif review.replaced_id:
         act.done(_("Approved %(ref)s for “%(section)s”; it replaces image #%(old)s."), old=review.replaced_id)
     else:
@@ -551,6 +643,32 @@ def _save_alt(act: Action) -> None:
     act.done(_("Saved the alt text of “%(section)s”."))
 
 
+def _decide_selected(act: Action) -> None:
+    """Approve or reject the candidates ticked on the page, all or none (services.decide_many)."""
+    raw = act.request.POST.getlist("ids")
+    try:
+        ids = sorted({int(value) for value in raw})
+    except ValueError:
+        raise ValidationError(_("The selection is not a list of image ids; reload the page.")) from None
+    if not ids:
+        raise ValidationError(_("Tick the images to approve or reject first."))
+    results = list(ImageGenerationResult.objects.for_post(act.post).select_related("review").filter(pk__in=ids))
+    missing = sorted(set(ids) - {r.pk for r in results})
+    if missing:
+        raise Http404(_("This post has no image #%(id)s.") % {"id": missing[0]})
+    decision = "approve" if act.op == "approve-selected" else "reject"
+    if decision == "approve":
+        present = {section.key for section in get_host().sections(act.post)}
+        gone = [r for r in results if r.review.section_key not in present]
+        if gone:
+            raise ValidationError(
+                _("Image #%(id)s belongs to a section removed from the post; it gets no new approval.")
+                % {"id": gone[0].pk}
+            )
+    outcome = services.decide_many(results, decision=decision, user=act.user, comment=act.comment)
+    notify(act.request, messages.SUCCESS, outcome.summary)
+
+
 def _comment(act: Action) -> None:
     services.add_comment(act.section, user=act.user, text=act.comment)
     act.done(_("Comment added to “%(section)s”."))
@@ -573,6 +691,8 @@ HANDLERS: dict[str, tuple[frozenset[str], Callable[[Action], None]]] = {
     "comment": (frozenset({"section"}), _comment),
     "save-prompt": (frozenset({"section", "new image"}), _save_prompt),
     "save-alt": (frozenset({"section"}), _save_alt),
+    "approve-selected": (frozenset(), _decide_selected),
+    "reject-selected": (frozenset(), _decide_selected),
 }
 
 

@@ -13,14 +13,19 @@ errors, body parsing, pagination); each other module holds one group of endpoint
 
 from __future__ import annotations
 
+from .actions import approve, attach, cancel, regenerate, reject, requeue
 from .drafts import draft_alt_text, draft_prompt
 from .examples import prompt_example, prompt_examples
 from .framework import ApiError, endpoint
 from .generation import generate, generate_for_post
+from .openapi import openapi_document
 from .results import result_detail, result_json, result_list
+from .sections import section_comment, section_detail, section_list, section_reject, section_upload
 from .status import comfyui_status
 
 __all__ = [
-    "ApiError", "comfyui_status", "draft_alt_text", "draft_prompt", "endpoint", "generate", "generate_for_post",
-    "prompt_example", "prompt_examples", "result_detail", "result_json", "result_list",
+    "ApiError", "approve", "attach", "cancel", "comfyui_status", "draft_alt_text", "draft_prompt", "endpoint",
+    "generate", "generate_for_post", "openapi_document", "prompt_example", "prompt_examples", "regenerate", "reject",
+    "requeue", "result_detail", "result_json", "result_list", "section_comment", "section_detail", "section_list",
+    "section_reject", "section_upload",
 ]  # fmt: skip

@@ -6,26 +6,44 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
+from datetime import date, datetime, time
 from functools import wraps
 from typing import Any, Callable
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, RawPostDataException
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import services
+from .. import limits, services
 from ..conf import app_settings
 from ..costs import BudgetExceeded
-from ..exceptions import InvalidTransition, QueueUnavailable
+from ..exceptions import ConcurrentTransition, InvalidTransition, QueueUnavailable, StorageUnavailable, UploadRejected
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+#: The highest page number asked for: beyond it an offset is no longer a sensible request
+#: (and past 2**63 rows PostgreSQL cannot even express it).
+MAX_PAGE = 1_000_000
+#: The largest JSON body any endpoint takes, in bytes (uploads are multipart and have their own limit).
+MAX_BODY_BYTES = 1024 * 1024
+#: How deeply a JSON body may nest (``{"settings": {...}}`` is 2); json.loads would recurse
+#: until Python stops it, far beyond anything an endpoint takes.
+MAX_JSON_DEPTH = 16
+#: The longest query parameter or path segment (a provider alias, a section key, a date).
+MAX_PARAM_LENGTH = 1000
+#: The earliest and latest date a filter may name: beyond them a date is a typo, and the
+#: conversion to UTC of year 1 or 9999 overflows.
+EARLIEST, LATEST = date(1900, 1, 1), date(9998, 12, 31)
 
 PERM_GENERATE = "blogimages.generate_images"
 PERM_VIEW_RESULT = "blogimages.view_imagegenerationresult"
@@ -150,6 +168,7 @@ def endpoint(permissions: dict[str, tuple[str, ...]]) -> Callable:
                 missing = [perm for perm in permissions[method] if not user.has_perm(perm)]
                 if missing:
                     raise ApiError(403, f"You need the permission {', '.join(missing)} for this.")
+                check_params(request, kwargs)
                 return func(request, *args, **kwargs)
             except ApiError as exc:
                 return exc.response()
@@ -157,10 +176,18 @@ def endpoint(permissions: dict[str, tuple[str, ...]]) -> Callable:
                 return invalid(errors_of(exc)).response()
             except services.NothingToGenerate as exc:
                 return invalid({"prompt": [str(exc)]}).response()
-            except QueueUnavailable as exc:
+            except UploadRejected as exc:
+                return invalid({"file": [f"The upload was refused: {exc}"]}).response()
+            except PermissionDenied as exc:
+                return ApiError(403, str(exc) or "You may not do this.").response()
+            except (QueueUnavailable, StorageUnavailable) as exc:
                 return ApiError(503, str(exc)).response()
-            except InvalidTransition as exc:
+            except (InvalidTransition, ConcurrentTransition) as exc:
                 return ApiError(409, str(exc)).response()
+            except RequestDataTooBig:
+                return _too_big().response()
+            except (MultiPartParserError, TooManyFieldsSent) as exc:
+                return invalid({"__all__": [f"The form data could not be read ({exc})."]}).response()
             except BudgetExceeded as exc:
                 # 402: the request is sound, but the month's budget cannot pay for it.
                 budget = {"name": exc.budget, "limit": str(exc.limit), "left": str(exc.left), "cost": str(exc.cost)}
@@ -168,28 +195,145 @@ def endpoint(permissions: dict[str, tuple[str, ...]]) -> Callable:
 
         # Services commit their own transactions so that jobs are queued (and a Redis
         # outage is seen) before we answer, even where ATOMIC_REQUESTS is on.
-        return csrf_exempt(transaction.non_atomic_requests(view))
+        wrapped = csrf_exempt(transaction.non_atomic_requests(view))
+        wrapped.api_methods = tuple(permissions)  # the OpenAPI test compares them with the document
+        return wrapped
 
     return decorator
 
 
 # --- input ----------------------------------------------------------------------------------
+#
+# Every text a request carries is checked here, before an endpoint sees it: NUL characters
+# and lone surrogates (PostgreSQL cannot store either; json.loads makes both from escapes),
+# over-long values, JSON nested deeper than any endpoint takes. The text rules themselves
+# are blogimages.limits', shared with the forms.
+
+
+def _too_big() -> ApiError:
+    return ApiError(413, f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB.")
+
+
+def printable(name: str) -> str:
+    """A field name safe to put in an answer (NUL and lone surrogates escaped)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def check_params(request: HttpRequest, kwargs: dict[str, Any]) -> None:
+    """Refuse path segments, query parameters and form fields (names and values, file names)
+    that cannot be text, or are too long (400 naming them)."""
+    short, long = MAX_PARAM_LENGTH, limits.TEXT_MAX
+    values = [(name, value, short) for name, value in kwargs.items() if isinstance(value, str)]
+    values += [(name, value, short) for name, items in request.GET.lists() for value in [name, *items]]
+    if request.method == "POST" and request.content_type in FORM_TYPES:
+        values += [(name, value, long) for name, items in request.POST.lists() for value in [name, *items]]
+        values += [(name, getattr(upload, "name", "") or "", short) for name, upload in request.FILES.items()]
+    errors: Errors = {}
+    for name, value, limit in values:
+        if problem := limits.text_problem(value, max_length=limit):
+            errors.setdefault(printable(name), []).append(f"{printable(name)} {problem}.")
+    if errors:
+        raise invalid(errors)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is too large")
+    return value
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_json_value(data: Any, errors: Errors) -> None:
+    """Walk a parsed JSON value (without recursion): depth, and every key and string against
+    :func:`blogimages.limits.text_problem`, naming the field (``settings.sampler``, ``providers.0``)."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                errors.setdefault(path.split(".")[0] or "__all__", []).append(
+                    f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep."
+                )
+                continue
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                name = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and (problem := limits.text_problem(key, max_length=MAX_PARAM_LENGTH)):
+                    errors.setdefault(printable(name), []).append(f"The field name {problem}.")
+                    continue
+                stack.append((item, name, depth + 1))
+        elif isinstance(value, str) and (problem := limits.text_problem(value)):
+            field = printable(path) or "__all__"
+            errors.setdefault(field, []).append(f"{field} {problem}.")
 
 
 def read_body(request: HttpRequest, *, required: bool = True) -> dict[str, Any]:
-    """The request's JSON object (``{}`` for an empty optional body), or a 400."""
-    raw = request.body
+    """The request's JSON object (``{}`` for an empty optional body), or a 400 naming the
+    field at fault (413 for a body over MAX_BODY_BYTES)."""
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise _too_big() from None
+    except RawPostDataException:  # multipart form data, already parsed: not what this endpoint takes
+        raise invalid({"__all__": ["Send a JSON object as the request body, not form data."]}) from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise _too_big()
     if not raw.strip():
         if required:
             raise invalid({"__all__": ["Send a JSON object as the request body."]})
         return {}
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_float=_finite, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise invalid({"__all__": [f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep."]}) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid({"__all__": [f"The body is not valid JSON ({exc})."]}) from None
     if not isinstance(data, dict):
         raise invalid({"__all__": ["The body must be a JSON object."]})
+    errors: Errors = {}
+    check_json_value(data, errors)
+    if errors:
+        raise invalid(errors)
     return data
+
+
+def read_form(request: HttpRequest) -> tuple[dict[str, str], dict[str, Any]]:
+    """A multipart/form-data (or urlencoded) body: ``(fields, files)`` with each field's last value."""
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        raise invalid({"__all__": ["Send the file as multipart/form-data."]})
+    # Every field and file name was checked as text by check_params() before the view ran.
+    fields = {name: request.POST.get(name) for name in request.POST}
+    files = {name: request.FILES.get(name) for name in request.FILES}
+    return fields, files
+
+
+def parse_when(raw: str, field: str, errors: Errors) -> datetime | None:
+    """An ISO 8601 date or date-time (a date means its midnight, a naive time the site's
+    time zone), strictly: an impossible date (2025-02-30, hour 25) or one outside
+    EARLIEST..LATEST goes to ``errors[field]``."""
+    example = "2025-01-31 or 2025-01-31T12:00:00Z"
+    try:
+        value = parse_datetime(raw)
+        if value is None and (day := parse_date(raw)) is not None:
+            value = datetime.combine(day, time.min)
+    except ValueError as exc:  # the format is right, the date is not (Django names why)
+        errors[field] = [f"{field} {raw!r} is not a real date ({exc}); use ISO 8601 such as {example}."]
+        return None
+    if value is None:
+        errors[field] = [f"{field} must be an ISO 8601 date or time such as {example}, not {raw!r}."]
+        return None
+    if not EARLIEST <= value.date() <= LATEST:
+        errors[field] = [f"{field} must be between {EARLIEST} and {LATEST}, not {raw!r}."]
+        return None
+    return timezone.make_aware(value) if timezone.is_naive(value) else value
 
 
 def is_int(value: Any) -> bool:
@@ -210,8 +354,9 @@ def lookup(model, value: Any, field: str, errors: Errors, label: str):
 
 
 def unknown_fields(data: dict[str, Any], allowed: set[str], errors: Errors) -> None:
+    takes = f"allowed: {', '.join(sorted(allowed))}" if allowed else "this takes none"
     for name in sorted(set(data) - allowed):
-        errors[name] = [f"Unknown field {name!r}; allowed: {', '.join(sorted(allowed))}."]
+        errors[name] = [f"Unknown field {name!r}; {takes}."]
 
 
 def absolute(request: HttpRequest, url: str | None) -> str | None:
@@ -223,10 +368,8 @@ def absolute(request: HttpRequest, url: str | None) -> str | None:
 
 def paginate(request: HttpRequest, queryset, errors: Errors):
     """``(items, meta)`` for ``?page=&page_size=``: two queries, whatever the page holds."""
-    page = _positive_int(request.GET.get("page", "1"), "page", errors)
-    size = _positive_int(request.GET.get("page_size", str(DEFAULT_PAGE_SIZE)), "page_size", errors)
-    if size and size > MAX_PAGE_SIZE:
-        errors["page_size"] = [f"page_size is at most {MAX_PAGE_SIZE}."]
+    page = _positive_int(request.GET.get("page", "1"), "page", errors, MAX_PAGE)
+    size = _positive_int(request.GET.get("page_size", str(DEFAULT_PAGE_SIZE)), "page_size", errors, MAX_PAGE_SIZE)
     if errors:
         raise invalid(errors)
     count = queryset.count()
@@ -249,12 +392,20 @@ def paginate(request: HttpRequest, queryset, errors: Errors):
     return items, meta
 
 
-def _positive_int(raw: str, field: str, errors: Errors) -> int:
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1:
-        errors[field] = [f"{field} must be a whole number from 1, not {raw!r}."]
+def _positive_int(raw: str, field: str, errors: Errors, high: int) -> int:
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 12 else 0
+    if not 1 <= value <= high:
+        shown = raw if len(raw) <= 40 else f"{raw[:40]}..."
+        errors[field] = [f"{field} must be a whole number from 1 to {high}, not {shown!r}."]
         return 1
     return value
+
+
+# --- anything else under api/v1/ -----------------------------------------------------------------
+
+
+@csrf_exempt  # it changes nothing; a POST to a wrong path is told so, not refused for want of a token
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """A JSON 404 for a path under ``api/v1/`` that names no endpoint (a client's typo, an id
+    that is not a number), so that every answer of the API is JSON."""
+    return ApiError(404, f"There is no API endpoint at {request.path}.").response()

@@ -39,6 +39,14 @@ SETTING_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "model": ("a string", lambda v: isinstance(v, str)),
     "negative_prompt": ("a string", lambda v: isinstance(v, str)),
 }
+#: The longest text each text setting may be: the columns they are stored in (a result's
+#: model; a saved setting's sampler and scheduler), the prompt limit for the negative prompt.
+SETTING_TEXT_MAX = {
+    "model": ImageGenerationResult._meta.get_field("model").max_length,
+    "sampler": ImageSetting._meta.get_field("sampler").max_length,
+    "scheduler": ImageSetting._meta.get_field("scheduler").max_length,
+    "negative_prompt": limits.PROMPT_MAX,
+}
 GENERATE_FIELDS = {
     "prompt", "provider", "providers", "settings", "prompt_example", "style", "format", "setting", "section", "post",
     "candidates",
@@ -62,6 +70,8 @@ def _settings_overrides(data: dict[str, Any], errors: Errors) -> dict[str, Any]:
         if values:
             if not ok(values[0]):
                 errors[name] = [f"{name} must be {kind}, not {values[0]!r}."]
+            elif name in SETTING_TEXT_MAX and len(values[0]) > SETTING_TEXT_MAX[name]:
+                errors[name] = [f"{name} is {len(values[0])} characters; the limit is {SETTING_TEXT_MAX[name]}."]
             elif name in limits.NUMBERS and (problem := limits.number_errors({name: values[0]})):
                 errors[name] = [problem[name]]
             else:
@@ -121,7 +131,10 @@ def _section(data: dict[str, Any], errors: Errors):
 def idempotency_key(request: HttpRequest) -> str | None:
     """The ``Idempotency-Key`` header: a client that sends a request again (its answer was
     lost, a retry loop) with the same key gets the first request's results, nothing new."""
-    return request.headers.get("Idempotency-Key") or None
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and (problem := limits.text_problem(key, max_length=services.REQUEST_KEY_MAX)):
+        raise invalid({"idempotency_key": [f"The Idempotency-Key header {problem}."]})
+    return key
 
 
 def _raise_for_queue(request: HttpRequest, results: list[ImageGenerationResult]) -> None:
@@ -158,6 +171,8 @@ def generate(request: HttpRequest) -> HttpResponse:
         errors["prompt"] = ["Write a prompt, or name a prompt_example that has one."]
     if errors:
         raise invalid(errors)
+    if section is not None:
+        services.require(request.user, "generate", section.post)  # the host's say, as on the review page
     spec = services.GenerationSpec(
         prompt=prompt,
         providers=aliases,
@@ -202,6 +217,7 @@ def generate_for_post(request: HttpRequest, pk: int) -> HttpResponse:
     post = get_host().find_post(str(pk))
     if post is None:
         raise ApiError(404, f"No post with id {pk}.")
+    services.require(request.user, "generate", post)
     outcome = services.generate_for_post(
         post,
         user=request.user,

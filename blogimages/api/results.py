@@ -4,24 +4,49 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, time
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from .. import services
 from ..models import ImageGenerationResult, ResultStatus
 from ..renditions import rendition_urls
 from ..storage import get_storage
-from .framework import PERM_VIEW_RESULT, ApiError, Errors, absolute, endpoint, json_response, paginate, unknown_fields
+from .framework import (
+    PERM_VIEW_RESULT,
+    ApiError,
+    Errors,
+    absolute,
+    endpoint,
+    json_response,
+    paginate,
+    parse_when,
+    unknown_fields,
+)
 
 logger = logging.getLogger("blogimages.api")
 
-RESULT_FILTERS = {"status", "provider", "post", "section", "group", "since", "page", "page_size"}
+RESULT_FILTERS = {
+    "status", "provider", "model", "decision", "post", "section", "group", "style", "requested_by", "since", "until",
+    "page", "page_size",
+}  # fmt: skip
+#: A candidate's decision: approved (its section's approved image), rejected (by itself, with
+#: a comment; approving it later takes that back), or neither yet.
+DECISIONS = ("approved", "rejected", "undecided")
+
+
+def results_queryset():
+    """Results with what :func:`result_json` reads, in one query."""
+    return ImageGenerationResult.objects.select_related("review", "approved_for", "rejected_by")
+
+
+def decision_of(result: ImageGenerationResult) -> str:
+    if result.is_approved:
+        return "approved"
+    return "rejected" if result.rejected_at is not None else "undecided"
 
 
 def result_url(request: HttpRequest, pk: int) -> str:
@@ -75,6 +100,12 @@ def result_json(request: HttpRequest, result: ImageGenerationResult) -> dict[str
         "section": result.review.section_key if result.review_id else None,
         "prompt_example": result.prompt_example_id,
         "is_approved": result.is_approved,
+        "decision": decision_of(result),
+        "rejected_at": result.rejected_at,
+        "rejected_by": result.rejected_by.get_username() if result.rejected_by_id and result.rejected_by else None,
+        "rejection_comment": result.rejection_comment or None,
+        "operation": result.operation,
+        "parent": result.parent_id,
         "created_at": result.created_at,
         "queued_at": result.queued_at,
         "started_at": result.started_at,
@@ -121,30 +152,21 @@ def with_actions(request: HttpRequest, results) -> list[dict[str, Any]]:
 
 @endpoint({"GET": (PERM_VIEW_RESULT,)})
 def result_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    result = ImageGenerationResult.objects.select_related("review", "approved_for").filter(pk=pk).first()
+    result = results_queryset().filter(pk=pk).first()
     if result is None:
         raise ApiError(404, f"No result with id {pk}.")
     return json_response(with_actions(request, [result])[0])
 
 
-def _parse_since(raw: str):
-    value = parse_datetime(raw)
-    if value is None:
-        day = parse_date(raw)
-        if day is not None:
-            value = datetime.combine(day, time.min)
-    if value is not None and timezone.is_naive(value):
-        value = timezone.make_aware(value)
-    return value
-
-
 @endpoint({"GET": (PERM_VIEW_RESULT,)})
 def result_list(request: HttpRequest) -> HttpResponse:
-    """Results, newest first, filtered by ``status`` (comma-separated), ``provider``,
-    ``post``, ``section``, ``group`` and ``since`` (ISO 8601), paginated."""
+    """Results, newest first, filtered as the review page and the gallery filter them:
+    ``status`` (comma-separated), ``provider``, ``model``, ``decision``, ``post``,
+    ``section``, ``group``, ``style``, ``requested_by`` (a username), ``since`` and
+    ``until`` (ISO 8601); paginated."""
     errors: Errors = {}
     unknown_fields(request.GET, RESULT_FILTERS, errors)
-    queryset = ImageGenerationResult.objects.select_related("review", "approved_for")
+    queryset = results_queryset()
     params = request.GET
     if params.get("status"):
         wanted = [s.strip() for s in params["status"].split(",") if s.strip()]
@@ -155,6 +177,18 @@ def result_list(request: HttpRequest) -> HttpResponse:
     if params.get("provider"):
         alias = params["provider"]
         queryset = queryset.filter(Q(provider=alias) | Q(provider_used=alias))
+    if params.get("model"):
+        queryset = queryset.filter(model=params["model"])
+    if params.get("decision"):
+        decision = params["decision"]
+        if decision == "approved":
+            queryset = queryset.filter(approved_for__isnull=False)
+        elif decision == "rejected":
+            queryset = queryset.filter(approved_for__isnull=True, rejected_at__isnull=False)
+        elif decision == "undecided":
+            queryset = queryset.filter(approved_for__isnull=True, rejected_at__isnull=True)
+        else:
+            errors["decision"] = [f"Unknown decision {decision!r}; use {', '.join(DECISIONS)}."]
     if params.get("post"):
         queryset = queryset.filter(review__post_id=params["post"])
     if params.get("section"):
@@ -164,13 +198,18 @@ def result_list(request: HttpRequest) -> HttpResponse:
             queryset = queryset.filter(group=uuid.UUID(params["group"]))
         except ValueError:
             errors["group"] = [f"group must be a UUID, not {params['group']!r}."]
-    if params.get("since"):
-        since = _parse_since(params["since"])
-        if since is None:
-            errors["since"] = [
-                f"since must be an ISO 8601 date or time such as 2025-01-31T12:00:00Z, not {params['since']!r}."
-            ]
+    if params.get("style"):
+        if params["style"].isascii() and params["style"].isdigit() and len(params["style"]) <= 18:
+            queryset = queryset.filter(style_id=int(params["style"]))
         else:
-            queryset = queryset.filter(created_at__gte=since)
+            errors["style"] = [f"style must be a style's id (a whole number), not {params['style']!r}."]
+    if params.get("requested_by"):
+        field = get_user_model().USERNAME_FIELD
+        queryset = queryset.filter(**{f"requested_by__{field}": params["requested_by"]})
+    for name, lookup in (("since", "created_at__gte"), ("until", "created_at__lt")):
+        if params.get(name):
+            when = parse_when(params[name], name, errors)
+            if when is not None:
+                queryset = queryset.filter(**{lookup: when})
     items, meta = paginate(request, queryset, errors)
     return json_response({**meta, "results": with_actions(request, items)})

@@ -73,4 +73,5 @@ class BlogImagesToolbar(CMSToolbar):
         if any(user.has_perm(perm) for perm in TOOL_PERMISSIONS):
             menu.add_break("blogimages-tools")
             menu.add_sideframe_item(_("Prompt playground"), url=tools["playground"])
+            menu.add_sideframe_item(_("Gallery"), url=tools["gallery"])
             menu.add_sideframe_item(_("Image generation status"), url=tools["status_page"])

@@ -37,6 +37,7 @@ def tool_urls(site: str = "admin") -> dict[str, str]:
         "results": reverse(f"{site}:blogimages_imagegenerationresult_changelist"),
         "playground": reverse(f"{site}:blogimages_playground"),
         "status_page": reverse(f"{site}:blogimages_status"),
+        "gallery": reverse(f"{site}:blogimages_gallery"),
     }
 
 

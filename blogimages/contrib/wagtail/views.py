@@ -49,6 +49,7 @@ def tool_urls() -> dict[str, str]:
         "playground_status": url("playground_status"),
         "playground_models": url("playground_models"),
         "status_page": url("status"),
+        "gallery": url("gallery"),
         # The result and section review links append "<pk>/change/" to these (as in Django admin).
         "results": url("results"),
         "reviews": url("reviews"),
@@ -212,3 +213,39 @@ def review_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """The panel's "Edit prompt and alt text" link (``reviews/<pk>/change/``): the review's edit view."""
     review_row = get_object_or_404(SectionReview, pk=pk)
     return HttpResponseRedirect(reverse("blogimages_section_reviews:edit", args=[review_row.pk]))
+
+
+# --- the gallery and the image viewer's endpoints (admin_views.gallery, admin_views.viewer) -----
+
+
+def gallery(request: HttpRequest) -> HttpResponse:
+    require_tools(request)
+    return admin_views.gallery.gallery_page(
+        request,
+        urls=tool_urls(),
+        template_name=TEMPLATES + "gallery.html",
+        base_context=lambda: chrome(_("Gallery"), [home_crumb()]),
+    )
+
+
+def viewer_options(request: HttpRequest, pk: int) -> JsonResponse:
+    return admin_views.viewer.edit_options(request, pk)  # checks the post's view permission
+
+
+def viewer_refine(request: HttpRequest, pk: int) -> JsonResponse:
+    return admin_views.viewer.refine(request, pk)  # checks generate on the post (and the service again)
+
+
+def viewer_posts(request: HttpRequest) -> JsonResponse:
+    require_tools(request)
+    return admin_views.viewer.posts(request)
+
+
+def viewer_sections(request: HttpRequest) -> JsonResponse:
+    require_tools(request)
+    return admin_views.viewer.sections(request)
+
+
+def viewer_attach(request: HttpRequest, pk: int) -> JsonResponse:
+    require_tools(request)
+    return admin_views.viewer.attach(request, pk)

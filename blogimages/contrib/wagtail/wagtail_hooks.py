@@ -45,6 +45,12 @@ def register_admin_urls():
         path("playground/models/", views.playground_models, name="playground_models"),
         path("status/", views.status, name="status"),
         path("results/", views.results_index, name="results"),
+        path("gallery/", views.gallery, name="gallery"),
+        path("results/viewer/posts/", views.viewer_posts, name="viewer_posts"),
+        path("results/viewer/sections/", views.viewer_sections, name="viewer_sections"),
+        path("results/viewer/<int:pk>/options/", views.viewer_options, name="viewer_options"),
+        path("results/viewer/<int:pk>/refine/", views.viewer_refine, name="viewer_refine"),
+        path("results/viewer/<int:pk>/attach/", views.viewer_attach, name="viewer_attach"),
         path("results/<int:pk>/change/", views.result, name="result"),
         path(
             "reviews/",
@@ -113,6 +119,11 @@ class ToolMenuItem(MenuItem):
 @hooks.register(MENU_HOOK)
 def playground_menu_item():
     return ToolMenuItem(_("Prompt playground"), reverse(f"{views.NAMESPACE}:playground"), icon_name="draft", order=10)
+
+
+@hooks.register(MENU_HOOK)
+def gallery_menu_item():
+    return ToolMenuItem(_("Gallery"), reverse(f"{views.NAMESPACE}:gallery"), icon_name="image", order=15)
 
 
 @hooks.register(MENU_HOOK)

@@ -2,9 +2,11 @@
  *
  * An element with data-bi-live="review" or "playground" and data-status-url is polled
  * about once a second while any of its candidates is queued or running. Progress bars
- * update in place; when a candidate finishes, the review page re-renders that section's
- * panel (data-section-url, with 0 standing for the section id) and the playground swaps
- * the card for the HTML the status answer carries. A form marked data-bi-once is sent
+ * update in place; when a candidate finishes, the review page fetches that section's
+ * panel (data-section-url, with 0 standing for the section id) and patches only what
+ * changed: the cards whose data-version differs, the header, the history list; the
+ * forms (a chosen file, a ticked box, typed text) and open <details> stay as they are.
+ * The playground swaps the card for the HTML the status answer carries. A form marked data-bi-once is sent
  * once: its buttons are disabled while the request runs. "Draft a prompt" and "Draft alt
  * text" buttons fetch a draft into a field. Forms keep working without script.
  */
@@ -54,7 +56,74 @@
     });
   }
 
-  function replaceSection(root, sectionId) {
+  // Open <details> (a card's "sent" settings, its lineage, the section history), ticked
+  // selection boxes and typed text survive a card being replaced: they are the editor's.
+  function carryState(old, fresh) {
+    old.querySelectorAll("details[data-bi-keep-open]").forEach(function (d) {
+      var twin = fresh.querySelector('details[data-bi-keep-open="' + d.dataset.biKeepOpen + '"]');
+      if (twin) twin.open = d.open;
+    });
+    old.querySelectorAll("input.bi-select").forEach(function (box) {
+      var twin = fresh.querySelector('input.bi-select[value="' + box.value + '"]');
+      if (twin) twin.checked = box.checked;
+    });
+  }
+
+  function sameMarkup(a, b) {
+    return a.innerHTML.trim() === b.innerHTML.trim();
+  }
+
+  // Apply the section's fresh HTML to the panel on the page, changing only what changed:
+  // cards (keyed by data-result) whose data-version differs are replaced, new ones are
+  // inserted in order, gone ones removed; the header, the latest comment and the history
+  // list are updated in place. The forms (a chosen upload file, the "approve it" box, a
+  // comment being typed) and open <details> are left alone.
+  function patchSection(old, fresh) {
+    var changed = [];
+    old.className = fresh.className;
+    ["head", "comment", "history", "history-summary"].forEach(function (part) {
+      var a = old.querySelector('[data-bi-part="' + part + '"]');
+      var b = fresh.querySelector('[data-bi-part="' + part + '"]');
+      if (a && b && !sameMarkup(a, b)) a.innerHTML = b.innerHTML;
+    });
+    var history = old.querySelector("details.bi-history");
+    var freshHistory = fresh.querySelector("details.bi-history");
+    if (history && freshHistory) history.hidden = freshHistory.hidden;
+    var replaces = old.querySelector("[data-bi-replaces]");
+    var freshReplaces = fresh.querySelector("[data-bi-replaces]");
+    if (replaces && freshReplaces) replaces.value = freshReplaces.value;
+
+    var list = old.querySelector("[data-bi-cards]");
+    var freshList = fresh.querySelector("[data-bi-cards]");
+    if (!list || !freshList) return changed;
+    var wanted = {};
+    var previous = null;
+    Array.prototype.forEach.call(freshList.querySelectorAll(":scope > .bi-card"), function (card) {
+      var id = card.dataset.result;
+      wanted[id] = true;
+      var current = list.querySelector(':scope > .bi-card[data-result="' + id + '"]');
+      if (!current) {
+        if (previous) previous.after(card);
+        else list.prepend(card);
+        changed.push(card);
+      } else if (current.dataset.version !== card.dataset.version || current.dataset.status !== card.dataset.status) {
+        carryState(current, card);
+        current.replaceWith(card);
+        changed.push(card);
+      } else {
+        card = current;
+      }
+      previous = card;
+    });
+    list.querySelectorAll(":scope > .bi-card").forEach(function (card) {
+      if (!wanted[card.dataset.result]) card.remove();
+    });
+    var empty = list.querySelector(":scope > .bi-empty");
+    if (empty && list.querySelector(":scope > .bi-card")) empty.remove();
+    return changed;
+  }
+
+  function refreshSection(root, sectionId) {
     var url = root.dataset.sectionUrl.replace(/\/0\/$/, "/" + encodeURIComponent(sectionId) + "/");
     return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "XMLHttpRequest" } })
       .then(function (resp) {
@@ -64,22 +133,24 @@
       .then(function (html) {
         var old = document.getElementById("bi-section-" + sectionId);
         if (!old) return;
-        // Keep what the editor is typing (a comment, a prompt, alt text, a draft being
-        // edited): the panel is replaced under them.
-        var typed = {};
-        old.querySelectorAll("textarea[id], input[type=text][id]").forEach(function (el) {
-          if (el.value !== el.defaultValue) typed[el.id] = el.value;
-        });
         var holder = document.createElement("div");
         holder.innerHTML = html.trim();
         var fresh = holder.firstElementChild;
-        old.replaceWith(fresh);
-        Object.keys(typed).forEach(function (id) {
-          var el = document.getElementById(id);
-          if (el) el.value = typed[id];
+        patchSection(old, fresh).forEach(function (card) {
+          revealDrafts(card);
+          document.dispatchEvent(
+            new CustomEvent("bi:card-updated", { detail: { id: card.dataset.result, section: sectionId, card: card } })
+          );
         });
-        revealDrafts(fresh);
+        showSelected();
       });
+  }
+
+  function showNote(card, r) {
+    var note = card.querySelector("[data-bi-queue-note]");
+    if (!note || r.note === undefined) return;
+    note.textContent = r.note || "";
+    note.hidden = !r.note;
   }
 
   function pollReview(root) {
@@ -90,15 +161,26 @@
         if (!card) {
           refresh[r.section] = true; // a candidate made elsewhere (another editor, the API)
         } else if (card.dataset.status !== r.status && !r.active) {
-          refresh[r.section] = true;
+          refresh[r.section] = true; // finished: its image, its buttons
         } else if (r.active) {
           updateProgress(card, r);
+          showNote(card, r);
+        } else if (r.version && card.dataset.version && card.dataset.version !== r.version) {
+          refresh[r.section] = true; // decided elsewhere (another editor, the API)
         }
       });
       var ids = Object.keys(refresh);
-      return Promise.all(ids.map(function (id) { return replaceSection(root, id); })).then(function () {
+      return Promise.all(ids.map(function (id) { return refreshSection(root, id); })).then(function () {
         return data.active || ids.length > 0;
       });
+    });
+  }
+
+  // "Approve/reject the selected": how many boxes are ticked, next to the buttons.
+  function showSelected() {
+    var count = document.querySelectorAll("input.bi-select:checked").length;
+    document.querySelectorAll("[data-bi-selected-count]").forEach(function (el) {
+      el.textContent = count ? "(" + count + " ticked)" : "(none ticked)";
     });
   }
 
@@ -274,6 +356,10 @@
     revealDrafts(document);
     document.addEventListener("submit", sendOnce);
     window.addEventListener("pageshow", reviveForms);
+    document.addEventListener("change", function (event) {
+      if (event.target.matches && event.target.matches("input.bi-select")) showSelected();
+    });
+    showSelected();
     var compose = document.querySelector("form[data-models-url]");
     if (compose) {
       compose.addEventListener("change", function (event) {

@@ -176,6 +176,7 @@ def main() -> int:
             0.97,
             "busy / (servers x span), servers' own clocks",
             span_seconds=round(timeline["span"], 4),
+            idle_seconds=timeline["idle_seconds"],
             **common,
         )
         emit(
@@ -269,7 +270,19 @@ def server_timeline(rows) -> dict[str, float]:
     start = min(a for items in intervals.values() for a, _ in items)
     end = max(b for items in intervals.values() for _, b in items)
     busy = sum(b - a for items in intervals.values() for a, b in items)
-    return {"span": end - start, "busy_fraction": busy / (SERVERS * (end - start))}
+    # Where the idle time is, summed over the servers: before a server's first prompt, between
+    # its prompts (it waited for the next one), and after its last one.
+    runs = [sorted(items) for items in intervals.values()]
+    idle = {
+        "head": sum(items[0][0] - start for items in runs),
+        "gaps": sum(max(0.0, b[0] - a[1]) for items in runs for a, b in zip(items, items[1:], strict=False)),
+        "tail": sum(end - items[-1][1] for items in runs),
+    }
+    return {
+        "span": end - start,
+        "busy_fraction": busy / (SERVERS * (end - start)),
+        "idle_seconds": {key: round(value, 4) for key, value in idle.items()},
+    }
 
 
 def model_loads(urls: list[str]) -> dict[str, list[dict]]:
@@ -325,19 +338,21 @@ def start_workers(worker_class: str) -> list[subprocess.Popen]:
     from blogimages.conf import app_settings
 
     connection = django_rq.get_connection(app_settings.QUEUE)
+    logs = Path(os.environ["BLOGIMAGES_VAR_DIR"])
     procs = [
         subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "rqworker", app_settings.QUEUE, "--worker-class", worker_class],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=(logs / f"worker-{index}.log").open("wb"),
         )
-        for _ in range(WORKERS)
+        for index in range(WORKERS)
     ]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # eight Django processes starting on a busy machine
     while len(Worker.all(connection=connection)) < WORKERS:
         if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-            raise SystemExit("The RQ workers did not start.")
+            tail = (logs / "worker-0.log").read_text(errors="replace").strip().splitlines()[-5:]
+            raise SystemExit("The RQ workers did not start: " + " / ".join(tail))
         time.sleep(0.05)
     return procs
 

@@ -5,7 +5,10 @@ process has its own) over the in-process store, driven by a simulated clock: 64 
 servers that run one prompt at a time in arrival order and take ``SWITCH_COST`` seconds
 extra when a prompt's checkpoint differs from the last one they ran, 128 workers (two per
 server, the recommended deployment), 10,000 jobs of mixed lengths (1 to 20 s) and four
-checkpoints of unequal popularity, in random order. Around each prompt a worker spends
+checkpoints of unequal popularity, in random order. Each job reserves with a cost
+estimate, as the provider's (steps x megapixels x batch size) is: its length, off by up to
+``COST_ERROR`` either way at random, since an estimate never knows the GPU's time exactly.
+Around each prompt a worker spends
 what a real one does: posting (5 ms), reading the image (10 ms, then it releases the slot
 with the queue length the server reported) and storing it (50 ms) before it takes the
 next job. Nothing sleeps; the run takes a few seconds of CPU.
@@ -14,7 +17,9 @@ Figures: ``value`` is the servers' busy time (prompts and model loads) over 64 x
 makespan (from the first prompt's start to the last one's end); ``useful_fraction``
 leaves the loads out, and ``makespan_ratio`` is the makespan over the ideal (every job's
 length over 64 servers, no loads). ``router_calls_per_job`` counts every call to the reservation store
-(the Redis round trips in production: reserve, release, renew, failures) per job.
+(the Redis round trips in production: reserve, release, renew, failures) per job. The line is
+one job order; ``over_orders`` gives the mean and the least over five (the figures move by
+about 0.01 from one order to the next, more than most routing changes do).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ LENGTHS = [(1.0, 0.2), (2.0, 0.3), (4.0, 0.25), (8.0, 0.15), (20.0, 0.1)]  # sec
 MODELS = [("sdxl", 0.4), ("sd3.5_large", 0.3), ("flux1_dev", 0.2), ("sd3.5_large_turbo", 0.1)]
 SWITCH_COST = 10.0
 SLOTS, TOLERANCE, IDLE_SWITCH_AFTER = 3, 2, 2.0  # the provider's defaults
+COST_ERROR = 0.3  # a job's cost estimate is its length x a random factor in [0.7, 1.3]
 POST, VIEW, STORE = 0.005, 0.010, 0.050
 
 
@@ -93,8 +99,27 @@ class Server:
         on_done(remaining)
 
 
+ORDERS = (13, 1, 2, 3, 4)  # job orders: the first is the line's own figures, all five give the spread
+
+
 def main() -> None:
-    rng = random.Random(13)
+    runs = [simulate(seed) for seed in ORDERS]
+    line = runs[0]
+    mean = {key: sum(run[key] for run in runs) / len(runs) for key in ("value", "useful_fraction", "makespan_ratio")}
+    line["over_orders"] = {
+        "orders": len(runs),
+        "value_mean": round(mean["value"], 4),
+        "value_min": min(run["value"] for run in runs),
+        "useful_fraction_mean": round(mean["useful_fraction"], 4),
+        "makespan_ratio_mean": round(mean["makespan_ratio"], 4),
+        "model_loads": [run["model_loads"] for run in runs],
+    }
+    print(json.dumps(line), flush=True)
+
+
+def simulate(seed: int) -> dict:
+    """One run over the job order drawn from ``seed``: the figures of the JSON line."""
+    rng = random.Random(seed)
     sim = Sim()
     urls = [f"http://gpu{i}:8188" for i in range(SERVERS)]
     servers = {url: Server(sim, url) for url in urls}
@@ -103,7 +128,11 @@ def main() -> None:
         (rng.choices([v for v, _ in LENGTHS], [w for _, w in LENGTHS])[0], rng.choices(*zip(*MODELS, strict=True))[0])
         for _ in range(JOBS)
     ]
-    pending = iter(jobs)
+    # What each job's reservation says it costs (milliseconds, as a whole number), drawn apart
+    # from the jobs so that the job mix is the same with or without estimates.
+    estimates = random.Random(31)
+    costs = [round(length * 1000 * (1 + COST_ERROR * (2 * estimates.random() - 1))) for length, _ in jobs]
+    pending = iter(zip(jobs, costs, strict=True))
     routers = [
         Router(
             urls,
@@ -125,12 +154,13 @@ def main() -> None:
             return
         choose(worker, job)
 
-    def choose(worker: int, job) -> None:
+    def choose(worker: int, item) -> None:
         router = routers[worker]
-        reservation = router.reserve(job[1])
+        job, cost = item
+        reservation = router.reserve(job[1], cost=cost)
         if reservation is None:  # every slot taken: look again shortly, as the provider does
             waits["slot"] += 1
-            sim.at(sim.now + 0.1, choose, worker, job)
+            sim.at(sim.now + 0.1, choose, worker, item)
             return
         sim.at(sim.now + POST, servers[reservation.url].post, job, lambda seen: finished(worker, reservation, seen))
 
@@ -153,30 +183,26 @@ def main() -> None:
     loading = sum(server.loading for server in servers.values())
     work = sum(length for length, _ in jobs)
     calls = sum(router.calls for router in routers)
-    print(
-        json.dumps(
-            {
-                "metric": "router_sim_busy_fraction",
-                "value": round(busy / (SERVERS * makespan), 4),
-                "goal": 0.97,
-                "useful_fraction": round((busy - loading) / (SERVERS * makespan), 4),
-                "router_calls_per_job": round(calls / JOBS, 3),
-                "router_calls_goal": 2,
-                "model_loads": sum(server.loads for server in servers.values()),
-                "model_load_seconds": round(loading, 1),
-                "makespan_s": round(makespan, 1),
-                "ideal_makespan_s": round(work / SERVERS, 1),
-                "makespan_ratio": round(makespan / (work / SERVERS), 4),
-                "slot_waits": waits["slot"],
-                "servers": SERVERS,
-                "workers": WORKERS,
-                "jobs": JOBS,
-                "switch_cost_s": SWITCH_COST,
-                "unit": "fraction of server time busy, simulated clock",
-            }
-        ),
-        flush=True,
-    )
+    return {
+        "metric": "router_sim_busy_fraction",
+        "value": round(busy / (SERVERS * makespan), 4),
+        "goal": 0.97,
+        "useful_fraction": round((busy - loading) / (SERVERS * makespan), 4),
+        "router_calls_per_job": round(calls / JOBS, 3),
+        "router_calls_goal": 2,
+        "model_loads": sum(server.loads for server in servers.values()),
+        "model_load_seconds": round(loading, 1),
+        "makespan_s": round(makespan, 1),
+        "ideal_makespan_s": round(work / SERVERS, 1),
+        "makespan_ratio": round(makespan / (work / SERVERS), 4),
+        "slot_waits": waits["slot"],
+        "servers": SERVERS,
+        "workers": WORKERS,
+        "jobs": JOBS,
+        "switch_cost_s": SWITCH_COST,
+        "unit": "fraction of server time busy, simulated clock",
+        "job_order_seed": seed,
+    }
 
 
 if __name__ == "__main__":

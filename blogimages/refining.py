@@ -669,3 +669,20 @@ def preview_count(result_id: int) -> int:
         return int(_redis().get(PREVIEW_COUNT_KEY.format(result_id)) or 0)
     except Exception:  # noqa: BLE001
         return 0
+
+
+# --- live previews for a page of cards (desk-followup) ----------------------------------------------
+
+
+def preview_counts(result_ids: list[int]) -> dict[int, int]:
+    """How many previews each of ``result_ids`` has had, in one Redis MGET (the review page and
+    the playground ask for all their running cards at once); results without one are left out,
+    and so is everything when Redis cannot answer (a preview is never worth an error)."""
+    if not result_ids:
+        return {}
+    try:
+        values = _redis().mget([PREVIEW_COUNT_KEY.format(pk) for pk in result_ids])
+    except Exception:  # noqa: BLE001
+        logger.warning("Could not read the previews of results %s", result_ids, exc_info=True)
+        return {}
+    return {pk: int(value) for pk, value in zip(result_ids, values, strict=True) if value and int(value) > 0}

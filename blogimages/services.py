@@ -1406,7 +1406,7 @@ def sweep_stuck(now=None) -> list[int]:
     return swept
 
 
-# --- sending a playground result to a section (desk-viewer) -------------------------------------
+# --- sending a playground result to a section ------------------------------------------------------
 
 
 def attach_to_section(result: ImageGenerationResult, section: ReviewTarget, *, user=None) -> ImageGenerationResult:
@@ -1443,7 +1443,7 @@ def attach_to_section(result: ImageGenerationResult, section: ReviewTarget, *, u
 
 from .refining import edit_options, lineage, refine  # noqa: E402, F401 - re-exported; refining uses the above
 
-# --- the JSON API's editor actions (api11) -----------------------------------------------------------
+# --- editor actions the review page and the JSON API share ------------------------------------------
 
 
 def refuse_removed_section(target: ReviewTarget) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from . import api, webhooks
+from .api import actions as actions_api
 from .api import refine as refine_api
 from .api.framework import not_found
 
@@ -16,6 +17,8 @@ urlpatterns = [
     path("api/v1/images/generate", api.generate, name="api-generate"),
     path("api/v1/images/results", api.result_list, name="api-results"),
     path("api/v1/images/results/<int:pk>", api.result_detail, name="api-result"),
+    # Approve or reject several candidates at once, all or none (blogimages.api.actions.decide).
+    path("api/v1/images/results/decide", actions_api.decide, name="api-results-decide"),
     # What an editor does with one candidate, as on the review page (blogimages.api.actions).
     path("api/v1/images/results/<int:pk>/approve", api.approve, name="api-result-approve"),
     path("api/v1/images/results/<int:pk>/reject", api.reject, name="api-result-reject"),

@@ -384,7 +384,9 @@ def test_end_to_end_a_masked_refine_is_stored_as_a_child_of_its_parent(parent, r
     assert (child.parent_id, child.operation, child.provider_used) == (parent.pk, "refine", "a1111")
     body = server.img2img[0]["json"]
     assert base64.b64decode(body["init_images"][0]) == stored(parent.image)  # the parent's file as stored
-    assert body["prompt"] == "make the sky stormier" and (body["width"], body["height"]) == (96, 64)
+    # img2img draws what the prompt describes: the instruction follows the parent's prompt.
+    assert body["prompt"] == f"{parent.final_prompt}, make the sky stormier"
+    assert (body["width"], body["height"]) == (96, 64)
     assert decode(body["mask"]).getpixel((10, 10)) == 0 and decode(body["mask"]).getpixel((80, 10)) == 255
     image = decode(stored(child.image)).convert("RGB")
     assert (child.width, child.height) == image.size == (96, 64)

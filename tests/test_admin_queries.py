@@ -173,3 +173,72 @@ def test_fifty_sections_of_six_stay_light(client, admin_user, make_post):
     assert len(queries) <= 12
     assert len(response.content) < 1_000_000  # about 2.5 KB per candidate, history included
     assert SectionReview.objects.for_post(post).count() == 50
+
+
+# --- live previews: one Redis command for the whole page -------------------------------------------
+
+
+def redis_commands(redis, action) -> list[str]:
+    """The commands Redis received (MONITOR, a real server's own log of them) while ``action`` ran,
+    those naming a preview key only (other tests' helpers may share the server)."""
+    import threading
+    import uuid
+
+    marker = f"bi-monitor-end-{uuid.uuid4().hex}"
+    seen: list[str] = []
+    with redis.monitor() as monitor:
+
+        def listen():
+            while True:
+                command = monitor.next_command()["command"]
+                if marker in command:
+                    return
+                if "blogimages:preview:" in command:
+                    seen.append(command)
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        action()
+        redis.echo(marker)
+        listener.join(10)
+    assert not listener.is_alive()
+    return seen
+
+
+def test_status_names_previews_of_running_cards_in_one_redis_command(
+    client, admin_user, two_posts, django_assert_num_queries
+):
+    from blogimages import refining
+    from tests.conftest import png_bytes
+
+    small, large = two_posts
+    client.force_login(admin_user)
+    running = list(ImageGenerationResult.objects.for_post(large).filter(status=ResultStatus.RUNNING).order_by("pk"))
+    assert len(running) == 10
+    redis = refining._redis()
+    for key in redis.scan_iter("blogimages:preview:*"):
+        redis.delete(key)
+    try:
+        refining.store_preview([r.pk for r in running[:3]], png_bytes())
+        refining.store_preview([running[0].pk], png_bytes())
+        expected = count(client, f"/admin/blog/post/{small.pk}/images/status/")
+        answers = []
+
+        def poll():
+            with django_assert_num_queries(expected):  # no query for the previews
+                answers.append(client.get(f"/admin/blog/post/{large.pk}/images/status/").json())
+
+        commands = redis_commands(redis, poll)
+        assert len(commands) == 1 and commands[0].startswith("MGET ")  # all 10 running cards at once
+        by_id = {r["id"]: r for r in answers[0]["results"]}
+        assert by_id[running[0].pk]["preview"] == 2 and by_id[running[1].pk]["preview"] == 1
+        assert by_id[running[1].pk]["preview_url"] == f"/api/v1/images/results/{running[1].pk}/preview?n=1"
+        assert all("preview" not in by_id[r.pk] for r in running[3:])
+        # The URL answers with the admin session (as in Wagtail and django CMS: the same session).
+        image = client.get(by_id[running[0].pk]["preview_url"])
+        assert image.status_code == 200 and image["Content-Type"] == "image/webp" and image["X-Preview-Count"] == "2"
+        # A page with nothing running asks Redis nothing.
+        assert redis_commands(redis, lambda: client.get(f"/admin/blog/post/{small.pk}/images/status/")) == []
+    finally:
+        for key in redis.scan_iter("blogimages:preview:*"):
+            redis.delete(key)

@@ -375,3 +375,88 @@ def test_attach_a_playground_result_to_a_section(api, post, sections, make_resul
     again = api.post(path, {"post": post.pk, "section": sections[0].key})
     assert again.status_code == 400 and "already belongs to a section" in again.json()["errors"]["result"][0]
     assert ImageGenerationResult.objects.get(pk=result.pk).review.section_key == sections[1].key
+
+
+# --- several at once (POST /api/v1/images/results/decide) -------------------------------------------
+
+DECIDE = f"{RESULTS}/decide"
+
+
+def test_decide_approves_several_sections_at_once(
+    api, sections, make_result, approve, admin_user, django_capture_on_commit_callbacks
+):
+    old, first, second = make_result(sections[0]), make_result(sections[0]), make_result(sections[1])
+    approve(old, user=admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(DECIDE, {"decision": "approve", "ids": [second.pk, first.pk]})
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["decision"] == "approve" and body["replaced"] == [{"result": first.pk, "replaced": old.pk}]
+    assert body["message"].startswith(f"Approved 2 images (#{first.pk}, #{second.pk}).")
+    assert [(r["id"], r["decision"]) for r in body["results"]] == [(first.pk, "approved"), (second.pk, "approved")]
+    assert SectionReview.objects.get(pk=first.review_id).approved_result_id == first.pk
+    assert SectionReview.objects.get(pk=second.review_id).approved_result_id == second.pk
+
+
+def test_decide_rejects_with_one_comment_or_refuses_naming_the_field(api, sections, make_result):
+    first, second = make_result(sections[0]), make_result(sections[1])
+    refused = api.post(DECIDE, {"decision": "reject", "ids": [first.pk, second.pk]})
+    assert refused.status_code == 400 and "comment" in refused.json()["errors"]
+    assert not ImageGenerationResult.objects.filter(rejected_at__isnull=False).exists()
+    response = api.post(DECIDE, {"decision": "reject", "ids": [first.pk, second.pk], "comment": "Too dark"})
+    assert response.status_code == 200
+    assert [(r["decision"], r["rejection_comment"]) for r in response.json()["results"]] == [
+        ("rejected", "Too dark"),
+        ("rejected", "Too dark"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"ids": [1]}, "decision"),
+        ({"decision": "maybe", "ids": [1]}, "decision"),
+        ({"decision": "approve", "ids": []}, "ids"),
+        ({"decision": "approve", "ids": "1,2"}, "ids"),
+        ({"decision": "approve", "ids": [True]}, "ids"),
+        ({"decision": "approve", "ids": [2**70]}, "ids"),
+        ({"decision": "approve", "ids": list(range(1, 502))}, "ids"),
+        ({"decision": "reject", "ids": [1], "comment": 5}, "comment"),
+        ({"decision": "approve", "ids": [1], "why": "x"}, "why"),
+    ],
+)
+def test_decide_bad_input_is_a_400_naming_the_field(api, body, field):
+    response = api.post(DECIDE, body)
+    assert response.status_code == 400 and field in response.json()["errors"], response.json()
+
+
+def test_decide_is_all_or_nothing(api, sections, make_result):
+    first, second, other = make_result(sections[0]), make_result(sections[0]), make_result(sections[1])
+    # Two of one section: refused, naming both; the other section's candidate is not approved either.
+    response = api.post(DECIDE, {"decision": "approve", "ids": [first.pk, second.pk, other.pk]})
+    assert response.status_code == 400 and f"#{first.pk} and #{second.pk}" in response.json()["errors"]["ids"][0]
+    assert not SectionReview.objects.filter(approved_result__isnull=False).exists()
+    # An unknown id: 404 naming it, nothing decided.
+    response = api.post(DECIDE, {"decision": "reject", "ids": [other.pk, 999999], "comment": "no"})
+    assert response.status_code == 404 and "999999" in response.json()["error"]
+    # A playground result (no section): 409, nothing decided.
+    ImageGenerationResult.objects.filter(pk=second.pk).update(review=None)
+    response = api.post(DECIDE, {"decision": "reject", "ids": [other.pk, second.pk], "comment": "no"})
+    assert response.status_code == 409 and f"#{second.pk}" in response.json()["error"]
+    assert not ImageGenerationResult.objects.filter(rejected_at__isnull=False).exists()
+
+
+def test_decide_needs_the_review_permission_and_the_hosts_say(settings, make_post, make_editor, make_result):
+    free = make_post(sections=1, slug="free")
+    result = make_result(get_host().sections(free)[0])
+    viewer = Api(make_editor("viewer"))
+    response = viewer.post(DECIDE, {"decision": "approve", "ids": [result.pk]})
+    assert response.status_code == 403 and "blogimages.review_images" in response.json()["error"]
+    settings.BLOGIMAGES_HOST_ADAPTER = "tests.test_api_actions.LockedPosts"
+    locked = make_post(sections=1, slug="locked")
+    blocked = make_result(get_host().sections(locked)[0])
+    editor = Api(make_editor("editor", perms=REVIEW_PERMS))
+    response = editor.post(DECIDE, {"decision": "approve", "ids": [result.pk, blocked.pk]})
+    assert response.status_code == 403 and "You may not review images" in response.json()["error"]
+    assert not SectionReview.objects.filter(approved_result__isnull=False).exists()
+    assert editor.post(DECIDE, {"decision": "approve", "ids": [result.pk]}).status_code == 200

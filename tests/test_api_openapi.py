@@ -178,6 +178,8 @@ def test_every_operation_answers_as_documented(api_client, everything, django_ca
     expect(404, api.post(f"{RESULTS}/999999/approve"))
     expect(403, viewer.post(f"{RESULTS}/{second.pk}/approve"))
     expect(200, run(lambda: api.post(f"{RESULTS}/{second.pk}/reject", {"comment": "Too dark"})))
+    expect(200, run(lambda: api.post(f"{RESULTS}/decide", {"decision": "reject", "ids": [second.pk], "comment": "No"})))
+    expect(400, api.post(f"{RESULTS}/decide", {"decision": "reject", "ids": [second.pk]}))
     expect(400, api.post(f"{RESULTS}/{second.pk}/reject", {"comment": ""}))
     expect(202, run(lambda: api.post(f"{RESULTS}/{first.pk}/regenerate", {"same_seed": False})))
     expect(400, api.post(f"{RESULTS}/{first.pk}/regenerate", {"same_seed": 1}))

@@ -263,11 +263,12 @@ def test_the_lua_script_and_the_python_rules_choose_alike():
             exclude = set(rng.sample(urls, rng.choice([0, 0, 0, 1, 2])))
             seen = rng.choice([None, 0, 2, 5])
             index, ok = rng.randrange(1000), rng.random() < 0.8
+            cost = rng.choice([0, 0, 1, 5, 20, 1000])  # costs break ties between as many prompts
             clock.now += rng.choice([0.0, 0.5, 7.0, 40.0])
             answers = {}
             for name in stores:
                 if op < 0.55:
-                    got = routers[name][pick].reserve(model, exclude=exclude)
+                    got = routers[name][pick].reserve(model, exclude=exclude, cost=cost)
                     if got is not None:
                         held[name].append(got)
                     answers[name] = got and (got.url, got.load, got.affinity)
@@ -323,3 +324,25 @@ def test_a_server_with_no_model_yet_is_taken_before_an_idle_one_is_switched(stor
     clock.now += 10
     assert router(store, clock, urls=URLS[:3]).reserve("x").url == c  # c has no model yet: no load wasted
     assert router(store, clock, urls=[a, b]).reserve("x").url == b  # otherwise the idle y server is switched
+
+
+def test_of_servers_with_as_many_prompts_the_one_with_the_least_queued_work_is_chosen(store):
+    clock = Clock()
+    r = router(store, clock, urls=URLS[:3], model_tolerance=2, slots=3)
+    long_, short, other = (r.reserve("x", cost=cost) for cost in (2000, 100, 50))
+    assert len({long_.url, short.url, other.url}) == 3  # servers with no model yet go first
+    state = store.snapshot(URLS[:3], clock())
+    assert state[long_.url].work == 2000 and state[short.url].work == 100
+    # Every server runs one x prompt: the next x job goes where the queued work is least.
+    assert r.reserve("x", cost=10).url == other.url
+    assert store.snapshot(URLS[:3], clock())[other.url].work == 60
+    assert r.reserve("x", cost=10).url == short.url  # 1, 2, 1 prompts: the least loaded with less work
+    r.release(short)
+    assert store.snapshot(URLS[:3], clock())[short.url].work == 10  # releasing takes its cost off
+
+
+def test_a_token_carries_its_cost_and_old_tokens_cost_nothing():
+    from blogimages.comfyui.routing import cost_of, make_token
+
+    assert cost_of(make_token(12.6)) == 13 and cost_of(make_token(-5)) == 0
+    assert cost_of("t") == 0 and cost_of("abc:") == 0 and cost_of("a:b:7") == 7

@@ -759,3 +759,29 @@ def test_every_command_has_help_with_exit_statuses():
         cmd = load_command_class("blogimages", name)
         text = " ".join(cmd.create_parser("manage.py", name).format_help().split())
         assert "Exit status: 0" in text, name
+
+
+@pytest.mark.django_db
+def test_status_does_not_count_dead_workers(rq_queue):
+    """A killed worker stays listed in Redis (shown idle) until its key expires: the command
+    counts it as dead, like the status page, and says nobody is listening."""
+    from rq import Worker
+
+    dead = Worker([rq_queue], connection=rq_queue.connection, name="killed-worker")
+    dead.register_birth()
+    try:
+        rq_queue.connection.hset(dead.key, "pid", 2**22 + 777)  # no such process on this host
+        report = json.loads(command("blogimages_status", "--format", "json"))
+        assert report["queue"]["workers"] == 0 and report["queue"]["dead_workers"] == 1
+        text = command("blogimages_status")
+        assert "0 worker(s), 1 dead" in text and "No worker is listening (1 dead worker(s) still listed)" in text
+        live = Worker([rq_queue], connection=rq_queue.connection, name="live-worker")
+        live.register_birth()
+        try:
+            report = json.loads(command("blogimages_status", "--format", "json"))
+            assert report["queue"]["workers"] == 1 and report["queue"]["dead_workers"] == 1
+            assert "No worker is listening" not in command("blogimages_status")
+        finally:
+            live.register_death()
+    finally:
+        dead.register_death()

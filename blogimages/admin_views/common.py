@@ -430,3 +430,28 @@ def lineage_context(site, result: ImageGenerationResult) -> dict[str, Any]:
         "bi_lineage": cards,
         "results_url": reverse(f"{site.name}:blogimages_imagegenerationresult_changelist"),
     }
+
+
+# --- live previews of running cards ----------------------------------------------------------------
+
+
+def live_previews(running_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """``{"preview": n, "preview_url": ...}`` for each of ``running_ids`` that has a partial
+    image (``refining.preview_counts``: one Redis MGET for the whole page). The URL is the
+    JSON API's (``GET /api/v1/images/results/<id>/preview``, the admin session's auth),
+    cache-busted by the count; nothing when the site does not include the API's URLs."""
+    from django.urls import NoReverseMatch
+
+    from .. import refining
+
+    if not running_ids:
+        return {}
+    try:
+        template = reverse("blogimages:api-result-preview", args=[987654321])
+    except NoReverseMatch:
+        return {}
+    counts = refining.preview_counts(running_ids)
+    return {
+        pk: {"preview": n, "preview_url": template.replace("987654321", str(pk)) + f"?n={n}"}
+        for pk, n in counts.items()
+    }

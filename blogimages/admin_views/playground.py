@@ -44,6 +44,7 @@ from .common import (
     Candidate,
     can,
     file_url,
+    live_previews,
     report_queue_errors,
     thumb_height,
 )
@@ -256,7 +257,10 @@ def playground_status(request: HttpRequest, *, urls: dict[str, str]) -> JsonResp
     }
     labels = dict(ResultStatus.choices)
     payload = []
-    for card in playground_cards(_group_results(group)):
+    cards = playground_cards(_group_results(group))
+    # Partial images of running results (one Redis MGET for the comparison): live.js shows them.
+    previews = live_previews([c.result.pk for c in cards if c.result.status == ResultStatus.RUNNING])
+    for card in cards:
         r = card.result
         payload.append(
             {
@@ -267,6 +271,7 @@ def playground_status(request: HttpRequest, *, urls: dict[str, str]) -> JsonResp
                 "progress": r.progress,
                 "message": r.progress_message,
                 "html": render_to_string("blogimages/admin/_playground_card.html", {**context, "card": card}, request),
+                **previews.get(r.pk, {}),
             }
         )
     return JsonResponse({"active": any(p["active"] for p in payload), "results": payload})

@@ -49,6 +49,7 @@ from .common import (
     card_words,
     error_text,
     file_url,
+    live_previews,
     notify,
     report_generation,
     report_queue_errors,
@@ -304,6 +305,8 @@ class ReviewPage:
             "words": {**card_words(), "draft_alt": _("Draft alt text")},
             "drafts_on": writer.enabled(),
             "max_candidates": app_settings.MAX_CANDIDATES,
+            # Cards carry only their tools' data; viewer.js fills the buttons from one template.
+            "tools_lazy": True,
         }
 
     def review_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -391,6 +394,10 @@ class ReviewPage:
             }
             for pk, key, status, progress, message, updated, approved, _queued in rows
         ]
+        # Partial images of running candidates (one Redis MGET for the page): live.js shows them.
+        previews = live_previews([r["id"] for r in results if r["status"] == ResultStatus.RUNNING])
+        for r in results:
+            r.update(previews.get(r["id"], ()))
         queued_at = {row[0]: row[7] for row in rows}
         if any(r["status"] == ResultStatus.QUEUED for r in results):
             from ..status import queue_note

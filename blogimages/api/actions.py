@@ -1,6 +1,7 @@
 """What an editor does with one candidate, as on the review page: approve, reject, cancel,
 requeue, regenerate, and send a playground result to a section (``attach``), as
-``POST /api/v1/images/results/<id>/<action>``.
+``POST /api/v1/images/results/<id>/<action>``; and several at once (``decide``, as
+``POST /api/v1/images/results/decide``).
 
 Each needs the blogimages permission the review page asks for and the host's say for the
 result's post (``services.require``); the rules are the service layer's. Every answer is
@@ -130,6 +131,61 @@ def reject(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         message = f"Rejected image #{result.pk}."
     return _answer(request, result, message)
+
+
+#: The most candidates one bulk decision takes (the review page's largest post has a few hundred).
+DECIDE_MAX = 500
+
+
+@endpoint({"POST": (PERM_REVIEW,)})
+def decide(request: HttpRequest) -> HttpResponse:
+    """``{"decision": "approve" | "reject", "ids": [id, ...], "comment"?}``: several candidates
+    approved or rejected at once, all or none (``services.decide_many``, as the review page's
+    "Approve selected" / "Reject selected"). A rejection needs the comment; each result's post
+    must allow this user to review (the host's say, as for one candidate)."""
+    data = read_body(request)
+    errors: Errors = {}
+    unknown_fields(data, {"decision", "ids", "comment"}, errors)
+    decision = _text(data, "decision", errors)
+    if decision is None and "decision" not in errors:
+        errors["decision"] = ["decision is required: “approve” or “reject”."]
+    elif decision is not None and decision not in ("approve", "reject"):
+        errors["decision"] = [f"decision must be “approve” or “reject”, not {decision!r}."]
+    comment = _text(data, "comment", errors) or ""
+    ids = data.get("ids")
+    if not isinstance(ids, list) or not all(is_int(value) and 0 < value < 2**31 for value in ids):
+        errors["ids"] = [f"ids must be a list of result ids (whole numbers from 1), not {ids!r}."[:300]]
+    elif not ids:
+        errors["ids"] = ["ids is empty: name the results to approve or reject."]
+    elif len(ids) > DECIDE_MAX:
+        errors["ids"] = [f"ids names {len(ids)} results; at most {DECIDE_MAX} at once."]
+    if errors:
+        raise invalid(errors)
+    wanted = sorted(set(ids))
+    results = list(results_queryset().filter(pk__in=wanted))
+    missing = sorted(set(wanted) - {r.pk for r in results})
+    if missing:
+        raise ApiError(404, f"No result with id {missing[0]}.")
+    # One check per post (the host's say), not per candidate.
+    checked: set[tuple[int, str]] = set()
+    for result in results:
+        if result.review_id and (result.review.post_type_id, result.review.post_id) not in checked:
+            checked.add((result.review.post_type_id, result.review.post_id))
+            services.require(request.user, "review", result.review.post)
+    if decision == "approve":
+        for result in results:
+            if result.review_id:
+                services.refuse_removed_section(result.review)
+    outcome = services.decide_many(results, decision=decision, user=request.user, comment=comment)
+    fresh = list(results_queryset().filter(pk__in=wanted).order_by("pk"))
+    return json_response(
+        {
+            "message": outcome.summary,
+            "decision": outcome.decision,
+            "results": with_actions(request, fresh),
+            "replaced": [{"result": new, "replaced": old} for new, old in sorted(outcome.replaced.items())],
+        }
+    )
 
 
 @endpoint({"POST": (PERM_GENERATE,)})

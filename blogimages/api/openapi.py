@@ -230,6 +230,22 @@ SCHEMAS: dict[str, Schema] = {
         required=[],
     ),
     "RejectRequest": obj({"comment": STRING}),
+    "DecideRequest": obj(
+        {
+            "decision": {"enum": ["approve", "reject"]},
+            "ids": {"type": "array", "items": ID, "minItems": 1, "maxItems": 500},
+            "comment": STRING,
+        },
+        required=["decision", "ids"],
+    ),
+    "DecideResponse": obj(
+        {
+            "message": STRING,
+            "decision": {"enum": ["approve", "reject"]},
+            "results": {"type": "array", "items": ref("Result")},
+            "replaced": {"type": "array", "items": obj({"result": ID, "replaced": ID})},
+        }
+    ),
     "RegenerateRequest": obj({"same_seed": BOOLEAN}, required=[]),
     "AttachRequest": obj({"post": {"anyOf": [STRING, INTEGER]}, "section": {"anyOf": [STRING, INTEGER]}}),
     "Empty": obj({}, required=[]),
@@ -515,6 +531,19 @@ def build_paths() -> dict[str, Any]:
                 (404,),
                 parameters=[path_id()],
                 op_id="getResult",
+            )
+        },
+        "/api/v1/images/results/decide": {
+            "post": operation(
+                "Approve or reject several candidates at once, all or none",
+                ACTION_TAG,
+                {200: ("What was decided, and the results now.", ref("DecideResponse"))},
+                (404, 409, 413),
+                body=ref("DecideRequest"),
+                description="As the review page's “Approve selected” and “Reject selected”: a rejection needs "
+                "``comment`` (it goes on every candidate); only one candidate per section can be approved. "
+                "When one is refused, nothing is decided.",
+                op_id="decideResults",
             )
         },
         "/api/v1/images/results/{pk}/approve": {

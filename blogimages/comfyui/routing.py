@@ -31,8 +31,11 @@ The rules, in order:
 2. only a server with a free slot can be reserved (none free: the caller waits);
 3. the load of a server is our reservations there plus others' recent work; its *next
    model* is the model of the last prompt reserved there (the one it will have loaded
-   once its queue has run, not the one running now);
-4. a server whose next model is the job's is taken when its load is at most
+   once its queue has run, not the one running now); its *work* is the sum of the costs
+   of our prompts there (each job's estimate, e.g. steps x megapixels x batch size), so
+   of two servers with as many prompts the one that will be free first wins;
+4. a server whose next model is the job's (the least loaded such server, then the one with
+   the least work) is taken when its load is at most
    ``model_tolerance`` above the least loaded server's (a checkpoint switch costs seconds
    to tens of seconds; waiting behind a prompt or two usually costs less), unless an idle
    server that has not been given any model yet is free (it is capacity that would
@@ -48,14 +51,15 @@ The rules, in order:
    prompt of its own model. Only an idle server (none of our prompts) is switched;
 6. otherwise the least loaded server, preferring one with no model yet, then an idle one,
    then one whose model other servers also hold (so the only server with a model keeps
-   it), then a per-process rotation of the list (each worker sends its candidates in its
-   own order, so ties spread over the servers).
+   it), then the least work, then a per-process rotation of the list (each worker sends
+   its candidates in its own order, so ties spread over the servers).
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import re
 import threading
 import time
 import uuid
@@ -77,6 +81,7 @@ class ServerView:
     failures: int = 0  # failures in a row
     skipped_until: float = 0.0  # circuit breaker: not tried before this time
     idle_since: float = 0.0  # when our last reservation there was released (0: never)
+    work: int = 0  # the summed costs of the live reservations (see :func:`cost_of`)
 
 
 Snapshot = dict[str, ServerView]
@@ -121,6 +126,21 @@ class ReservationStore(Protocol):
 
 class StoreUnavailable(Exception):
     """The reservation store (Redis) cannot be reached."""
+
+
+def make_token(cost: float = 0) -> str:
+    """A reservation's token: unique, and carrying the job's cost estimate (a whole number) after a colon,
+    so that both stores can add up a server's queued work from its leases alone."""
+    return f"{uuid.uuid4().hex}:{max(0, round(cost))}"
+
+
+def cost_of(token: str) -> int:
+    """The cost a token carries (0 for a token without one)."""
+    found = _COST.fullmatch(token)
+    return int(found.group(1)) if found else 0
+
+
+_COST = re.compile(r".*:([0-9]+)", re.DOTALL)  # the Lua scripts read it with ':(%d+)$'
 
 
 # --- the decision -------------------------------------------------------------------------------------
@@ -170,7 +190,11 @@ def decide(
     for url in candidates:
         holders[views[url].model] = holders.get(views[url].model, 0) + 1
     if model:
-        warm = min((url for url in free if views[url].model == model), key=lambda u: (loads[u], order[u]), default=None)
+        warm = min(
+            (url for url in free if views[url].model == model),
+            key=lambda u: (loads[u], views[u].work, order[u]),
+            default=None,
+        )
         fresh = any(views[url].model == "" and loads[url] == least for url in free)
         # A server left idle ``idle_after`` seconds while this job would wait behind a queue of
         # SWITCH_BEHIND prompts or more for its model: switching it shares that queue's work.
@@ -197,6 +221,7 @@ def decide(
             views[u].model != "",
             views[u].reserved > 0,  # its queue holds prompts for its next model
             -holders[views[u].model],
+            views[u].work,  # as many prompts: the server whose prompts cost least is free first
             order[u],
         ),
     )
@@ -239,9 +264,11 @@ class Router:
 
     # -- choosing --
 
-    def reserve(self, model: str = "", *, exclude: Iterable[str] = ()) -> Reservation | None:
+    def reserve(self, model: str = "", *, exclude: Iterable[str] = (), cost: float = 0) -> Reservation | None:
         """Reserve a slot for a job that needs ``model``, in one store call; None when every slot is taken.
 
+        ``cost`` is the job's estimated cost in any unit used consistently (the provider uses
+        steps x megapixels x batch size); it breaks ties between servers with as many prompts.
         Raises :class:`LookupError` when every server was excluded.
         """
         excluded = set(exclude)
@@ -249,7 +276,7 @@ class Router:
         if not urls:
             raise LookupError("every server was tried")
         now = self.clock()
-        token = uuid.uuid4().hex
+        token = make_token(cost)
         expires = now + self.lease
         choice, _ = self._call(
             self.store.reserve,
@@ -326,6 +353,7 @@ class _Server:
             self.failures,
             self.skipped_until,
             self.idle_since,
+            sum(cost_of(token) for token in self.leases),
         )
 
 
@@ -400,7 +428,7 @@ class MemoryStore:
 # --- the shared store ----------------------------------------------------------------------------------
 
 # KEYS: per server, its lease set then its hash, in the order of ARGV's url list.
-# Returns, per server: reserved, model, others, reported_at, failures, skipped_until, idle_since.
+# Returns, per server: reserved, model, others, reported_at, failures, skipped_until, idle_since, work.
 _STATE = """
 local function keep(zkey, now)
   -- the lease set lives as long as its longest lease (a second more)
@@ -416,13 +444,18 @@ local function state(now)
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
     local h = redis.call(
       'HMGET', KEYS[i + 1], 'model', 'others', 'reported_at', 'failures', 'skipped_until', 'idle_since')
-    table.insert(out, redis.call('ZCARD', KEYS[i]))
+    local members, work = redis.call('ZRANGE', KEYS[i], 0, -1), 0
+    for _, token in ipairs(members) do
+      work = work + (tonumber(string.match(token, ':(%d+)$')) or 0)
+    end
+    table.insert(out, #members)
     table.insert(out, h[1] or '')
     table.insert(out, h[2] or '0')
     table.insert(out, h[3] or '0')
     table.insert(out, h[4] or '0')
     table.insert(out, h[5] or '0')
     table.insert(out, h[6] or '0')
+    table.insert(out, work)
   end
   return out
 end
@@ -443,18 +476,19 @@ local out = state(now)
 local n = #KEYS / 2
 local cand = {}
 for i = 1, n do
-  if tonumber(out[(i - 1) * 7 + 6]) <= now then table.insert(cand, i) end
+  if tonumber(out[(i - 1) * 8 + 6]) <= now then table.insert(cand, i) end
 end
 if #cand == 0 then
   for i = 1, n do table.insert(cand, i) end
 end
-local reserved, mdl, load, holders, since = {}, {}, {}, {}, {}
+local reserved, mdl, load, holders, since, work = {}, {}, {}, {}, {}, {}
 local free, least = {}, nil
 for _, i in ipairs(cand) do
-  local b = (i - 1) * 7
+  local b = (i - 1) * 8
   reserved[i] = tonumber(out[b + 1])
   mdl[i] = out[b + 2]
   since[i] = tonumber(out[b + 7])
+  work[i] = tonumber(out[b + 8])
   load[i] = reserved[i]
   if now - tonumber(out[b + 4]) <= ttl then load[i] = load[i] + tonumber(out[b + 3]) end
   holders[mdl[i]] = (holders[mdl[i]] or 0) + 1
@@ -472,16 +506,20 @@ local function take(i, affinity)
   if model ~= '' then
     redis.call('HSET', hkey, 'model', model)
     redis.call('EXPIRE', hkey, 604800)
-    out[(i - 1) * 7 + 2] = model
+    out[(i - 1) * 8 + 2] = model
   end
-  out[(i - 1) * 7 + 1] = reserved[i] + 1
+  out[(i - 1) * 8 + 1] = reserved[i] + 1
+  out[(i - 1) * 8 + 8] = work[i] + (tonumber(string.match(ARGV[2], ':(%d+)$')) or 0)
   return {i, load[i], affinity, out}
 end
 
 if model ~= '' then
   local warm, fresh, quiet = nil, false, false
   for _, i in ipairs(free) do  -- in order of preference: the first of the least loaded wins
-    if mdl[i] == model and (warm == nil or load[i] < load[warm]) then warm = i end
+    if mdl[i] == model and (warm == nil or load[i] < load[warm]
+        or (load[i] == load[warm] and work[i] < work[warm])) then
+      warm = i
+    end
     if mdl[i] == '' and load[i] == least then fresh = true end
     if reserved[i] == 0 and load[i] == least then quiet = true end
   end
@@ -501,16 +539,22 @@ if model ~= '' then
   end
   if warm and not fresh and not quiet then return take(warm, 1) end
 end
--- the least loaded: no model yet, then an idle one, then a model other servers also hold
+-- the least loaded: no model yet, then an idle one, then a model other servers also hold,
+-- then the least work
 local best, key = nil, nil
 for _, i in ipairs(free) do
   if load[i] == least then
-    local k1 = (mdl[i] ~= '') and 1 or 0
-    local k2 = (reserved[i] > 0) and 1 or 0
-    local k3 = -holders[mdl[i]]
-    if best == nil or k1 < key[1] or (k1 == key[1] and (k2 < key[2] or (k2 == key[2] and k3 < key[3]))) then
-      best, key = i, {k1, k2, k3}
+    local k = {(mdl[i] ~= '') and 1 or 0, (reserved[i] > 0) and 1 or 0, -holders[mdl[i]], work[i]}
+    local better = best == nil
+    if not better then
+      for j = 1, 4 do
+        if k[j] ~= key[j] then
+          better = k[j] < key[j]
+          break
+        end
+      end
     end
+    if better then best, key = i, k end
   end
 end
 return take(best, 0)
@@ -566,7 +610,7 @@ if failures >= tonumber(ARGV[2]) then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local h = redis.call('HMGET', KEYS[1], 'model', 'others', 'reported_at', 'idle_since')
-return {0, h[1] or '', h[2] or '0', h[3] or '0', failures, tostring(until_), h[4] or '0'}
+return {0, h[1] or '', h[2] or '0', h[3] or '0', failures, tostring(until_), h[4] or '0', 0}
 """
 
 
@@ -595,7 +639,7 @@ class RedisStore:
     def _parse(urls: Sequence[str], flat: list) -> Snapshot:
         state = {}
         for index, url in enumerate(urls):
-            reserved, model, others, reported_at, failures, until, since = flat[index * 7 : index * 7 + 7]
+            reserved, model, others, reported_at, failures, until, since, work = flat[index * 8 : index * 8 + 8]
             state[url] = ServerView(
                 int(reserved),
                 _text(model),
@@ -604,6 +648,7 @@ class RedisStore:
                 int(float(_text(failures) or 0)),
                 float(_text(until) or 0),
                 float(_text(since) or 0),
+                int(work),
             )
         return state
 

@@ -89,10 +89,14 @@ class ServerPool:
 
     # --- choosing -----------------------------------------------------------------------------
 
-    def reserve(self, model: str = "", *, exclude: set[str] | frozenset[str] = frozenset()) -> Reservation | None:
-        """A reserved slot (None: every slot is taken now); LookupError once every server was tried."""
+    def reserve(
+        self, model: str = "", *, exclude: set[str] | frozenset[str] = frozenset(), cost: float = 0
+    ) -> Reservation | None:
+        """A reserved slot (None: every slot is taken now); LookupError once every server was tried.
+
+        ``cost``: the job's estimated cost (see :meth:`Router.reserve`)."""
         try:
-            return self.router.reserve(model, exclude=exclude)
+            return self.router.reserve(model, exclude=exclude, cost=cost)
         except StoreUnavailable as exc:
             raise TransientProviderError(str(exc)) from exc
 

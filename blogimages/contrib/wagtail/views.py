@@ -210,9 +210,31 @@ def results_index(request: HttpRequest) -> HttpResponse:
 
 
 def review_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    """The panel's "Edit prompt and alt text" link (``reviews/<pk>/change/``): the review's edit view."""
+    """The panel's "Edit prompt and alt text" link (``reviews/<pk>/change/``): the review's edit
+    view, carrying ``?next=`` (the review page at the section) when it points into this site."""
     review_row = get_object_or_404(SectionReview, pk=pk)
-    return HttpResponseRedirect(reverse("blogimages_section_reviews:edit", args=[review_row.pk]))
+    return HttpResponseRedirect(with_next(request, reverse("blogimages_section_reviews:edit", args=[review_row.pk])))
+
+
+def with_next(request: HttpRequest, target: str) -> str:
+    """``target`` with the request's ``next`` appended, when that is a URL of this site
+    (:func:`admin_views.common.back_url`); ``target`` unchanged otherwise."""
+    from urllib.parse import urlencode
+
+    from ...admin_views.common import back_url
+
+    back = back_url(request)
+    return f"{target}?{urlencode({'next': back})}" if back else target
+
+
+def review_edit_done(request: HttpRequest, review_row: SectionReview) -> str:
+    """Where saving a section's prompt or alt text goes (``SectionReviewEditView``): ``next``
+    when it points into this site (the panel's link sends the review page at the section),
+    else the page's review page; ``""`` when the page is gone."""
+    from ...admin_views.common import back_url
+
+    page = get_host().get_post(review_row.post_type, review_row.post_id)
+    return back_url(request, url("review", page.pk) if page is not None else "")
 
 
 # --- the gallery and the image viewer's endpoints (admin_views.gallery, admin_views.viewer) -----

@@ -22,7 +22,6 @@ from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.permissions import policy_registry, register_permission_policy
 
 from ... import services
-from ...hosts import get_host
 from ...models import ImageFormat, ImagePromptExample, ImageSetting, ImageStyle, SectionReview
 from . import views
 from .conf import wagtail_settings
@@ -219,9 +218,12 @@ class SectionReviewPolicy(ModelPermissionPolicy):
 
 
 class SectionReviewEditView(generic.EditView):
+    def get_edit_url(self):
+        # The form posts here: keep ``?next=`` (checked in views.with_next) so saving goes back.
+        return views.with_next(self.request, super().get_edit_url())
+
     def get_success_url(self):
-        page = get_host().get_post(self.object.post_type, self.object.post_id)
-        return reverse(f"{views.NAMESPACE}:review", args=[page.pk]) if page is not None else super().get_success_url()
+        return views.review_edit_done(self.request, self.object) or super().get_success_url()
 
 
 class SectionReviewViewSet(ModelViewSet):

@@ -94,7 +94,9 @@ class Command(BlogImagesCommand):
             "failed": queue.failed,
             "deferred": queue.deferred,
             "scheduled": queue.scheduled,
-            "workers": len(queue.workers),
+            # Live workers only: RQ lists a killed worker (as idle) until its key expires.
+            "workers": sum(1 for w in queue.workers if not w.dead),
+            "dead_workers": sum(1 for w in queue.workers if w.dead),
             "scheduler": queue.scheduler,
             "last_recovery": queue.last_recovery.isoformat() if queue.last_recovery else None,
             "warnings": queue.recovery_warnings,
@@ -118,9 +120,11 @@ class Command(BlogImagesCommand):
             write(
                 f"  {q['queued']} waiting, {q['running']} running, {q['failed']} failed jobs, "
                 f"{q['deferred']} deferred, {q['scheduled']} scheduled; {q['workers']} worker(s)"
+                + (f", {q['dead_workers']} dead" if q["dead_workers"] else "")
             )
             if not q["workers"]:
-                write(style.WARNING("  No worker is listening: start one with manage.py rqworker " + q["name"]))
+                dead = f" ({q['dead_workers']} dead worker(s) still listed)" if q["dead_workers"] else ""
+                write(style.WARNING(f"  No worker is listening{dead}: start one with manage.py rqworker " + q["name"]))
             for warning in q["warnings"]:
                 write(style.WARNING(f"  {warning}"))
         else:

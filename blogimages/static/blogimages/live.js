@@ -6,7 +6,9 @@
  * panel (data-section-url, with 0 standing for the section id) and patches only what
  * changed: the cards whose data-version differs, the header, the history list; the
  * forms (a chosen file, a ticked box, typed text) and open <details> stay as they are.
- * The playground swaps the card for the HTML the status answer carries. A form marked data-bi-once is sent
+ * The playground swaps the card for the HTML the status answer carries. A running card shows
+ * the provider's newest partial image when the status answer names one (preview, preview_url).
+ * A form marked data-bi-once is sent
  * once: its buttons are disabled while the request runs. "Draft a prompt" and "Draft alt
  * text" buttons fetch a draft into a field. Forms keep working without script.
  */
@@ -46,6 +48,27 @@
     }
   }
 
+  // A running candidate's newest partial image (the status answer's preview count and URL,
+  // the URL cache-busted by the count): shown in the card's thumbnail box above the progress
+  // bar, swapped only when the count changes; nothing else on the card is touched.
+  function showPreview(card, r) {
+    if (!r.preview || !r.preview_url || card.dataset.preview === String(r.preview)) return;
+    var box = card.querySelector(".bi-thumb");
+    if (!box) return;
+    var img = box.querySelector("img.bi-live-preview");
+    if (!img) {
+      img = document.createElement("img");
+      img.className = "bi-live-preview";
+      img.alt = "Preview of #" + r.id;
+      img.setAttribute("data-bi-preview", "");
+      img.addEventListener("error", function () { img.hidden = true; });
+      img.addEventListener("load", function () { img.hidden = false; });
+      box.prepend(img);
+    }
+    img.src = r.preview_url;
+    card.dataset.preview = String(r.preview);
+  }
+
   function getJSON(url) {
     // X-Requested-With: a host admin (Wagtail's) then answers a lost permission with 403,
     // not with a redirect to its dashboard that would read as a broken JSON reply.
@@ -62,6 +85,12 @@
     old.querySelectorAll("details[data-bi-keep-open]").forEach(function (d) {
       var twin = fresh.querySelector('details[data-bi-keep-open="' + d.dataset.biKeepOpen + '"]');
       if (twin) twin.open = d.open;
+    });
+    // A card's own <details> (sent settings, lineage) are known by their class within the card.
+    ["bi-sent", "bi-lineage"].forEach(function (name) {
+      var d = old.querySelector(":scope > details." + name);
+      var twin = fresh.querySelector(":scope > details." + name);
+      if (d && twin) twin.open = d.open;
     });
     old.querySelectorAll("input.bi-select").forEach(function (box) {
       var twin = fresh.querySelector('input.bi-select[value="' + box.value + '"]');
@@ -165,6 +194,7 @@
         } else if (r.active) {
           updateProgress(card, r);
           showNote(card, r);
+          showPreview(card, r);
         } else if (r.version && card.dataset.version && card.dataset.version !== r.version) {
           refresh[r.section] = true; // decided elsewhere (another editor, the API)
         }
@@ -195,6 +225,7 @@
           card.replaceWith(holder.firstElementChild);
         } else {
           updateProgress(card, r);
+          showPreview(card, r);
         }
       });
       return data.active;

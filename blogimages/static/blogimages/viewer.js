@@ -98,6 +98,56 @@
     return dialog;
   }
 
+  // --- the review page's light cards: tools filled from the page's template -------------------
+
+  // A card rendered with tools_lazy carries only <span data-bi-tools data-bi-fill="vrs" ...>;
+  // the buttons come from <template id="bi-tools-template"> (once per page), and the span gets
+  // the data-* the rest of this script reads (the card's id and status, the image's URL from the
+  // thumbnail link, its size), so 300 cards do not each repeat them in the HTML.
+  function fillTools(root) {
+    var template = document.getElementById("bi-tools-template");
+    if (!template) return;
+    (root || document).querySelectorAll("[data-bi-tools][data-bi-fill]").forEach(function (el) {
+      var card = el.closest(".bi-card");
+      if (!card) return;
+      var flags = el.dataset.biFill;
+      var id = card.dataset.result;
+      el.removeAttribute("data-bi-fill");
+      el.dataset.result = id;
+      el.dataset.status = card.dataset.status;
+      var link = card.querySelector("a[data-bi-view]");
+      if (!link || flags.indexOf("v") < 0) return;
+      el.dataset.imageUrl = link.getAttribute("href");
+      if (!el.dataset.label) {
+        // "#12 · provider · model · seed · size": the card's facts (not its links).
+        var facts = [];
+        card.querySelectorAll(".bi-facts dd").forEach(function (dd) {
+          if (!dd.querySelector("a") && dd.textContent.trim()) facts.push(dd.textContent.trim());
+        });
+        el.dataset.label = ["#" + id].concat(facts).join(" · ");
+      }
+      var wh = (el.dataset.wh || "").split("x");
+      if (wh.length === 2) {
+        el.dataset.width = wh[0];
+        el.dataset.height = wh[1];
+      }
+      var tools = template.content.cloneNode(true);
+      tools.querySelectorAll("[data-bi-only]").forEach(function (node) {
+        if (flags.indexOf(node.dataset.biOnly) < 0) node.remove();
+        else node.removeAttribute("data-bi-only");
+      });
+      tools.querySelectorAll("[data-bi-open]").forEach(function (button) {
+        button.dataset.biOpen = id;
+        button.setAttribute("aria-label", button.dataset.biLabel.replace("%s", id));
+        button.removeAttribute("data-bi-label");
+      });
+      tools.querySelectorAll("[data-bi-send]").forEach(function (button) { button.dataset.biSend = id; });
+      tools.querySelectorAll("input[data-bi-compare]").forEach(function (box) { box.value = id; });
+      el.appendChild(tools);
+      el.hidden = false;
+    });
+  }
+
   // --- the page's images ----------------------------------------------------------------------
 
   function tools() {
@@ -877,6 +927,7 @@
 
   function scanGroups() {
     scanTimer = null;
+    fillTools(document);
     var seen = {};
     var now = {};
     document.querySelectorAll("[data-bi-tools][data-group]").forEach(function (el) {
@@ -932,6 +983,7 @@
   // --- start ------------------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", function () {
+    fillTools(document);
     if (!document.getElementById("bi-viewer-template")) return;
     document.addEventListener("click", function (event) {
       var view = event.target.closest("[data-bi-view]");
@@ -958,7 +1010,10 @@
     document.addEventListener("change", function (event) {
       if (event.target.matches && event.target.matches("input[data-bi-compare]")) updateBar();
     });
-    document.addEventListener("bi:card-updated", scheduleScan);
+    document.addEventListener("bi:card-updated", function (event) {
+      if (event.detail && event.detail.card) fillTools(event.detail.card);
+      scheduleScan();
+    });
     new MutationObserver(scheduleScan).observe(document.body, {
       subtree: true,
       childList: true,

@@ -622,6 +622,35 @@ def test_cleanup_on_s3(
 
 
 @pytest.mark.django_db
+def test_cleanup_keeps_the_mask_of_a_queued_refine(
+    make_post, rq_queue, run_worker, settings, placeholder_only, django_capture_on_commit_callbacks
+):
+    from PIL import Image, ImageDraw
+
+    from blogimages import refining
+
+    settings.BLOGIMAGES_KEY_PREFIX = f"cleanup-{uuid.uuid4().hex[:8]}"
+    section = make_post(sections=1).sections.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        [parent] = services.generate_for_section(section)
+    run_worker()
+    parent.refresh_from_db()
+    mask = Image.new("L", (parent.width, parent.height), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 20, 20), fill=255)
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    with django_capture_on_commit_callbacks(execute=True):
+        [child] = refining.refine(parent, operation="refine", instruction="add a moon", mask=buffer.getvalue())
+
+    out = command("blogimages_cleanup", "--delete", "--min-age", "0")
+    assert "Cleaned up: 0 orphan file(s)" in out
+    assert get_storage().exists(child.mask.name)  # the queued refine still has what it needs
+    run_worker()
+    child.refresh_from_db()
+    assert child.status == ResultStatus.SUCCEEDED, child.error_message
+
+
+@pytest.mark.django_db
 def test_cleanup_refuses_an_empty_prefix(settings):
     settings.BLOGIMAGES_KEY_PREFIX = ""
     error, _ = command_error("blogimages_cleanup")

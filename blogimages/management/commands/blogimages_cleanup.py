@@ -68,9 +68,11 @@ class Command(BlogImagesCommand):
         # it, and a file listed before its row committed is protected by --min-age.
         listed = set(_walk(storage, prefix))
         referenced: set[str] = set()
-        rows = ImageGenerationResult.objects.values_list("pk", "image", "thumbnail", "published_image", "renditions")
-        for _pk, image, thumbnail, published, renditions in keyset(rows, size=500):
-            referenced.update(n for n in (image, thumbnail, published, *rendition_names(renditions)) if n)
+        rows = ImageGenerationResult.objects.values_list(
+            "pk", "image", "thumbnail", "mask", "published_image", "renditions"
+        )
+        for _pk, image, thumbnail, mask, published, renditions in keyset(rows, size=500):
+            referenced.update(n for n in (image, thumbnail, mask, published, *rendition_names(renditions)) if n)
 
         cutoff = timezone.now() - timezone.timedelta(seconds=options["min_age"])
         orphans, young = [], 0

@@ -671,7 +671,7 @@ def preview_count(result_id: int) -> int:
         return 0
 
 
-# --- live previews for a page of cards (desk-followup) ----------------------------------------------
+# --- live previews for a page of cards -------------------------------------------------------------
 
 
 def preview_counts(result_ids: list[int]) -> dict[int, int]:

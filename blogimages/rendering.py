@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 
 from .conf import app_settings
-from .models import ResultSource, ResultStatus, ReviewStatus, SectionReview
+from .models import ResultStatus, ReviewStatus, SectionReview
 from .renditions import rendition_urls
 from .storage import get_storage
 
@@ -116,14 +116,10 @@ def _missing_files(names: list[str]) -> dict[str, str]:
 
 
 def _alt_text(review: SectionReview) -> str:
-    if review.alt_text.strip():
-        return review.alt_text.strip()
-    result = review.approved_result
-    if result.source == ResultSource.GENERATED and result.prompt:
-        return result.prompt
-    # An upload's "prompt" is its file name, which is no description: use the section's
-    # own prompt if the editor wrote one, else an empty alt (decorative) over a file name.
-    return review.prompt_override.strip()
+    # Only the alt text an editor confirmed: a generated image's prompt, an upload's file name
+    # or the section's prompt describe no image to a screen reader (the review page asks
+    # before approving without alt text; an empty alt marks the image decorative).
+    return review.alt_text.strip()
 
 
 def public_name(result) -> str:

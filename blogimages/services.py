@@ -1480,3 +1480,52 @@ def upload_once(
             save_alt_text(result.review, alt_text)
         _record_request_key(claim, [result])
     return result
+
+
+# --- Publishing without alt text (issue 11, point 8) ----------------------------------------
+#
+# An approved image is published with the section's alt text (SectionReview.alt_text) and
+# nothing else: a generated image's prompt is no description. The review page asks before
+# an approval would publish an image without one; the JSON API warns after the fact.
+
+MISSING_ALT_TEXT = "This image will be published without alt text; screen readers will say nothing. Approve anyway?"
+
+
+class MissingAltText(ValidationError):
+    """The approval would publish an image without alt text and the editor did not confirm it."""
+
+    def __init__(self) -> None:
+        super().__init__({"alt_text": _(MISSING_ALT_TEXT)})
+
+
+def check_alt_text(review: SectionReview | None, alt_text: str | None, *, allow_missing_alt: bool) -> str | None:
+    """``alt_text`` as it will be saved (:func:`clean_alt_text`); :class:`MissingAltText` when
+    the approved image would have none (the field empty, or absent and the section has none)
+    and ``allow_missing_alt`` is false. Nothing is stored here."""
+    alt_text = clean_alt_text(alt_text)
+    kept = alt_text if alt_text is not None else (review.alt_text if review is not None else "")
+    if not allow_missing_alt and not (kept or "").strip():
+        raise MissingAltText()
+    return alt_text
+
+
+def approve_with_alt_text(
+    result: ImageGenerationResult,
+    *,
+    alt_text: str | None,
+    allow_missing_alt: bool = True,
+    user=None,
+    comment: str = "",
+    replaces: int | None = UNCHECKED,
+) -> SectionReview:
+    """:func:`approve` and the alt text the editor confirmed (None: keep the section's), in one
+    transaction so the host's publish hook sees it; refused with :class:`MissingAltText`
+    before anything changes when the image would be published without alt text unless
+    ``allow_missing_alt``."""
+    review = SectionReview.objects.filter(pk=result.review_id).first() if result.review_id else None
+    alt_text = check_alt_text(review, alt_text, allow_missing_alt=allow_missing_alt)
+    with transaction.atomic():
+        review = approve(result, user=user, comment=comment, replaces=replaces)
+        if alt_text is not None:
+            save_alt_text(review, alt_text)
+    return review

@@ -78,6 +78,8 @@ def act(client, django_capture_on_commit_callbacks):
     """POST one review-page action (jobs are enqueued when the request's transaction commits)."""
 
     def post(target, do, **data):
+        if do.startswith("approve:") or do == "upload":  # alt text: tests/test_browser_review_desk_safety.py
+            data.setdefault("publish_without_alt", "1")
         with django_capture_on_commit_callbacks(execute=True):
             # Following the redirect renders the messages, so each call reads only its own.
             return client.post(review_url(target), {"do": do, **data}, follow=True)
@@ -309,7 +311,7 @@ def test_upload_a_replacement_and_approve_it(client, admin_user, generated):
     client.force_login(admin_user)
     response = client.post(
         review_url(post),
-        {"do": "upload", "section": first.review.section_key, "approve_now": "1", "file": png()},
+        {"do": "upload", "section": first.review.section_key, "approve_now": "1", "file": png(), "alt_text": "A chart"},
         follow=True,
     )
     uploaded = ImageGenerationResult.objects.get(source="uploaded")

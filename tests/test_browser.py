@@ -222,6 +222,7 @@ def test_editor_generates_reviews_uploads_and_publishes(
 
     # Approve the first section's candidate.
     first = card_for(page, sections[0].pk)
+    page.fill(f"#bi-alt-{sections[0].pk}", "A lighthouse on a cliff")  # else the page asks first
     first.locator("button.bi-approve").click()
     page.wait_for_selector(".messagelist .success")
     assert "Approved image #" in page.locator(".messagelist").inner_text()
@@ -246,6 +247,7 @@ def test_editor_generates_reviews_uploads_and_publishes(
         {"name": "harbour.png", "mimeType": "image/png", "buffer": png_bytes()}
     )
     panel.locator("input[name=approve_now]").check()
+    page.fill(f"#bi-upload-alt-{sections[2].pk}", "A harbour")
     panel.locator("button[value=upload]").click()
     page.wait_for_selector(".messagelist .success")
     assert "Uploaded harbour.png" in page.locator(".messagelist").inner_text()

@@ -419,6 +419,7 @@ def test_keyboard_and_a_390px_screen(browser, live_server, admin_user, make_post
     shot(page, "390px")
 
     # Keyboard only: tick the card, move to its Approve button, press Enter.
+    page.fill(f"#bi-alt-{first.pk}", "A lighthouse")  # else the page asks first (test_browser_review_desk_safety)
     page.focus(f'.bi-card[data-result="{a.pk}"] input.bi-select')
     page.keyboard.press("Space")
     assert page.is_checked(f'.bi-card[data-result="{a.pk}"] input.bi-select')

@@ -168,7 +168,9 @@ def test_viewer_zoom_keyboard_and_decisions(browser, live_server, admin_user, up
     b.refresh_from_db()
     assert b.rejected_at is not None and b.rejection_comment == "Too red for the coast"
 
-    # Approve from the viewer, by keyboard alone.
+    # Approve from the viewer, by keyboard alone (with alt text written: else the page asks first).
+    panel = page.locator(".bi-panel", has=page.locator(f'[data-bi-view="{a.pk}"]'))
+    panel.locator("input[id^=bi-alt-]").fill("A lighthouse on a cliff")
     page.focus(f'[data-bi-view="{a.pk}"]')
     page.keyboard.press("Enter")
     page.wait_for_selector(f"{VIEWER}[open]")

@@ -140,17 +140,17 @@ def test_a_stale_approve_form_is_refused_and_says_who_decided(client, admin_user
     page = client.get(url).content.decode()
     assert f'name="replaces" value="{first.pk}"' in page
     # Approving from the page: the message says what it replaced.
-    response = client.post(url, {"do": f"approve:{second.pk}", "replaces": first.pk}, follow=True)
+    response = client.post(url, {"do": f"approve:{second.pk}", "replaces": first.pk, "alt_text": "Gulls"}, follow=True)
     assert texts(response) == [f"Approved image #{second.pk} for “Section 1”; it replaces image #{first.pk}."]
     # The same form again (another tab, a double click): it saw #first approved, #second is now.
-    response = client.post(url, {"do": f"approve:{third.pk}", "replaces": first.pk}, follow=True)
+    response = client.post(url, {"do": f"approve:{third.pk}", "replaces": first.pk, "alt_text": "Gulls"}, follow=True)
     assert texts(response) == [
         f"Already changed: #{second.pk} was approved by {admin_user} a moment ago; reload to see it."
     ]
     assert SectionReview.objects.get().approved_result_id == second.pk
     # Approving what is already approved: nothing happens, and the editor is told.
     events = ReviewEvent.objects.count()
-    response = client.post(url, {"do": f"approve:{second.pk}", "replaces": first.pk}, follow=True)
+    response = client.post(url, {"do": f"approve:{second.pk}", "replaces": first.pk, "alt_text": "Gulls"}, follow=True)
     assert texts(response) == [f"Image #{second.pk} is already approved; nothing changed."]
     assert ReviewEvent.objects.count() == events
 

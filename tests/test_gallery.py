@@ -237,7 +237,9 @@ def test_wagtail_review_page_has_the_viewer_and_its_endpoints(client, settings, 
     client.force_login(editor)
     html = client.get(reverse("blogimages_wagtail:review", args=[page.pk])).content.decode()
     assert 'id="bi-viewer-template"' in html and 'data-results-url="/admin/blogimages/results/"' in html
-    assert f'data-bi-open="{result.pk}"' in html
+    # The card's viewer tools: filled by viewer.js from the page's template (the page stays light).
+    assert 'id="bi-tools-template"' in html and 'data-bi-open data-bi-mode="refine"' in html
+    assert re.search(rf'id="bi-card-{result.pk}"[\s\S]*?data-bi-fill="uvr"', html)
     options = client.get(reverse("blogimages_wagtail:viewer_options", args=[result.pk]))
     assert options.status_code == 200 and "operations" in json.loads(options.content)
     refused = client.post(reverse("blogimages_wagtail:viewer_refine", args=[result.pk]), {"operation": "refine"})

@@ -106,6 +106,8 @@ def test_editor_generates_approves_chooses_and_publishes_in_wagtail(
 
     # Approve two.
     for index in (0, 1):
+        # Alt text first: approving without it asks for a confirmation (issue 11, point 8).
+        page.locator(".bi-panel").nth(index).locator("input[id^=bi-alt-]").fill(f"A lighthouse, view {index + 1}")
         page.locator(".bi-panel").nth(index).locator("button.bi-approve").click()
         # A section's message shows in its panel, where the editor acted (issue 11).
         page.locator(".bi-panel").nth(index).locator(".bi-messages .success").wait_for()

@@ -153,9 +153,7 @@ def gallery_page(
     """The gallery for any admin (the caller checked the user may see it). ``urls`` has the
     keys of :func:`admin_tool_urls` (``gallery`` among them)."""
     params = {name: (request.GET.get(name) or "").strip()[:200] for name in FILTERS}
-    page = load_page(
-        params, after=request.GET.get("after", ""), before=request.GET.get("before", ""), size=PAGE_SIZE
-    )
+    page = load_page(params, after=request.GET.get("after", ""), before=request.GET.get("before", ""), size=PAGE_SIZE)
     choices = filter_choices()
     filters = [
         {"name": name, "label": label, "choices": choices[name], "value": params[name]}

@@ -321,6 +321,8 @@ class ReviewPage:
         page_messages, by_section = split_messages(request, [p.key for p in panels])
         for panel in panels:
             panel.messages = by_section.get(panel.key, [])
+            for message in panel.messages:
+                message.bi_confirm_alt = alt_confirmation(message)
         current = [p for p in panels if not p.removed]
         counts = {
             "sections": len(current),
@@ -440,6 +442,8 @@ class ReviewPage:
             self.perform(request, op, post, target, result)
         except UploadRejected as exc:
             notify(request, messages.ERROR, _("The upload was refused: %(why)s") % {"why": error_text(exc)})
+        except services.MissingAltText:
+            ask_alt_confirmation(request, op, result)
         except (BlogImagesError, ValidationError) as exc:
             notify(request, messages.ERROR, error_text(exc))
         return HttpResponseRedirect(request.path + anchor)
@@ -521,6 +525,11 @@ class Action:
         return services.clean_alt_text(self.request.POST.get("alt_text"))
 
     @property
+    def publish_without_alt(self) -> bool:
+        """The editor confirmed publishing the image without alt text (services.check_alt_text)."""
+        return self.request.POST.get("publish_without_alt") == "1"
+
+    @property
     def replaces(self) -> int | None:
         """The approved image the editor saw (``""``: none); unchecked if the form did not say."""
         raw = self.request.POST.get("replaces")
@@ -583,12 +592,16 @@ def _requeue(act: Action) -> None:
 
 
 def _approve(act: Action) -> None:
-    alt_text = act.alt_text
-    # One transaction: the host's publish hook (after commit) sees the alt text the editor confirmed.
-    with transaction.atomic():
-        review = services.approve(act.result, user=act.user, comment=act.comment, replaces=act.replaces)
-        if alt_text is not None:
-            services.save_alt_text(review, alt_text)
+    # One transaction: the host's publish hook (after commit) sees the alt text the editor
+    # confirmed; without one the editor is asked first (services.check_alt_text).
+    review = services.approve_with_alt_text(
+        act.result,
+        alt_text=act.alt_text,
+        allow_missing_alt=act.publish_without_alt,
+        user=act.user,
+        comment=act.comment,
+        replaces=act.replaces,
+    )
     if review.unchanged:
         ref = _("Image #%(id)s") % {"id": act.result.pk}
         notify(act.request, messages.INFO, _("%(ref)s is already approved; nothing changed.") % {"ref": ref})
@@ -619,6 +632,8 @@ def _upload(act: Action) -> None:
     if approve_now and not can(act.user, "review", act.post):
         raise PermissionDenied
     alt_text = act.alt_text if approve_now else None  # it describes the approved image
+    if approve_now:
+        services.check_alt_text(services.find_review(act.section), alt_text, allow_missing_alt=act.publish_without_alt)
     with transaction.atomic():
         new = services.upload(act.section, upload, user=act.user, approve_now=approve_now)
         if alt_text is not None:
@@ -701,6 +716,42 @@ HANDLERS: dict[str, tuple[frozenset[str], Callable[[Action], None]]] = {
     "approve-selected": (frozenset(), _decide_selected),
     "reject-selected": (frozenset(), _decide_selected),
 }
+
+
+# --- Asking before publishing without alt text (issue 11, point 8) ---------------------------
+#
+# The page's script asks before the click is sent (live.js, confirmAlt); without script the
+# view refuses (services.MissingAltText) and the section's message carries the confirm button:
+# the same approval again with publish_without_alt=1.
+
+CONFIRM_ALT_TAG = "bi-confirm-alt="
+
+
+def ask_alt_confirmation(request: HttpRequest, op: str, result) -> None:
+    """The refusal in the acted-on section's messages; an approval's carries its confirm."""
+    from urllib.parse import quote
+
+    from .common import SECTION_TAG
+
+    key = getattr(request, "bi_section", None)
+    tags = [f"bi-in-section {SECTION_TAG}{quote(key, safe='')}"] if key is not None else []
+    if op == "approve" and result is not None:
+        tags.append(f"{CONFIRM_ALT_TAG}{result.pk}")
+        text = _(services.MISSING_ALT_TEXT)
+    else:
+        text = _(
+            "This image would be published without alt text; screen readers would say nothing. "
+            "Write the alt text, or confirm publishing without it when you upload it again."
+        )
+    messages.add_message(request, messages.WARNING, text, extra_tags=" ".join(tags))
+
+
+def alt_confirmation(message) -> str:
+    """The result id a message asks to approve without alt text ("" for other messages)."""
+    for tag in (message.extra_tags or "").split():
+        if tag.startswith(CONFIRM_ALT_TAG):
+            return tag[len(CONFIRM_ALT_TAG) :]
+    return ""
 
 
 def _section_key(target: Section | SectionReview) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from .. import provenance
-from ..models import ImageGenerationResult, ResultSource, SectionReview
+from ..models import ImageGenerationResult, SectionReview
 from ..storage import get_storage
 from ..text import plain_text
 
@@ -34,10 +34,9 @@ def image_title(review: SectionReview, post_title: str, limit: int) -> str:
 
 
 def alt_text(review: SectionReview, result: ImageGenerationResult, limit: int) -> str:
-    """The editor's alt text, else the prompt of a generated image (never markup)."""
+    """The alt text the editor confirmed (never markup); a generated image's prompt is no
+    description, so without one the CMS image gets none (the review page asks first)."""
     text = plain_text(review.alt_text)
-    if not text and result.source == ResultSource.GENERATED:
-        text = plain_text(result.prompt)
     return clip(" ".join(text.split()), limit)
 
 

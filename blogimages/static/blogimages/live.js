@@ -10,7 +10,8 @@
  * the provider's newest partial image when the status answer names one (preview, preview_url).
  * A form marked data-bi-once is sent
  * once: its buttons are disabled while the request runs. "Draft a prompt" and "Draft alt
- * text" buttons fetch a draft into a field. Forms keep working without script.
+ * text" buttons fetch a draft into a field. Forms keep working without script, except the
+ * upload form, which script copies from the page's one template into each section.
  */
 (function () {
   "use strict";
@@ -258,6 +259,27 @@
     if (showCount(root)) schedule(INTERVAL);
   }
 
+  // Each section's upload form is a copy of the page's one <template id="bi-upload-template">
+  // put in its [data-bi-upload="KEY"] slot (the page stays light with many sections). The
+  // slot is in the panel's side, which live updates leave alone, so a chosen file stays.
+  function attachUploads(root) {
+    var template = document.getElementById("bi-upload-template");
+    if (!template) return;
+    root.querySelectorAll("[data-bi-upload]").forEach(function (slot) {
+      if (slot.firstElementChild) return;
+      var key = slot.dataset.biUpload;
+      var form = template.content.cloneNode(true);
+      var altId = "bi-upload-alt-" + key;
+      form.querySelectorAll('input[name="section"]').forEach(function (el) { el.value = key; });
+      form.querySelectorAll('[id="bi-upload-alt-__KEY__"]').forEach(function (el) { el.id = altId; });
+      form.querySelectorAll('label[for="bi-upload-alt-__KEY__"]').forEach(function (el) { el.htmlFor = altId; });
+      form.querySelectorAll('[data-bi-draft="bi-upload-alt-__KEY__"]').forEach(function (el) {
+        el.dataset.biDraft = altId;
+      });
+      slot.appendChild(form);
+    });
+  }
+
   // "Draft a prompt" and "Draft alt text" (BLOGIMAGES_WRITER): the button's form is sent
   // with its do=... to the page, which answers {"text"} or {"error"}; the draft goes into
   // the field named by data-bi-draft (an element id, or a field of the form) for the editor
@@ -380,7 +402,87 @@
     }).catch(function () { /* suggestions only */ });
   }
 
+  // --- Asking before publishing without alt text (issue 11, point 8) ---------------------------
+  // A field marked data-bi-alt shows its form's [data-bi-alt-warning] while it is empty (in
+  // the upload form: while "approve it" is ticked too). An approval with the field empty (a
+  // do=approve:ID button of the form, or Upload with "approve it") is held: the sentence and
+  // an "Approve without alt text" button appear next to the control, and that button sends
+  // the same request with publish_without_alt=1. Without script the server asks the same.
+  var MISSING_ALT = "This image will be published without alt text; screen readers will say nothing. Approve anyway?";
+
+  function altField(form) {
+    return form ? form.querySelector("[data-bi-alt]") : null;
+  }
+
+  function showAltWarning(form) {
+    var field = altField(form);
+    var warning = form && form.querySelector("[data-bi-alt-warning]");
+    if (!field || !warning) return;
+    var box = form.querySelector('input[name="approve_now"]');
+    warning.hidden = !!field.value.trim() || (box ? !box.checked : false);
+  }
+
+  function approves(button) {
+    if (button.value.indexOf("approve:") === 0) return true;
+    var box = button.value === "upload" && button.form.querySelector('input[name="approve_now"]');
+    return !!(box && box.checked);
+  }
+
+  function confirmAlt(event) {
+    var button = event.target.closest ? event.target.closest('button[name="do"]') : null;
+    if (!button || !button.form || !approves(button)) return;
+    var form = button.form;
+    var field = altField(form);
+    if (!field || field.value.trim() || form.querySelector('input[name="publish_without_alt"]')) return;
+    event.preventDefault();
+    event.stopPropagation();
+    document.querySelectorAll("[data-bi-alt-ask]").forEach(function (old) { old.remove(); });
+    var ask = document.createElement("div");
+    ask.className = "bi-alt-ask";
+    ask.setAttribute("role", "alert");
+    ask.setAttribute("data-bi-alt-ask", "");
+    var text = document.createElement("p");
+    text.textContent = MISSING_ALT;
+    var yes = document.createElement("button");
+    yes.type = "button";
+    yes.className = "button";
+    yes.textContent = "Approve without alt text";
+    var no = document.createElement("button");
+    no.type = "button";
+    no.className = "button";
+    no.textContent = "Write alt text";
+    ask.append(text, yes, " ", no);
+    yes.addEventListener("click", function () {
+      var confirm = document.createElement("input");
+      confirm.type = "hidden";
+      confirm.name = "publish_without_alt";
+      confirm.value = "1";
+      form.appendChild(confirm);
+      ask.remove();
+      form.requestSubmit(button);
+    });
+    no.addEventListener("click", function () {
+      ask.remove();
+      field.focus();
+    });
+    var place = button.closest(".bi-actions") || button;
+    place.insertAdjacentElement("afterend", ask);
+    yes.focus();
+  }
+
+  function watchAltFields() {
+    document.addEventListener("input", function (event) {
+      if (event.target.matches && event.target.matches("[data-bi-alt]")) showAltWarning(event.target.form);
+    });
+    document.addEventListener("change", function (event) {
+      if (event.target.name === "approve_now") showAltWarning(event.target.form);
+    });
+    document.addEventListener("click", confirmAlt, true);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    attachUploads(document);
+    watchAltFields();
     document.querySelectorAll("[data-bi-live]").forEach(watch);
     document.addEventListener("click", requireComment, true);
     document.addEventListener("click", askDraft);

@@ -115,6 +115,14 @@
       el.removeAttribute("data-bi-fill");
       el.dataset.result = id;
       el.dataset.status = card.dataset.status;
+      var reuse = document.getElementById("bi-reuse-template");
+      var facts = card.querySelector(".bi-facts");
+      if (flags.indexOf("u") >= 0 && reuse && facts) {
+        var more = reuse.content.cloneNode(true);
+        var a = more.querySelector("a");
+        a.setAttribute("href", a.getAttribute("href") + encodeURIComponent(id));
+        facts.appendChild(more);
+      }
       var link = card.querySelector("a[data-bi-view]");
       if (!link || flags.indexOf("v") < 0) return;
       el.dataset.imageUrl = link.getAttribute("href");
@@ -126,10 +134,10 @@
         });
         el.dataset.label = ["#" + id].concat(facts).join(" · ");
       }
-      var wh = (el.dataset.wh || "").split("x");
-      if (wh.length === 2) {
-        el.dataset.width = wh[0];
-        el.dataset.height = wh[1];
+      var size = /(\d+)×(\d+)/.exec(facts ? facts.textContent : "");
+      if (size) {
+        el.dataset.width = size[1];
+        el.dataset.height = size[2];
       }
       var tools = template.content.cloneNode(true);
       tools.querySelectorAll("[data-bi-only]").forEach(function (node) {

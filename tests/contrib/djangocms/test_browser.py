@@ -65,6 +65,8 @@ def test_editor_generates_approves_and_publishes_in_edit_mode(browser, live_serv
 
     # Approve the first section's candidate: a filer image, and a plugin after the section in the draft.
     # The page behind reloads after the change, with the sideframe open again.
+    # Alt text first: approving without it asks for a confirmation (issue 11, point 8).
+    frame.locator(f"#bi-section-{sections[0].key} input[id^=bi-alt-]").fill("A lighthouse on a cliff & more")
     with page.expect_navigation():
         frame.locator(f"#bi-section-{sections[0].key} button.bi-approve").first.click()
     assert Image.objects.count() == 1

@@ -34,10 +34,11 @@ def test_approval_makes_one_filer_image_with_alt_text_and_description(make_post,
     post = make_post(sections=2)
     section = get_host().sections(post)[1]
     result = make_result(section)
+    services.save_alt_text(services.review_for(section), "A lighthouse on a cliff at dusk, view 2 & more")
     approve(result, user=cms_admin)
     image = Image.objects.get()
     assert image.folder == Folder.objects.get(name="Generated images", parent=None)
-    assert image.default_alt_text == "A lighthouse on a cliff at dusk, view 2 & more"  # plain, no <p>
+    assert image.default_alt_text == "A lighthouse on a cliff at dusk, view 2 & more"  # as saved, no escaping
     assert image.name == "Section 2 – A walk by the sea"
     assert f"result #{result.pk}" in image.description and "<" not in image.description
     assert image.owner == cms_admin and image.is_public

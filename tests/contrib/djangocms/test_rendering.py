@@ -9,6 +9,7 @@ import pytest
 from cms.api import add_plugin
 from django.test import Client
 
+from blogimages import services
 from blogimages.contrib.djangocms import publishing
 from blogimages.hosts import get_host
 
@@ -41,6 +42,8 @@ def test_the_approved_image_shows_at_once_and_goes_on_rejection(live_post, make_
     assert first.status_code == 200 and images(first.content.decode()) == []  # and now cached
     section = get_host().sections(live_post)[1]
     result = make_result(section, width=1000, height=600)
+    # Public alt text is only what an editor saved (issue 11, point 8), never the section's text.
+    services.save_alt_text(services.review_for(section), "A lighthouse on a cliff at dusk, view 2 & more")
     approve(result, user=cms_admin)
     html = anonymous.get(url).content.decode()
     [img] = images(html)

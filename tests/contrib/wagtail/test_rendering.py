@@ -8,6 +8,7 @@ from django.db import connection
 from django.template import Context, Template
 from django.test.utils import CaptureQueriesContext
 
+from blogimages import services
 from blogimages.contrib.wagtail.templatetags.blogimages_wagtail import approved_images_for
 from blogimages.hosts import get_host
 
@@ -15,6 +16,8 @@ from blogimages.hosts import get_host
 def test_public_page_renders_the_approved_image_as_a_rendition(client, make_page, make_result, approve):
     page = make_page(sections=3)
     sections = get_host().sections(page)
+    # Public alt text is only what an editor saved (issue 11, point 8), never the prompt.
+    services.save_alt_text(services.review_for(sections[1]), "A lighthouse on a cliff at dusk, view 2")
     approve(make_result(sections[1]))
     response = client.get(page.url)
     assert response.status_code == 200

@@ -326,4 +326,13 @@ def test_11_double_clicks_send_one_request(browser, live_server, admin_user, mak
     approvals = ReviewEvent.objects.filter(action=ReviewAction.APPROVED, result_id=new.pk)
     assert approvals.count() == 1
     assert review_of(section).approved_result_id == new.pk
+
+    # While a request runs its form's buttons are disabled (and say they are busy).
+    page.goto(review_path(post))
+    generate = page.locator(f"#bi-form-{section.pk} button[value=generate-section]")
+    busy = generate.evaluate(
+        "b => new Promise(done => { b.click(); setTimeout(() => done([b.disabled, b.getAttribute('aria-busy')]), 0); })"
+    )
+    assert busy == [True, "true"]
+    page.locator(f"#bi-section-{section.pk} .bi-messages .success").wait_for()
     context.close()

@@ -210,6 +210,27 @@ def snapped_size(request: GenerationRequest, multiple: int) -> tuple[int, int]:
     return snap_to_multiple(request.width, multiple), snap_to_multiple(request.height, multiple)
 
 
+def sent_size(request: GenerationRequest, multiple: int, backend: str) -> tuple[int, int, list[str]]:
+    """The size a backend that needs multiples of ``multiple`` is sent, and what was snapped.
+
+    An img2img edit (refine, variations) keeps its source's size: another one would stretch
+    the source and its mask. A new image, or one made with a reference, takes the request's.
+    """
+    edit = request.edit
+    if edit is not None and edit.operation not in ("reference", "upscale"):
+        asked, what = (edit.source.width, edit.source.height), "source size"
+    else:
+        asked, what = (request.width, request.height), "size"
+    width, height = snap_to_multiple(asked[0], multiple), snap_to_multiple(asked[1], multiple)
+    if (width, height) == asked:
+        return width, height, []
+    return (
+        width,
+        height,
+        [f"{what} {asked[0]}x{asked[1]} snapped to {width}x{height} ({backend} needs multiples of {multiple})"],
+    )
+
+
 def seed_for(request: GenerationRequest, limit: int) -> int:
     """The pinned seed, else a fresh random one below ``limit`` (reported on the result)."""
     return request.seed if request.seed is not None else random.SystemRandom().randrange(limit)

@@ -55,8 +55,7 @@ from ..contract import (
     ModelChoice,
     ProgressReporter,
     ProviderHealth,
-    snap_to_multiple,
-    snapped_size,
+    sent_size,
 )
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
 from ..images import binary_mask, mask_size, png_bytes
@@ -160,25 +159,8 @@ class Automatic1111Provider(BaseProvider):
         if edit is not None and edit.operation == "upscale":
             width, height = upscale_size(edit, request)
             return replace(request, width=width, height=height, model=choice.name), adjustments
-        if edit is not None and edit.operation != "reference":
-            # img2img keeps the source's size: another one would stretch it (and the mask).
-            source = edit.source
-            width, height = (
-                snap_to_multiple(source.width, SIZE_MULTIPLE),
-                snap_to_multiple(source.height, SIZE_MULTIPLE),
-            )
-            if (width, height) != (source.width, source.height):
-                adjustments.append(
-                    f"source size {source.width}x{source.height} snapped to {width}x{height} "
-                    f"(Automatic1111 needs multiples of {SIZE_MULTIPLE})"
-                )
-        else:
-            width, height = snapped_size(request, SIZE_MULTIPLE)
-            if (width, height) != (request.width, request.height):
-                adjustments.append(
-                    f"size {request.width}x{request.height} snapped to {width}x{height} "
-                    f"(Automatic1111 needs multiples of {SIZE_MULTIPLE})"
-                )
+        width, height, snapped = sent_size(request, SIZE_MULTIPLE, "Automatic1111")
+        adjustments.extend(snapped)
         sampler, scheduler = a1111_sampler(
             request.sampler or self.options["sampler"], request.scheduler or self.options["scheduler"]
         )

@@ -47,8 +47,7 @@ from ..contract import (
     ProgressReporter,
     ProviderHealth,
     seed_for,
-    snap_to_multiple,
-    snapped_size,
+    sent_size,
 )
 from ..exceptions import GenerationCancelled, PermanentProviderError, TransientProviderError
 from ..images import binary_mask, mask_size
@@ -162,25 +161,8 @@ class DiffusersProvider(BaseProvider):
             raise PermanentProviderError(refusal)
         adjustments = []
         edit = request.edit
-        if edit is not None and edit.operation != "reference":
-            # An edit keeps the source's size: another one would stretch it (and its mask).
-            source = edit.source
-            width, height = (
-                snap_to_multiple(source.width, SIZE_MULTIPLE),
-                snap_to_multiple(source.height, SIZE_MULTIPLE),
-            )
-            if (width, height) != (source.width, source.height):
-                adjustments.append(
-                    f"source size {source.width}x{source.height} snapped to {width}x{height} "
-                    f"(diffusers needs multiples of {SIZE_MULTIPLE})"
-                )
-        else:
-            width, height = snapped_size(request, SIZE_MULTIPLE)
-            if (width, height) != (request.width, request.height):
-                adjustments.append(
-                    f"size {request.width}x{request.height} snapped to {width}x{height} "
-                    f"(diffusers needs multiples of {SIZE_MULTIPLE})"
-                )
+        width, height, snapped = sent_size(request, SIZE_MULTIPLE, "diffusers")
+        adjustments.extend(snapped)
         scheduler_spec(request.sampler, request.scheduler)  # refuses names it cannot honour
         model = request.model if not choice.note else ""
         steps = request.steps or int(self.options["steps"])

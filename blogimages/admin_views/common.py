@@ -7,7 +7,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass, field, is_dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote, unquote
 
 from django.contrib import messages
@@ -455,3 +455,15 @@ def live_previews(running_ids: list[int]) -> dict[int, dict[str, Any]]:
         pk: {"preview": n, "preview_url": template.replace("987654321", str(pk)) + f"?n={n}"}
         for pk, n in counts.items()
     }
+
+
+def admin_base_context(model_admin, request: HttpRequest) -> Callable[[], dict[str, Any]]:
+    """The ``base_context`` a blogimages page built in Django admin gets: the admin site's
+    own template context, with ``request.current_app`` set so its URLs reverse to that site."""
+
+    def base_context() -> dict[str, Any]:
+        context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta}
+        request.current_app = model_admin.admin_site.name
+        return context
+
+    return base_context

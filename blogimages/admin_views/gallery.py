@@ -25,7 +25,7 @@ from django.utils.translation import gettext_lazy
 
 from ..conf import app_settings
 from ..models import ImageGenerationResult, ImageStyle, ResultStatus
-from .common import THUMB_WIDTH, Candidate, admin_tool_urls, can, file_url, thumb_height
+from .common import THUMB_WIDTH, Candidate, admin_base_context, admin_tool_urls, can, file_url, thumb_height
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -189,11 +189,7 @@ def gallery_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     site = model_admin.admin_site.name
-
-    def base_context() -> dict[str, Any]:
-        context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta}
-        request.current_app = site
-        return context
+    base_context = admin_base_context(model_admin, request)
 
     return gallery_page(
         request, urls=admin_urls(site), template_name="blogimages/admin/gallery.html", base_context=base_context

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 from .common import (
     THUMB_WIDTH,
     Candidate,
+    admin_base_context,
     can,
     file_url,
     live_previews,
@@ -297,11 +298,7 @@ def playground_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     site = model_admin.admin_site.name
-
-    def base_context() -> dict[str, Any]:
-        context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta}
-        request.current_app = site
-        return context
+    base_context = admin_base_context(model_admin, request)
 
     from .gallery import admin_urls
 

@@ -9,6 +9,7 @@ back with Pillow and byte by byte. What was sent stays in the database.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import struct
@@ -45,7 +46,10 @@ HARMLESS_INFO = {
 }  # fmt: skip
 
 
+@functools.cache
 def srgb_profile() -> bytes:
+    """One sRGB profile per run: lcms writes the time of creation into the header (bytes
+    24-35), so two built a second apart differ."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 

@@ -160,7 +160,9 @@ def test_generate_approve_and_publish_through_wagtail_urls(
     result = ImageGenerationResult.objects.get(review__section_key=sections[0].key)
     assert result.status == ResultStatus.SUCCEEDED
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(review_url(page), {"do": f"approve:{result.pk}", "section": sections[0].key})
+        response = client.post(
+            review_url(page), {"do": f"approve:{result.pk}", "section": sections[0].key, "publish_without_alt": "1"}
+        )
     assert response.status_code == 302 and response["Location"].endswith(f"#bi-section-{sections[0].key}")
     result.refresh_from_db()
     assert result.is_approved

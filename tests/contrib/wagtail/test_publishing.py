@@ -34,6 +34,8 @@ def section(make_page):
 
 def test_approve_makes_a_wagtail_image_in_the_collection(section, make_result, approve, admin_user):
     result = make_result(section, prompt="A lighthouse at dusk")
+    # The description is the alt text an editor saved (never the prompt: issue 11, point 8).
+    services.save_alt_text(services.review_for(section), "A lighthouse at dusk")
     approve(result, user=admin_user)
     [image] = chooser_images()
     assert image.collection.get_parent() == Collection.get_first_root_node()

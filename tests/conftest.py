@@ -15,6 +15,45 @@ from django.contrib.auth.models import Permission
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
+def _serialize_shared_sqlite_requests() -> None:
+    """The live server answers one request at a time when it shares the in-memory SQLite test database.
+
+    pytest-django hands every request thread of the (threaded) live server the test's own
+    in-memory SQLite connection. Two requests at once then use one sqlite3 connection from
+    two threads, which fails now and then with "bad parameter or other API misuse" and can
+    leave the connection unusable (a CI run lost a django CMS browser test to it while the
+    review page polled during generation). Browsers keep their parallel connections; only
+    the application runs one request at a time. PostgreSQL gives each thread its own
+    connection and is left as it is.
+    """
+    from django.core.servers.basehttp import ThreadedWSGIServer
+    from django.test.testcases import LiveServerThread
+
+    class SerializedWSGIServer(ThreadedWSGIServer):
+        lock = threading.Lock()
+
+        def set_app(self, application):
+            if not self.connections_override:
+                return super().set_app(application)
+
+            def one_at_a_time(environ, start_response):
+                with self.lock:
+                    # The body is read (and the response closed, which sends request_finished)
+                    # under the lock too: a streamed body queries as it goes.
+                    response = application(environ, start_response)
+                    try:
+                        return list(response)
+                    finally:
+                        response.close()
+
+            return super().set_app(one_at_a_time)
+
+    LiveServerThread.server_class = SerializedWSGIServer
+
+
+_serialize_shared_sqlite_requests()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

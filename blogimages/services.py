@@ -1066,10 +1066,19 @@ class Decisions:
     summary: str
 
 
-def decide_many(results: Iterable[ImageGenerationResult], *, decision: str, user=None, comment: str = "") -> Decisions:
+def decide_many(
+    results: Iterable[ImageGenerationResult],
+    *,
+    decision: str,
+    user=None,
+    comment: str = "",
+    allow_missing_alt: bool = True,
+) -> Decisions:
     """Approve or reject several candidates in one transaction: all of them or, when one is
     refused, none. A rejection needs one comment (it goes on every candidate); only one image
-    per section can be approved, so ticking two of the same section is refused, naming them."""
+    per section can be approved, so ticking two of the same section is refused, naming them.
+    Unless ``allow_missing_alt``, an approval that would publish images without alt text is
+    refused with :class:`MissingAltText` naming them (the review page then asks to confirm)."""
     results = sorted(results, key=lambda r: r.pk)
     if decision not in ("approve", "reject"):
         raise ValidationError({"decision": f"Say “approve” or “reject”, not “{decision}”."})
@@ -1095,6 +1104,9 @@ def decide_many(results: Iterable[ImageGenerationResult], *, decision: str, user
                         "Tick one of them; nothing was approved."
                     }
                 )
+        bare = [] if allow_missing_alt else without_alt_text(results)
+        if bare:
+            raise MissingAltText(missing_alt_text_many(bare), bare)
     replaced: dict[int, int] = {}
     with transaction.atomic():
         for result in results:
@@ -1494,8 +1506,28 @@ MISSING_ALT_TEXT = "This image will be published without alt text; screen reader
 class MissingAltText(ValidationError):
     """The approval would publish an image without alt text and the editor did not confirm it."""
 
-    def __init__(self) -> None:
-        super().__init__({"alt_text": _(MISSING_ALT_TEXT)})
+    def __init__(self, message: str | None = None, results: Iterable[ImageGenerationResult] = ()) -> None:
+        super().__init__({"alt_text": message or _(MISSING_ALT_TEXT)})
+        self.results = list(results)  # for several at once: the images that have none
+
+
+def without_alt_text(results: Iterable[ImageGenerationResult]) -> list[ImageGenerationResult]:
+    """Those of ``results`` whose section has no alt text: approved, they would be published without."""
+    return [r for r in results if r.review_id is not None and not (r.review.alt_text or "").strip()]
+
+
+def missing_alt_text_many(results: Sequence[ImageGenerationResult]) -> str:
+    """What is said when approving several would publish ``results`` without alt text."""
+    named = ", ".join(f"#{r.pk} (“{r.review.section_title or r.review.section_key}”)" for r in results)
+    if len(results) == 1:
+        return _(
+            "Image %(images)s would be published without alt text; screen readers would say nothing. "
+            "Nothing was approved: write its alt text, or approve anyway."
+        ) % {"images": named}
+    return _(
+        "Images %(images)s would be published without alt text; screen readers would say nothing. "
+        "Nothing was approved: write their alt text, or approve anyway."
+    ) % {"images": named}
 
 
 def check_alt_text(review: SectionReview | None, alt_text: str | None, *, allow_missing_alt: bool) -> str | None:

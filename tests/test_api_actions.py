@@ -394,6 +394,11 @@ def test_decide_approves_several_sections_at_once(
     assert body["decision"] == "approve" and body["replaced"] == [{"result": first.pk, "replaced": old.pk}]
     assert body["message"].startswith(f"Approved 2 images (#{first.pk}, #{second.pk}).")
     assert [(r["id"], r["decision"]) for r in body["results"]] == [(first.pk, "approved"), (second.pk, "approved")]
+    # Published without alt text, as one approval is: said for each.
+    assert body["warnings"] == [
+        f"Image #{first.pk} is published without alt text; set it with PATCH on its section.",
+        f"Image #{second.pk} is published without alt text; set it with PATCH on its section.",
+    ]
     assert SectionReview.objects.get(pk=first.review_id).approved_result_id == first.pk
     assert SectionReview.objects.get(pk=second.review_id).approved_result_id == second.pk
 

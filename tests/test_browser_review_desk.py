@@ -143,10 +143,18 @@ def test_2_a_rejected_candidate_says_so_and_bulk_decisions(browser, live_server,
     assert "Only one image per section can be approved" in error.inner_text()
     assert not SectionReview.objects.filter(approved_result__isnull=False).exists()
 
-    # One per section: both approved with one click and one message.
+    # One per section, but neither section has alt text: asked first (point 8), beside the
+    # bulk buttons, nothing approved; confirming approves both with one message.
     page.check(f'.bi-card[data-result="{b.pk}"] input.bi-select')
     page.check(f'.bi-card[data-result="{c.pk}"] input.bi-select')
     page.click("button[value=approve-selected]")
+    confirm = page.locator(".bi-bulk-confirm")
+    confirm.wait_for()
+    assert "would be published without alt text" in confirm.inner_text()
+    assert f"#{b.pk}" in confirm.inner_text() and f"#{c.pk}" in confirm.inner_text()
+    assert confirm.bounding_box()["y"] < page.locator("#bi-bulk").bounding_box()["y"]
+    assert not SectionReview.objects.filter(approved_result__isnull=False).exists()
+    confirm.get_by_role("button", name="Approve them without alt text").click()
     page.wait_for_selector("ul.messagelist .success")
     assert f"Approved 2 images (#{b.pk}, #{c.pk})." in page.locator("ul.messagelist").inner_text()
     assert set(SectionReview.objects.values_list("approved_result_id", flat=True)) == {b.pk, c.pk}

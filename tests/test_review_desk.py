@@ -143,6 +143,20 @@ def test_decide_many_approves_one_per_section_or_nothing(two_sections, admin_use
     assert set(SectionReview.objects.values_list("approved_result_id", flat=True)) == {a.pk, d.pk}
 
 
+def test_decide_many_asks_before_publishing_without_alt_text(two_sections, admin_user):
+    _post, (first, second), (a, _b, _c, d) = two_sections
+    services.save_alt_text(a.review, "A lighthouse at dusk")
+    with pytest.raises(services.MissingAltText) as refused:
+        services.decide_many([a, d], decision="approve", user=admin_user, allow_missing_alt=False)
+    assert refused.value.results == [d]
+    assert str(d.pk) in refused.value.messages[0] and "“Section 2”" in refused.value.messages[0]
+    assert not SectionReview.objects.filter(approved_result__isnull=False).exists()
+    services.save_alt_text(d.review, "The harbour wall")
+    done = services.decide_many([a, d], decision="approve", user=admin_user, allow_missing_alt=False)
+    assert set(SectionReview.objects.values_list("approved_result_id", flat=True)) == {a.pk, d.pk}
+    assert done.summary == f"Approved 2 images (#{a.pk}, #{d.pk})."
+
+
 def test_decide_many_is_all_or_nothing(two_sections, admin_user, make_post):
     _post, _sections, (a, _b, _c, d) = two_sections
     queued = ImageGenerationResult.objects.create(
@@ -168,9 +182,31 @@ def test_review_page_bulk_actions(client, two_sections, admin_user, django_captu
     # A page-wide action: its message is at the top of the page, not in a panel.
     page = response.content.decode()
     assert page.index("Only one image per section") < page.index('class="bi-panel ')
+    services.save_alt_text(a.review, "A lighthouse at dusk")
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(review_url(post), {"do": "approve-selected", "ids": [a.pk, d.pk]}, follow=True)
+        response = client.post(
+            review_url(post), {"do": "approve-selected", "ids": [a.pk, d.pk], "comment": "Good pair"}, follow=True
+        )
+    # d's section has no alt text: asked first, nothing approved, the confirm keeps the ticks and the comment.
+    asked = (
+        f"Image #{d.pk} (“Section 2”) would be published without alt text; screen readers would say nothing. "
+        "Nothing was approved: write its alt text, or approve anyway."
+    )
+    assert texts(response) == [asked]
+    assert not SectionReview.objects.filter(approved_result__isnull=False).exists()
+    page = response.content.decode()
+    confirm = page[page.index('class="bi-bulk-confirm') : page.index('id="bi-bulk"')]
+    assert asked in confirm and page.count(asked) == 1  # beside the bulk buttons, not also at the top
+    assert re.findall(r'name="ids" value="(\d+)"', confirm) == [str(a.pk), str(d.pk)]
+    assert 'name="comment" value="Good pair"' in confirm and 'name="publish_without_alt" value="1"' in confirm
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            review_url(post),
+            {"do": "approve-selected", "ids": [a.pk, d.pk], "comment": "Good pair", "publish_without_alt": "1"},
+            follow=True,
+        )
     assert texts(response) == [f"Approved 2 images (#{a.pk}, #{d.pk})."]
+    assert "bi-bulk-confirm" not in response.content.decode()
     response = client.post(review_url(post), {"do": "reject-selected", "ids": [b.pk], "comment": ""}, follow=True)
     assert texts(response) == ["Say why the images are rejected; one comment is required for all of them."]
     response = client.post(review_url(post), {"do": "reject-selected", "ids": ["x"], "comment": "no"}, follow=True)

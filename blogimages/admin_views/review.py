@@ -347,6 +347,7 @@ class ReviewPage:
             "default_provider": app_settings.DEFAULT_PROVIDER,
             "public_url": host.post_public_url(post),
             "edit_url": host.post_admin_url(post),
+            "bulk_alt_confirm": bulk_alt_confirmation(page_messages),
             "messages": page_messages,
             "results_url": self.urls_for(post)["results"],  # the viewer's dialog (_viewer_media.html)
             "bulk_selectable": any(c.selectable for p in panels for c in p.candidates),
@@ -442,8 +443,8 @@ class ReviewPage:
             self.perform(request, op, post, target, result)
         except UploadRejected as exc:
             notify(request, messages.ERROR, _("The upload was refused: %(why)s") % {"why": error_text(exc)})
-        except services.MissingAltText:
-            ask_alt_confirmation(request, op, result)
+        except services.MissingAltText as exc:
+            ask_alt_confirmation(request, op, result, exc)
         except (BlogImagesError, ValidationError) as exc:
             notify(request, messages.ERROR, error_text(exc))
         return HttpResponseRedirect(request.path + anchor)
@@ -687,7 +688,9 @@ def _decide_selected(act: Action) -> None:
                 _("Image #%(id)s belongs to a section removed from the post; it gets no new approval.")
                 % {"id": gone[0].pk}
             )
-    outcome = services.decide_many(results, decision=decision, user=act.user, comment=act.comment)
+    outcome = services.decide_many(
+        results, decision=decision, user=act.user, comment=act.comment, allow_missing_alt=act.publish_without_alt
+    )
     notify(act.request, messages.SUCCESS, outcome.summary)
 
 
@@ -725,17 +728,25 @@ HANDLERS: dict[str, tuple[frozenset[str], Callable[[Action], None]]] = {
 # the same approval again with publish_without_alt=1.
 
 CONFIRM_ALT_TAG = "bi-confirm-alt="
+CONFIRM_BULK_TAG = "bi-confirm-bulk-alt="  # the ticked ids, comma-separated
+CONFIRM_BULK_COMMENT_TAG = "bi-confirm-bulk-comment="  # the bulk comment, URL-quoted
 
 
-def ask_alt_confirmation(request: HttpRequest, op: str, result) -> None:
-    """The refusal in the acted-on section's messages; an approval's carries its confirm."""
+def ask_alt_confirmation(request: HttpRequest, op: str, result, refusal: services.MissingAltText) -> None:
+    """The refusal in the acted-on section's messages; an approval's carries its confirm. For
+    "Approve selected" it is page-wide and carries the ticked images and the comment, which
+    the page puts in the confirm form next to the bulk buttons (bulk_alt_confirmation)."""
     from urllib.parse import quote
 
     from .common import SECTION_TAG
 
     key = getattr(request, "bi_section", None)
     tags = [f"bi-in-section {SECTION_TAG}{quote(key, safe='')}"] if key is not None else []
-    if op == "approve" and result is not None:
+    if op == "approve-selected":
+        ids = ",".join(sorted({value for value in request.POST.getlist("ids") if value.isdigit()}, key=int))
+        tags += [f"{CONFIRM_BULK_TAG}{ids}", f"{CONFIRM_BULK_COMMENT_TAG}{quote(request.POST.get('comment', ''))}"]
+        text = refusal.messages[0]
+    elif op == "approve" and result is not None:
         tags.append(f"{CONFIRM_ALT_TAG}{result.pk}")
         text = _(services.MISSING_ALT_TEXT)
     else:
@@ -744,6 +755,23 @@ def ask_alt_confirmation(request: HttpRequest, op: str, result) -> None:
             "Write the alt text, or confirm publishing without it when you upload it again."
         )
     messages.add_message(request, messages.WARNING, text, extra_tags=" ".join(tags))
+
+
+def bulk_alt_confirmation(page_messages: list) -> dict | None:
+    """The confirm form for "Approve selected" without alt text (``{"text", "ids", "comment"}``),
+    taken out of the page's messages; None when the last action asked nothing."""
+    from urllib.parse import unquote
+
+    for message in page_messages:
+        tags = dict(tag.split("=", 1) for tag in (message.extra_tags or "").split() if "=" in tag)
+        if CONFIRM_BULK_TAG[:-1] in tags:
+            page_messages.remove(message)
+            return {
+                "text": str(message),
+                "ids": [value for value in tags[CONFIRM_BULK_TAG[:-1]].split(",") if value],
+                "comment": unquote(tags.get(CONFIRM_BULK_COMMENT_TAG[:-1], "")),
+            }
+    return None
 
 
 def alt_confirmation(message) -> str:

@@ -178,12 +178,17 @@ def decide(request: HttpRequest) -> HttpResponse:
                 services.refuse_removed_section(result.review)
     outcome = services.decide_many(results, decision=decision, user=request.user, comment=comment)
     fresh = list(results_queryset().filter(pk__in=wanted).order_by("pk"))
+    bare = services.without_alt_text(fresh) if decision == "approve" else []
     return json_response(
         {
             "message": outcome.summary,
             "decision": outcome.decision,
             "results": with_actions(request, fresh),
             "replaced": [{"result": new, "replaced": old} for new, old in sorted(outcome.replaced.items())],
+            # As for one approval: published all the same, and said (the page asks first).
+            "warnings": [
+                f"Image #{r.pk} is published without alt text; set it with PATCH on its section." for r in bare
+            ],
         }
     )
 

@@ -244,6 +244,7 @@ SCHEMAS: dict[str, Schema] = {
             "decision": {"enum": ["approve", "reject"]},
             "results": {"type": "array", "items": ref("Result")},
             "replaced": {"type": "array", "items": obj({"result": ID, "replaced": ID})},
+            "warnings": {"type": "array", "items": STRING},
         }
     ),
     "RegenerateRequest": obj({"same_seed": BOOLEAN}, required=[]),
@@ -542,7 +543,8 @@ def build_paths() -> dict[str, Any]:
                 body=ref("DecideRequest"),
                 description="As the review page's “Approve selected” and “Reject selected”: a rejection needs "
                 "``comment`` (it goes on every candidate); only one candidate per section can be approved. "
-                "When one is refused, nothing is decided.",
+                "When one is refused, nothing is decided. Approving images whose sections have no alt text "
+                "publishes them and says so in ``warnings``.",
                 op_id="decideResults",
             )
         },

@@ -12,7 +12,11 @@
   ``execution_start`` to ``execution_success`` in their history), so that they hold on a
   loaded machine: the busy time over 4 x the span from the first start to the last end
   (goal >= 0.97), and that span over the ideal 40 x 0.2 / 4 = 2.0 s (goal <= 1.05). The
-  line also gives the enqueue-to-last-stored time and its ratio.
+  line also gives the enqueue-to-last-stored time and its ratio, and what the run asks of
+  the CPUs: the CPU seconds of the workers, the fake servers and this process during the
+  run, the workers' per job, and ``cores_needed_at_ideal`` (all of it over the ideal span)
+  beside ``cores_free`` (the CPUs less the one the load process takes). When the first is
+  above the second, the machine cannot feed the servers at the ideal pace.
 * ``model_switches`` and ``mixed_models_makespan_ratio``: 40 jobs over two checkpoints
   (the SD3.5 Large Turbo and SDXL workflows) in random order on 4 other fake servers that
   take 1 s to load a checkpoint: the number of loads (goal: at most one per server per
@@ -156,9 +160,25 @@ def main() -> int:
         )
 
         ideal = BATCH_JOBS * BATCH_SECONDS / SERVERS
+        # The batch servers are fakes 1 to SERVERS (start_fake order above).
+        cpu_groups = {
+            "workers": [w.pid for w in workers],
+            "servers": [f.pid for f in fakes[1 : 1 + SERVERS]],
+            "this_process": [os.getpid()],
+        }
         with busy_core():
-            makespan, from_request, per_server, rows = measure_batch()
+            makespan, from_request, per_server, rows, cpu_used = measure_batch(cpu_groups)
         timeline = server_timeline(rows)
+        # What the run asks of the CPUs: at the ideal span the pipeline (workers, the fake
+        # servers' HTTP and image work, this process's polling) needs cores_needed_at_ideal
+        # cores, while the load process keeps one of os.cpu_count() busy.
+        cpu_total = sum(cpu_used.values())
+        cpu_figures = {
+            "cpu_seconds": {name: round(value, 3) for name, value in cpu_used.items()},
+            "worker_cpu_ms_per_job": round(1000 * cpu_used["workers"] / BATCH_JOBS, 1),
+            "cores_needed_at_ideal": round(cpu_total / ideal, 2),
+            "cores_free": (os.cpu_count() or 1) - 1,
+        }
         common = {
             "jobs": BATCH_JOBS,
             "servers": SERVERS,
@@ -177,6 +197,7 @@ def main() -> int:
             "busy / (servers x span), servers' own clocks",
             span_seconds=round(timeline["span"], 4),
             idle_seconds=timeline["idle_seconds"],
+            **cpu_figures,
             **common,
         )
         emit(
@@ -464,23 +485,32 @@ def measure_rss(workers: list[subprocess.Popen]) -> tuple[float, float, float]:
     return growth, round(statistics.median(before), 1), round(statistics.median(after), 1)
 
 
-def measure_batch() -> tuple[float, float, dict[str, int], list]:
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_batch(cpu: dict[str, list[int]]) -> tuple[float, float, dict[str, int], list, dict[str, float]]:
+    """The batch run; also the CPU seconds each group of processes in ``cpu`` (name: pids) used during it."""
     from blogimages import services
 
     wait_done(enqueue_section_jobs(make_post("bench-warmup", 2 * WORKERS), "comfyui_batch")[1])
     time.sleep(0.5)
     sections = make_post("bench-batch", BATCH_JOBS)
+    cpu_before = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in cpu.items()}
     requested = time.time()
     # What the admin's "generate all sections" does: one row per section, enqueued on commit.
     outcome = services.generate_for_post(sections[0].post, provider="comfyui_batch")
     rows = wait_done([result.pk for result in outcome.results])
+    used = {name: sum(cpu_seconds(pid) for pid in pids) - cpu_before[name] for name, pids in cpu.items()}
     assert len(rows) == BATCH_JOBS
     last = max(row.finished_at.timestamp() for row in rows)
     makespan = last - min(enqueued_at(row) for row in rows)
     per_server: dict[str, int] = {}
     for row in rows:
         per_server[row.remote_server] = per_server.get(row.remote_server, 0) + 1
-    return makespan, last - requested, dict(sorted(per_server.items())), rows
+    return makespan, last - requested, dict(sorted(per_server.items())), rows, used
 
 
 if __name__ == "__main__":

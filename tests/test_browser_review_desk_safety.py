@@ -15,11 +15,9 @@ fixtures). The alt text warning's screenshot goes to tests/artifacts/review-desk
 
 from __future__ import annotations
 
-import io
 import os
 
 import pytest
-from PIL import Image
 
 from blogimages import services
 from blogimages.models import (
@@ -30,13 +28,13 @@ from blogimages.models import (
     ReviewEvent,
     SectionReview,
 )
-from tests.conftest import generated_result
 from tests.test_browser import (  # noqa: F401 - fixtures
     ARTIFACTS,
     TIMEOUT,
     browser,
     login,
 )
+from tests.test_browser_review_desk import finished, png, review_path
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
@@ -53,21 +51,6 @@ def two_providers(settings):
         "sketch": {"BACKEND": BASE, "OPTIONS": {"delay": 0.0}},
     }
     settings.BLOGIMAGES_DEFAULT_PROVIDER = "placeholder"
-
-
-def review_path(post) -> str:
-    return f"/admin/blog/post/{post.pk}/images/"
-
-
-def png(size=(640, 400), colour=(30, 120, 200)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def finished(section, **kwargs) -> ImageGenerationResult:
-    """A finished generated candidate for a blog section row (prompt: the section's text)."""
-    return generated_result(services.as_section(section), **kwargs)
 
 
 def review_of(section) -> SectionReview:

@@ -144,8 +144,10 @@ def live_worker(rq_queue, sqlite_lock_retry):
     assert not errors, errors
 
 
-def login(browser, base_url: str, username: str, password: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=base_url)
+def login(browser, base_url: str, username: str, password: str, **context_options):
+    """A new browser context (``context_options`` as Playwright's new_context takes them) logged in to the admin."""
+    options = {"viewport": {"width": 1400, "height": 1000}, **context_options}
+    context = browser.new_context(base_url=base_url, **options)
     context.set_default_timeout(TIMEOUT)
     page = context.new_page()
     page.goto("/admin/login/?next=/admin/")

@@ -173,14 +173,7 @@ def test_8_without_script_the_server_asks_for_the_confirmation(browser, live_ser
     post = make_post(sections=1)
     (section,) = post.sections.all()
     candidate = finished(section)
-    context = browser.new_context(java_script_enabled=False, base_url=live_server.url)
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-pass")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/")
+    context, page = login(browser, live_server.url, "admin", "admin-pass", java_script_enabled=False)
     page.goto(review_path(post))
 
     # The warning is in the page as served (the alt field is empty).

@@ -375,14 +375,7 @@ def test_notice_when_a_batch_finishes(browser, live_server, live_worker, admin_u
 def test_viewer_and_gallery_at_390_px(browser, live_server, live_worker, admin_user, uploads, placeholders):
     ARTIFACTS.mkdir(exist_ok=True)
     post, (a, b, c) = uploads
-    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live_server.url)
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-pass")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/")
+    context, page = login(browser, live_server.url, "admin", "admin-pass", viewport={"width": 390, "height": 844})
 
     def fits() -> bool:
         return page.evaluate(

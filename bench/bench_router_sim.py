@@ -90,13 +90,13 @@ class Server:
         self.busy += length + load
         self.loading += load
         self.first = self.sim.now if self.first is None else self.first
-        self.sim.at(self.sim.now + length + load, self._done, on_done)
+        self.sim.at(self.sim.now + length + load, self._done, on_done, length + load)
 
-    def _done(self, on_done) -> None:
+    def _done(self, on_done, ran: float) -> None:
         self.last = self.sim.now
         self._next()
         remaining = len(self.queue) + (1 if self.running else 0)
-        on_done(remaining)
+        on_done(remaining, ran)
 
 
 ORDERS = (13, 1, 2, 3, 4)  # job orders: the first is the line's own figures, all five give the spread
@@ -104,6 +104,7 @@ ORDERS = (13, 1, 2, 3, 4)  # job orders: the first is the line's own figures, al
 
 def main() -> None:
     runs = [simulate(seed) for seed in ORDERS]
+    single = [simulate(seed, models=MODELS[:1]) for seed in ORDERS]
     line = runs[0]
     mean = {key: sum(run[key] for run in runs) / len(runs) for key in ("value", "useful_fraction", "makespan_ratio")}
     line["over_orders"] = {
@@ -113,11 +114,18 @@ def main() -> None:
         "useful_fraction_mean": round(mean["useful_fraction"], 4),
         "makespan_ratio_mean": round(mean["makespan_ratio"], 4),
         "model_loads": [run["model_loads"] for run in runs],
+        # Every job handed, in the same order, to the server that is free first, with exact
+        # lengths, no loads and no time between prompts: what the end of the run costs anyway.
+        "list_scheduling_bound_mean": round(sum(run["list_scheduling_bound"] for run in runs) / len(runs), 4),
+    }
+    line["single_checkpoint"] = {  # the same runs with one checkpoint for every job (no loads after the first)
+        "value_mean": round(sum(run["value"] for run in single) / len(single), 4),
+        "makespan_ratio_mean": round(sum(run["makespan_ratio"] for run in single) / len(single), 4),
     }
     print(json.dumps(line), flush=True)
 
 
-def simulate(seed: int) -> dict:
+def simulate(seed: int, models=MODELS) -> dict:
     """One run over the job order drawn from ``seed``: the figures of the JSON line."""
     rng = random.Random(seed)
     sim = Sim()
@@ -125,7 +133,7 @@ def simulate(seed: int) -> dict:
     servers = {url: Server(sim, url) for url in urls}
     store = MemoryStore()
     jobs = [
-        (rng.choices([v for v, _ in LENGTHS], [w for _, w in LENGTHS])[0], rng.choices(*zip(*MODELS, strict=True))[0])
+        (rng.choices([v for v, _ in LENGTHS], [w for _, w in LENGTHS])[0], rng.choices(*zip(*models, strict=True))[0])
         for _ in range(JOBS)
     ]
     # What each job's reservation says it costs (milliseconds, as a whole number), drawn apart
@@ -162,11 +170,17 @@ def simulate(seed: int) -> dict:
             waits["slot"] += 1
             sim.at(sim.now + 0.1, choose, worker, item)
             return
-        sim.at(sim.now + POST, servers[reservation.url].post, job, lambda seen: finished(worker, reservation, seen))
+        sim.at(
+            sim.now + POST,
+            servers[reservation.url].post,
+            job,
+            lambda seen, ran: finished(worker, reservation, seen, ran),
+        )
 
-    def finished(worker: int, reservation, seen: int) -> None:
+    def finished(worker: int, reservation, seen: int, ran: float) -> None:
         def release() -> None:
-            routers[worker].release(reservation, queue_remaining=seen)
+            # The run time the worker saw (the load included, as a real server's would be) teaches the pace.
+            routers[worker].release(reservation, queue_remaining=seen, seconds=ran)
             done["jobs"] += 1
             sim.at(sim.now + STORE, take, worker)
 
@@ -195,6 +209,7 @@ def simulate(seed: int) -> dict:
         "makespan_s": round(makespan, 1),
         "ideal_makespan_s": round(work / SERVERS, 1),
         "makespan_ratio": round(makespan / (work / SERVERS), 4),
+        "list_scheduling_bound": list_scheduling_bound([length for length, _ in jobs]),
         "slot_waits": waits["slot"],
         "servers": SERVERS,
         "workers": WORKERS,
@@ -203,6 +218,14 @@ def simulate(seed: int) -> dict:
         "unit": "fraction of server time busy, simulated clock",
         "job_order_seed": seed,
     }
+
+
+def list_scheduling_bound(lengths: list[float]) -> float:
+    """The busy fraction of handing each job, in order, to the server free first (exact lengths, no loads)."""
+    free = [0.0] * SERVERS
+    for length in lengths:
+        heapq.heapreplace(free, free[0] + length)
+    return round(sum(lengths) / (SERVERS * max(free)), 4)
 
 
 if __name__ == "__main__":

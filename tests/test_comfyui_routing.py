@@ -263,6 +263,7 @@ def test_the_lua_script_and_the_python_rules_choose_alike():
             exclude = set(rng.sample(urls, rng.choice([0, 0, 0, 1, 2])))
             seen = rng.choice([None, 0, 2, 5])
             index, ok = rng.randrange(1000), rng.random() < 0.8
+            ran = rng.choice([None, 0.2, 1.5, 12.0])  # run times teach paces, which move free_at
             cost = rng.choice([0, 0, 1, 5, 20, 1000])  # costs break ties between as many prompts
             clock.now += rng.choice([0.0, 0.5, 7.0, 40.0])
             answers = {}
@@ -276,13 +277,14 @@ def test_the_lua_script_and_the_python_rules_choose_alike():
                     affinities += bool(got and got.affinity)
                 elif op < 0.9 and held[name]:
                     got = held[name].pop(index % len(held[name]))
-                    routers[name][pick].release(got, queue_remaining=seen, ok=ok)
+                    routers[name][pick].release(got, queue_remaining=seen, ok=ok, seconds=ran)
                     answers[name] = got.url
                 elif op >= 0.9:
                     answers[name] = routers[name][pick].failed(urls[index % len(urls)]).failures
             assert answers.get("memory") == answers.get("redis")
             assert stores["memory"].snapshot(urls, clock()) == stores["redis"].snapshot(urls, clock())
         assert decisions > 150 and affinities > 30
+        assert any(view.pace and view.free_at for view in stores["redis"].snapshot(urls, clock()).values())
     finally:
         redis_store.clear(urls)
 
@@ -346,3 +348,40 @@ def test_a_token_carries_its_cost_and_old_tokens_cost_nothing():
 
     assert cost_of(make_token(12.6)) == 13 and cost_of(make_token(-5)) == 0
     assert cost_of("t") == 0 and cost_of("abc:") == 0 and cost_of("a:b:7") == 7
+
+
+@pytest.mark.parametrize("learned", [True, False])
+def test_with_a_learned_pace_two_short_prompts_ahead_beat_one_long_one(store, learned):
+    clock = Clock()
+    r = router(store, clock, urls=URLS[:2], slots=4, model_tolerance=2)
+    first, second = r.reserve("x", cost=100), r.reserve("x", cost=100)
+    assert {first.url, second.url} == set(URLS[:2])  # servers with no model yet go first
+    seconds = 1.0 if learned else None  # each ran 1 s: 10,000 us per unit of cost
+    r.release(first, seconds=seconds)
+    r.release(second, seconds=seconds)
+    state = store.snapshot(URLS[:2], clock())
+    assert [view.pace for view in state.values()] == ([10_000, 10_000] if learned else [0, 0])
+    long_ = r.reserve("x", cost=1000).url  # both idle
+    (short,) = set(URLS[:2]) - {long_}
+    assert r.reserve("x", cost=100).url == short  # the idle one
+    assert r.reserve("x", cost=100).url == short  # one prompt on each: the least queued work
+    if learned:  # one runs 10 s of work, the other two prompts of 1 s
+        state = store.snapshot(URLS[:2], clock())
+        assert [state[long_].free_at, state[short].free_at] == [1_000_010_000, 1_000_002_000]
+    # One prompt ahead on one server, two on the other (within the tolerance): with a pace,
+    # the server with the short prompts is free first; without one, the least loaded wins.
+    nxt = r.reserve("x", cost=100)
+    assert (nxt.url, nxt.load, nxt.affinity) == ((short, 2, True) if learned else (long_, 1, True))
+
+
+def test_a_failed_or_unknown_run_teaches_no_pace_and_the_pace_is_a_running_mean(store):
+    clock = Clock()
+    r = router(store, clock, urls=URLS[:1], slots=4)
+    r.release(r.reserve("x", cost=100), ok=False, seconds=3.0)  # a failure says nothing of its speed
+    r.release(r.reserve("x", cost=100))  # nor does a run whose start was not seen
+    r.release(r.reserve("x", cost=0), seconds=3.0)  # nor a prompt of no known cost
+    assert store.snapshot(URLS[:1], clock())[URLS[0]].pace == 0
+    r.release(r.reserve("x", cost=100), seconds=2.0)
+    assert store.snapshot(URLS[:1], clock())[URLS[0]].pace == 20_000
+    r.release(r.reserve("x", cost=100), seconds=1.0)
+    assert store.snapshot(URLS[:1], clock())[URLS[0]].pace == 15_000  # (20,000 + 10,000) / 2

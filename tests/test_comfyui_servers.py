@@ -118,6 +118,19 @@ def test_a_prompt_that_waits_too_long_in_the_queue_is_removed(comfy):
     assert len(server.started) == 1
 
 
+def test_a_finished_prompt_teaches_its_server_the_run_time_per_unit_of_cost(comfy):
+    from blogimages.providers.comfyui import job_cost
+
+    server = comfy(run_time=0.5)
+    provider = provider_for([server.url])
+    job = request()
+    image = provider.generate(job, Recorder())
+    view = provider.pool.router.store.snapshot([server.url], time.time())[server.url]
+    ran = server.timeline[image.remote_id]["finished"] - server.timeline[image.remote_id]["started"]
+    assert view.pace * job_cost(job) / 1e6 == pytest.approx(ran, abs=0.15)  # the run time the job saw
+    assert view.reserved == 0 and abs(view.free_at / 1000 - time.time()) < 5  # nothing queued: free now
+
+
 def test_jobs_of_two_models_stay_on_servers_that_have_them_loaded(comfy):
     a, b = comfy(model_switch_cost=0.3), comfy(model_switch_cost=0.3)
     provider = provider_for([a.url, b.url])

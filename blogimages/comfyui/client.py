@@ -113,6 +113,7 @@ class Output:
     all_images: list[dict[str, str]] = field(default_factory=list)
     via: str = "websocket"
     queue_remaining: int | None = None  # the server's queue length in its last ``status`` message, if any
+    run_seconds: float | None = None  # from the prompt's start on the server to its end, as this job saw it
 
 
 class PromptStillRunning(PermanentProviderError):
@@ -769,6 +770,9 @@ class _Waiter:
                 self.reporter.progress(0, f"queued on ComfyUI ({ahead} ahead)")
             self.ahead = ahead
 
+    def _run_seconds(self) -> float | None:
+        return None if self.started_at is None else time.monotonic() - self.started_at
+
     def _report(self, update: tuple[float, str] | None) -> None:
         if update is not None:
             # Never backwards: a node that starts reads as 0 % of itself.
@@ -779,7 +783,13 @@ class _Waiter:
 
     def _finish(self) -> Output:
         if self.images:
-            return Output(self.images[0], self.images, via="websocket", queue_remaining=self.queue_remaining)
+            return Output(
+                self.images[0],
+                self.images,
+                via="websocket",
+                queue_remaining=self.queue_remaining,
+                run_seconds=self._run_seconds(),
+            )
         # We missed ``executed`` (a reconnect, a stall): the entry exists by now, but retry
         # an empty answer briefly as the recordings advise.
         until = min(self.deadline, time.monotonic() + HISTORY_RETRY)
@@ -808,7 +818,9 @@ class _Waiter:
         for node_id in nodes:
             images = (outputs.get(node_id) or {}).get("images") or []
             if images:
-                return Output(images[0], images, via=via, queue_remaining=self.queue_remaining)
+                return Output(
+                    images[0], images, via=via, queue_remaining=self.queue_remaining, run_seconds=self._run_seconds()
+                )
         raise PermanentProviderError(
             f"ComfyUI at {self.client.url} finished prompt {self.prompt_id} without an image from "
             f"{_node_label(self.output_node, self.graph) if self.output_node else 'any output node'}."

@@ -34,9 +34,12 @@ The rules, in order:
    once its queue has run, not the one running now); its *work* is the sum of the costs
    of our prompts there (each job's estimate, e.g. steps x megapixels x batch size), so
    of two servers with as many prompts the one that will be free first wins;
-4. a server whose next model is the job's (the least loaded such server, then the one with
-   the least work) is taken when its load is at most
-   ``model_tolerance`` above the least loaded server's (a checkpoint switch costs seconds
+4. a server whose next model is the job's is taken when its load is at most
+   ``model_tolerance`` above the least loaded server's (of several, the one expected to run
+   our prompts there soonest: each server's *pace*, its run time per unit of cost, is
+   learned from the run times the jobs report when they release, and its *free at* time
+   moves by each reserved prompt's cost times that pace; before any pace is known, the least
+   loaded, then the one with the least work) (a checkpoint switch costs seconds
    to tens of seconds; waiting behind a prompt or two usually costs less), unless an idle
    server that has not been given any model yet is free (it is capacity that would
    otherwise stay unused: the first jobs spread the models over the servers).
@@ -58,6 +61,7 @@ The rules, in order:
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 import threading
@@ -82,6 +86,8 @@ class ServerView:
     skipped_until: float = 0.0  # circuit breaker: not tried before this time
     idle_since: float = 0.0  # when our last reservation there was released (0: never)
     work: int = 0  # the summed costs of the live reservations (see :func:`cost_of`)
+    free_at: int = 0  # when it should have run our prompts there (ms since the epoch; 0: no pace yet)
+    pace: int = 0  # its run time per unit of cost (microseconds), learned from finished prompts (0: none yet)
 
 
 Snapshot = dict[str, ServerView]
@@ -118,7 +124,15 @@ class ReservationStore(Protocol):
     def renew(self, url: str, token: str, expires: float, now: float) -> bool: ...
 
     def release(
-        self, urls: Sequence[str], url: str, token: str, *, now: float, queue_remaining: int | None, ok: bool
+        self,
+        urls: Sequence[str],
+        url: str,
+        token: str,
+        *,
+        now: float,
+        queue_remaining: int | None,
+        ok: bool,
+        seconds: float | None = None,
     ) -> Snapshot: ...
 
     def fail(self, url: str, *, now: float, threshold: int, skip_for: float) -> ServerView: ...
@@ -141,6 +155,23 @@ def cost_of(token: str) -> int:
 
 
 _COST = re.compile(r".*:([0-9]+)", re.DOTALL)  # the Lua scripts read it with ':(%d+)$'
+
+
+# Times and paces are whole numbers (milliseconds, microseconds per unit of cost), computed with the
+# same floating-point steps as the Lua scripts, so that both stores keep exactly the same state.
+def millis(now: float) -> int:
+    return math.floor(now * 1000)
+
+
+def run_millis(cost: int, pace: int) -> int:
+    """The expected run time (ms) of a prompt of ``cost`` on a server of ``pace``."""
+    return math.floor(cost * pace / 1000)
+
+
+def learned_pace(pace: int, cost: int, seconds: float) -> int:
+    """The pace after a prompt of ``cost`` ran ``seconds``: the mean of the old pace and this one's."""
+    sample = math.floor(seconds * 1000000 / cost + 0.5)
+    return sample if pace == 0 else math.floor((pace + sample) / 2)
 
 
 # --- the decision -------------------------------------------------------------------------------------
@@ -207,8 +238,18 @@ def decide(
             if idle:
                 url = min(idle, key=lambda u: (views[u].idle_since, order[u]))
                 return Choice(url, 0, False)
-        if warm is not None and loads[warm] <= least + tolerance and (loads[warm] == least or not fresh):
-            return Choice(warm, loads[warm], True)
+        # Of the servers with the job's model within the tolerance, the one expected to be free
+        # first (a short prompt or two ahead beats one long one); without a learned pace, the
+        # least loaded one.
+        near = [
+            url
+            for url in free
+            if views[url].model == model and loads[url] <= least + tolerance and (loads[url] == least or not fresh)
+        ]
+        if near:
+            now_ms = millis(now)
+            url = min(near, key=lambda u: (max(0, views[u].free_at - now_ms), loads[u], views[u].work, order[u]))
+            return Choice(url, loads[url], True)
         # Switching a server whose queue holds prompts for the model it has (or will have)
         # loaded makes it load twice: such a server is switched only when no server that
         # has the job's model has a free slot.
@@ -302,8 +343,16 @@ class Router:
         self._call(self.store.renew, reservation.url, reservation.token, expires, now)
         return replace(reservation, expires=expires)
 
-    def release(self, reservation: Reservation, *, queue_remaining: int | None = None, ok: bool = True) -> None:
-        """Free the slot; ``queue_remaining`` is the server's queue length the job saw when its prompt ended."""
+    def release(
+        self,
+        reservation: Reservation,
+        *,
+        queue_remaining: int | None = None,
+        ok: bool = True,
+        seconds: float | None = None,
+    ) -> None:
+        """Free the slot; ``queue_remaining`` is the server's queue length the job saw when its prompt ended,
+        ``seconds`` how long the prompt ran there (from its start to its end), which teaches the server's pace."""
         self._call(
             self.store.release,
             self.urls,
@@ -312,6 +361,7 @@ class Router:
             now=self.clock(),
             queue_remaining=queue_remaining,
             ok=ok,
+            seconds=seconds,
         )
 
     def failed(self, url: str) -> ServerView:
@@ -339,6 +389,8 @@ class _Server:
     failures: int = 0
     skipped_until: float = 0.0
     idle_since: float = 0.0
+    free_at: int = 0
+    pace: int = 0
 
     def purge(self, now: float) -> None:
         for token in [token for token, expiry in self.leases.items() if expiry <= now]:
@@ -354,6 +406,8 @@ class _Server:
             self.skipped_until,
             self.idle_since,
             sum(cost_of(token) for token in self.leases),
+            self.free_at,
+            self.pace,
         )
 
 
@@ -389,6 +443,8 @@ class MemoryStore:
                 return None, state
             server = self._get(choice.url)
             server.leases[token] = expires
+            if server.pace:
+                server.free_at = max(millis(now), server.free_at) + run_millis(cost_of(token), server.pace)
             if model:
                 server.model = model
             state[choice.url] = server.view()
@@ -402,11 +458,16 @@ class MemoryStore:
             server.leases[token] = expires
             return True
 
-    def release(self, urls, url, token, *, now, queue_remaining, ok):
+    def release(self, urls, url, token, *, now, queue_remaining, ok, seconds=None):
         with self.lock:
             server = self._get(url)
+            cost = cost_of(token)
+            if ok and seconds is not None and seconds >= 0 and cost > 0:
+                server.pace = learned_pace(server.pace, cost, seconds)
             server.leases.pop(token, None)
             server.purge(now)
+            if server.pace:  # the next of our prompts there starts now
+                server.free_at = millis(now) + run_millis(sum(cost_of(t) for t in server.leases), server.pace)
             if not server.leases:
                 server.idle_since = now
             if queue_remaining is not None:
@@ -428,7 +489,8 @@ class MemoryStore:
 # --- the shared store ----------------------------------------------------------------------------------
 
 # KEYS: per server, its lease set then its hash, in the order of ARGV's url list.
-# Returns, per server: reserved, model, others, reported_at, failures, skipped_until, idle_since, work.
+# Returns, per server: reserved, model, others, reported_at, failures, skipped_until, idle_since, work,
+# free_at, pace.
 _STATE = """
 local function keep(zkey, now)
   -- the lease set lives as long as its longest lease (a second more)
@@ -438,15 +500,19 @@ local function keep(zkey, now)
   end
 end
 
+local function cost(token)
+  return tonumber(string.match(token, ':(%d+)$')) or 0
+end
+
 local function state(now)
   local out = {}
   for i = 1, #KEYS, 2 do
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    local h = redis.call(
-      'HMGET', KEYS[i + 1], 'model', 'others', 'reported_at', 'failures', 'skipped_until', 'idle_since')
+    local h = redis.call('HMGET', KEYS[i + 1], 'model', 'others', 'reported_at', 'failures', 'skipped_until',
+      'idle_since', 'free_at', 'pace')
     local members, work = redis.call('ZRANGE', KEYS[i], 0, -1), 0
     for _, token in ipairs(members) do
-      work = work + (tonumber(string.match(token, ':(%d+)$')) or 0)
+      work = work + cost(token)
     end
     table.insert(out, #members)
     table.insert(out, h[1] or '')
@@ -456,6 +522,8 @@ local function state(now)
     table.insert(out, h[5] or '0')
     table.insert(out, h[6] or '0')
     table.insert(out, work)
+    table.insert(out, tonumber(h[7] or '0'))
+    table.insert(out, tonumber(h[8] or '0'))
   end
   return out
 end
@@ -476,19 +544,22 @@ local out = state(now)
 local n = #KEYS / 2
 local cand = {}
 for i = 1, n do
-  if tonumber(out[(i - 1) * 8 + 6]) <= now then table.insert(cand, i) end
+  if tonumber(out[(i - 1) * 10 + 6]) <= now then table.insert(cand, i) end
 end
 if #cand == 0 then
   for i = 1, n do table.insert(cand, i) end
 end
-local reserved, mdl, load, holders, since, work = {}, {}, {}, {}, {}, {}
+local now_ms = math.floor(now * 1000)
+local reserved, mdl, load, holders, since, work, free_at, pace = {}, {}, {}, {}, {}, {}, {}, {}
 local free, least = {}, nil
 for _, i in ipairs(cand) do
-  local b = (i - 1) * 8
+  local b = (i - 1) * 10
   reserved[i] = tonumber(out[b + 1])
   mdl[i] = out[b + 2]
   since[i] = tonumber(out[b + 7])
   work[i] = tonumber(out[b + 8])
+  free_at[i] = tonumber(out[b + 9])
+  pace[i] = tonumber(out[b + 10])
   load[i] = reserved[i]
   if now - tonumber(out[b + 4]) <= ttl then load[i] = load[i] + tonumber(out[b + 3]) end
   holders[mdl[i]] = (holders[mdl[i]] or 0) + 1
@@ -506,10 +577,16 @@ local function take(i, affinity)
   if model ~= '' then
     redis.call('HSET', hkey, 'model', model)
     redis.call('EXPIRE', hkey, 604800)
-    out[(i - 1) * 8 + 2] = model
+    out[(i - 1) * 10 + 2] = model
   end
-  out[(i - 1) * 8 + 1] = reserved[i] + 1
-  out[(i - 1) * 8 + 8] = work[i] + (tonumber(string.match(ARGV[2], ':(%d+)$')) or 0)
+  if pace[i] > 0 then
+    local at = math.max(now_ms, free_at[i]) + math.floor(cost(ARGV[2]) * pace[i] / 1000)
+    redis.call('HSET', hkey, 'free_at', string.format('%.0f', at))
+    redis.call('EXPIRE', hkey, 604800)
+    out[(i - 1) * 10 + 9] = at
+  end
+  out[(i - 1) * 10 + 1] = reserved[i] + 1
+  out[(i - 1) * 10 + 8] = work[i] + cost(ARGV[2])
   return {i, load[i], affinity, out}
 end
 
@@ -534,9 +611,24 @@ if model ~= '' then
     end
     if idle then return take(idle, 0) end
   end
-  if warm and load[warm] <= least + tolerance and (load[warm] == least or not fresh) then
-    return take(warm, 1)
+  -- of the servers with the job's model within the tolerance, the one expected to be free first
+  local near, nkey = nil, nil
+  for _, i in ipairs(free) do
+    if mdl[i] == model and load[i] <= least + tolerance and (load[i] == least or not fresh) then
+      local k = {math.max(0, free_at[i] - now_ms), load[i], work[i]}
+      local better = near == nil
+      if not better then
+        for j = 1, 3 do
+          if k[j] ~= nkey[j] then
+            better = k[j] < nkey[j]
+            break
+          end
+        end
+      end
+      if better then near, nkey = i, k end
+    end
   end
+  if near then return take(near, 1) end
   if warm and not fresh and not quiet then return take(warm, 1) end
 end
 -- the least loaded: no model yet, then an idle one, then a model other servers also hold,
@@ -561,15 +653,27 @@ return take(best, 0)
 """
 )
 
-# ARGV: now, target index, token, queue_remaining (-1: not seen), ok (1/0), ttl of the hash
+# ARGV: now, target index, token, queue_remaining (-1: not seen), ok (1/0), ttl of the hash,
+# the prompt's run time in seconds (-1: not known)
 _RELEASE = (
     _STATE
     + """
 local now = tonumber(ARGV[1])
 local target = tonumber(ARGV[2])
 local zkey, hkey = KEYS[(target - 1) * 2 + 1], KEYS[(target - 1) * 2 + 2]
+local pace, seconds, spent = tonumber(redis.call('HGET', hkey, 'pace') or '0'), tonumber(ARGV[7]), cost(ARGV[3])
+if ARGV[5] == '1' and seconds >= 0 and spent > 0 then
+  local sample = math.floor(seconds * 1000000 / spent + 0.5)
+  if pace == 0 then pace = sample else pace = math.floor((pace + sample) / 2) end
+  redis.call('HSET', hkey, 'pace', string.format('%.0f', pace))
+end
 redis.call('ZREM', zkey, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
+if pace > 0 then  -- the next of our prompts there starts now
+  local queued = 0
+  for _, token in ipairs(redis.call('ZRANGE', zkey, 0, -1)) do queued = queued + cost(token) end
+  redis.call('HSET', hkey, 'free_at', string.format('%.0f', math.floor(now * 1000) + math.floor(queued * pace / 1000)))
+end
 if redis.call('ZCARD', zkey) == 0 then
   redis.call('HSET', hkey, 'idle_since', ARGV[1])
 end
@@ -609,8 +713,8 @@ if failures >= tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'skipped_until', tostring(until_))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-local h = redis.call('HMGET', KEYS[1], 'model', 'others', 'reported_at', 'idle_since')
-return {0, h[1] or '', h[2] or '0', h[3] or '0', failures, tostring(until_), h[4] or '0', 0}
+local h = redis.call('HMGET', KEYS[1], 'model', 'others', 'reported_at', 'idle_since', 'free_at', 'pace')
+return {0, h[1] or '', h[2] or '0', h[3] or '0', failures, tostring(until_), h[4] or '0', 0, h[5] or '0', h[6] or '0'}
 """
 
 
@@ -639,7 +743,9 @@ class RedisStore:
     def _parse(urls: Sequence[str], flat: list) -> Snapshot:
         state = {}
         for index, url in enumerate(urls):
-            reserved, model, others, reported_at, failures, until, since, work = flat[index * 8 : index * 8 + 8]
+            reserved, model, others, reported_at, failures, until, since, work, free_at, pace = flat[
+                index * 10 : index * 10 + 10
+            ]
             state[url] = ServerView(
                 int(reserved),
                 _text(model),
@@ -649,6 +755,8 @@ class RedisStore:
                 float(_text(until) or 0),
                 float(_text(since) or 0),
                 int(work),
+                int(_text(free_at) or 0),
+                int(_text(pace) or 0),
             )
         return state
 
@@ -686,12 +794,15 @@ class RedisStore:
     def renew(self, url, token, expires, now):
         return bool(self._run("renew", [self._keys(url)[0]], [token, repr(expires), repr(now)]))
 
-    def release(self, urls, url, token, *, now, queue_remaining, ok):
+    def release(self, urls, url, token, *, now, queue_remaining, ok, seconds=None):
         servers = list(dict.fromkeys([*urls, url]))
         index = servers.index(url) + 1
         seen = -1 if queue_remaining is None else int(queue_remaining)
+        ran = -1.0 if seconds is None else float(seconds)  # -1: the run time is not known
         flat = self._run(
-            "release", self._all_keys(servers), [repr(now), index, token, seen, 1 if ok else 0, self.STATE_TTL]
+            "release",
+            self._all_keys(servers),
+            [repr(now), index, token, seen, 1 if ok else 0, self.STATE_TTL, repr(ran)],
         )
         return self._parse(servers, flat)
 

@@ -107,9 +107,17 @@ class ServerPool:
             logger.warning("Could not renew the reservation of %s: %s", reservation.url, exc)
             return reservation
 
-    def release(self, reservation: Reservation, *, queue_remaining: int | None = None, ok: bool = True) -> None:
+    def release(
+        self,
+        reservation: Reservation,
+        *,
+        queue_remaining: int | None = None,
+        ok: bool = True,
+        seconds: float | None = None,
+    ) -> None:
+        """Free the slot; ``seconds`` is the prompt's run time there (see :meth:`Router.release`)."""
         try:
-            self.router.release(reservation, queue_remaining=queue_remaining, ok=ok)
+            self.router.release(reservation, queue_remaining=queue_remaining, ok=ok, seconds=seconds)
         except StoreUnavailable as exc:  # the lease runs out on its own
             logger.warning("Could not release the reservation of %s: %s", reservation.url, exc)
 

@@ -149,7 +149,7 @@ class ComfyUIProvider(WorkflowProvider):
             tried.add(url)
             client = self.pool.client(url)
             watch = _Watch(reporter, self.pool, reservation)
-            seen, ok = None, False
+            seen, ok, seconds = None, False, None
             try:
                 self.check(workflow, client, with_loras=bool(stack))
                 uploaded = self._upload_edit_inputs(client, workflow, request, graph)
@@ -171,7 +171,7 @@ class ComfyUIProvider(WorkflowProvider):
                 content = client.view(output.image)
                 # A batch (candidates in one pass): every image, in batch order.
                 batch = [content, *map(client.view, output.all_images[1:size])] if size > 1 else []
-                seen, ok = output.queue_remaining, True
+                seen, ok, seconds = output.queue_remaining, True, output.run_seconds
             except TransientProviderError as exc:
                 self.pool.record_failure(url, str(exc))
                 if watch.submitted:
@@ -180,7 +180,7 @@ class ComfyUIProvider(WorkflowProvider):
                 continue
             finally:
                 # The prompt has left the server: its slot goes to the next job while this one is stored.
-                self.pool.release(watch.reservation, queue_remaining=seen, ok=ok)
+                self.pool.release(watch.reservation, queue_remaining=seen, ok=ok, seconds=seconds)
             return GeneratedImage(
                 content=content,
                 batch=batch,
@@ -390,8 +390,9 @@ class _Watch(ForwardingReporter):
 def job_cost(request: GenerationRequest, batch: int = 1) -> int:
     """What a prompt costs its server, roughly: steps x megapixels x batch size (x100, a whole number).
 
-    Only compared between prompts queued on servers with as many prompts (routing's tie-break:
-    the server whose queued work is smallest is free first), so the model's own speed is left out.
+    Routing turns it into time with each server's pace, learned from the run times of the
+    prompts it finished (the model's and the GPU's speed are in the pace), to choose the
+    server expected to be free first.
     """
     steps = request.steps or 20
     return round(steps * request.width * request.height * max(1, batch) / 10_000)

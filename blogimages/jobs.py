@@ -60,6 +60,10 @@ class _RowReporter(ProgressReporter):
         self.result = result
         self.results = [result, *others]
         self.ids = [row.pk for row in self.results]
+        # Built once: a job writes through these several times, and building the filter
+        # was about half the CPU of each of those small UPDATEs (update() leaves them as they are).
+        self._rows = ImageGenerationResult.objects.filter(pk__in=self.ids)
+        self._running = self._rows.filter(status=ResultStatus.RUNNING)
         self._last_write = 0.0
         self._last_check = 0.0
         self._cancelled = False
@@ -70,7 +74,7 @@ class _RowReporter(ProgressReporter):
         if now - self._last_write < PROGRESS_EVERY and percent < 100:
             return
         self._last_write = now
-        ImageGenerationResult.objects.filter(pk__in=self.ids, status=ResultStatus.RUNNING).update(
+        self._running.update(
             progress=max(0, min(99, int(percent))), progress_message=short(message, 200), heartbeat_at=timezone.now()
         )
 
@@ -81,22 +85,18 @@ class _RowReporter(ProgressReporter):
         self._last_check = now
         # Checking is also the heartbeat: a provider that polls for cancel is alive. A batch
         # is cancelled once none of its candidates is running any more.
-        updated = ImageGenerationResult.objects.filter(pk__in=self.ids, status=ResultStatus.RUNNING).update(
-            heartbeat_at=timezone.now()
-        )
+        updated = self._running.update(heartbeat_at=timezone.now())
         self._cancelled = not updated
         return self._cancelled
 
     def remote_id(self, remote_id: str, server: str = "") -> None:
-        ImageGenerationResult.objects.filter(pk__in=self.ids).update(
-            remote_id=remote_id[:200], remote_server=server[:300]
-        )
+        self._rows.update(remote_id=remote_id[:200], remote_server=server[:300])
         for row in self.results:
             row.remote_id, row.remote_server = remote_id, server
 
     def seed(self, seed: int) -> None:
         # A batch shares one seed; each candidate's batch index picks its noise.
-        ImageGenerationResult.objects.filter(pk__in=self.ids).update(seed=seed)
+        self._rows.update(seed=seed)
         for row in self.results:
             row.seed = seed
 
@@ -199,7 +199,9 @@ def _start(result_id: int, result: ImageGenerationResult | None) -> str | None:
 def _run_generation(result_ids: int | list[int], *, heartbeat: bool) -> str:
     _sweep_if_due()
     ids = [result_ids] if isinstance(result_ids, int) else result_ids
-    rows = ImageGenerationResult.objects.in_bulk(ids)
+    # order_by(): a dict by pk needs no ORDER BY; the model's default ordering made every
+    # job's first query compile and sort for nothing (about a third of its CPU).
+    rows = ImageGenerationResult.objects.order_by().in_bulk(ids)
     started, skipped = [], []
     for result_id in ids:
         outcome = _start(result_id, rows.get(result_id))

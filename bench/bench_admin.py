@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import statistics
 import time
@@ -17,12 +18,14 @@ from _setup import setup_django
 setup_django()
 
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.files.base import ContentFile  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from blogimages import services  # noqa: E402
 from blogimages.models import ImageGenerationResult, ResultStatus, ReviewAction, ReviewEvent  # noqa: E402
+from blogimages.storage import get_storage  # noqa: E402
 from project.blog.models import Post, Section  # noqa: E402
 
 SECTIONS = 50
@@ -66,8 +69,23 @@ def build() -> Post:
         ReviewEvent.objects.bulk_create(
             ReviewEvent(review=review, action=ReviewAction.GENERATED, result=r) for r in results
         )
+        # Approving publishes the image under a readable name, which reads its file: the
+        # approved candidate gets a real one (the page only references the others).
+        results[0].image.name = get_storage().save(results[0].image.name, ContentFile(PNG))
+        results[0].save(update_fields=["image"])
         services.approve(results[0])
     return post
+
+
+def png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PNG = png()
 
 
 def timed(client: Client, url: str) -> tuple[float, bytes, int]:

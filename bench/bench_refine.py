@@ -75,7 +75,7 @@ def main() -> int:
     figures["preview_store_ms"] = timed(lambda: refining.store_preview([parent.pk], partial.getvalue()), args.runs)
     ImageGenerationResult.objects.filter(parent=parent).delete()
     for name, value in figures.items():
-        print(json.dumps({"figure": name, "value": value, "unit": "ms", "runs": args.runs, "size": "1024x1024"}))
+        print(json.dumps({"metric": name, "value": value, "unit": "ms", "runs": args.runs, "size": "1024x1024"}))
     return 0
 
 

@@ -7,6 +7,8 @@ a result row always exists before its job, so nothing is lost if Redis is down.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import logging
 import uuid
@@ -344,7 +346,7 @@ def request_generation(
     batched = {alias for alias in aliases if candidates > 1 and can_batch(alias, final_prompt, params)}
     estimates = {alias: costs.estimate(alias, final_prompt, params) for alias in aliases}
     group = group or uuid.uuid4()
-    results = []
+    results, singles = [], []
     with transaction.atomic():
         claim, earlier = _claim_request_key(idempotency_key, user, "generate")
         if earlier is not None:
@@ -379,12 +381,10 @@ def request_generation(
                 results.append(result)
                 if review is not None:
                     _log(review, ReviewAction.GENERATED, user, result)
-                if alias in batched:
-                    batch.append(result)
-                else:
-                    enqueue_on_commit(result)
+                (batch if alias in batched else singles).append(result)
             if batch:
                 enqueue_batch_on_commit(batch)
+        enqueue_on_commit(*singles)  # in one Redis round trip
         _record_request_key(claim, results)
     return results
 
@@ -483,7 +483,7 @@ def generate_for_sections(
     sections = [as_section(section) for section in sections]
     keys = hashlib.sha256("\0".join(sorted(section.key for section in sections)).encode()).hexdigest()[:16]
     operation = f"generate-sections:{provider or ''}:{int(only_missing)}:{keys}"
-    with transaction.atomic():
+    with transaction.atomic(), enqueue_together():
         claim, earlier = _claim_request_key(idempotency_key, user, operation)
         if earlier is not None:
             return PostGeneration(results=earlier, skipped=[], repeated=True)
@@ -595,13 +595,50 @@ def result_actions(result: ImageGenerationResult, perms: dict[str, bool]) -> fro
 # --- the queue ----------------------------------------------------------------------------------
 
 
-def enqueue_on_commit(result: ImageGenerationResult) -> None:
-    """Enqueue the result's job once the transaction commits, and keep the outcome on the
-    instance (``queue_error``) so callers learn it without reading the row again."""
-    result.queue_error = None
+# Set inside :func:`enqueue_together`: the results whose jobs wait for the end of the block.
+_gathered: contextvars.ContextVar[list[ImageGenerationResult] | None] = contextvars.ContextVar(
+    "blogimages_enqueue_together", default=None
+)
 
+
+def enqueue_on_commit(*results: ImageGenerationResult) -> None:
+    """Enqueue the results' jobs once the transaction commits (in one Redis round trip), and
+    keep the outcome on each instance (``queue_error``) so callers learn it without reading
+    the row again. Inside :func:`enqueue_together` they wait for the end of its block."""
+    for result in results:
+        result.queue_error = None
+    gathered = _gathered.get()
+    if gathered is not None:
+        gathered.extend(results)
+    elif results:
+        _send_on_commit(results)
+
+
+@contextlib.contextmanager
+def enqueue_together() -> Iterator[None]:
+    """Gather the jobs that :func:`enqueue_on_commit` is given in the block and send them all
+    in one Redis round trip once the transaction commits: a whole post's sections reach the
+    queue at once, so the workers start them together instead of one every few milliseconds.
+    A job whose row a rolled-back savepoint removed is not sent (:func:`enqueue_many` finds
+    no queued row for it)."""
+    if _gathered.get() is not None:  # an outer block sends them
+        yield
+        return
+    gathered: list[ImageGenerationResult] = []
+    token = _gathered.set(gathered)
+    try:
+        yield
+    finally:
+        _gathered.reset(token)
+    if gathered:
+        _send_on_commit(gathered)
+
+
+def _send_on_commit(results: Sequence[ImageGenerationResult]) -> None:
     def send() -> None:
-        result.queue_error = enqueue(result.pk)
+        errors = enqueue_many([result.pk for result in results])
+        for result in results:
+            result.queue_error = errors.get(result.pk)
 
     transaction.on_commit(send)
 
@@ -651,20 +688,27 @@ def batch_siblings(result: ImageGenerationResult):
 def enqueue(result_id: int) -> str | None:
     """Put the job for a queued result on RQ. On a Redis error the row records why and
     stays queued, so ``requeue`` can send it again; returns that error, else ``None``."""
-    result = ImageGenerationResult.objects.get(pk=result_id)
-    if result.status != ResultStatus.QUEUED:
-        return None
-    job_id = result.next_job_id()
-    error = _send_job(result, job_id)
+    return enqueue_many([result_id]).get(result_id)
+
+
+def enqueue_many(result_ids: Sequence[int]) -> dict[int, str]:
+    """Put the jobs for the queued results among ``result_ids`` on RQ, in that order, in one
+    Redis round trip; rows no longer queued (or gone) are left alone. On a Redis error every
+    row records why and stays queued, so ``requeue`` can send it again. Returns the error
+    per result that was not sent (empty when all were)."""
+    rows = ImageGenerationResult.objects.order_by().in_bulk(result_ids)
+    results = [rows[pk] for pk in dict.fromkeys(result_ids) if pk in rows and rows[pk].status == ResultStatus.QUEUED]
+    if not results:
+        return {}
+    jobs = [_job(result, result.next_job_id()) for result in results]
+    error = _send_jobs(jobs, ids=[result.pk for result in results])
     if error:
-        return error
-    ImageGenerationResult.objects.filter(pk=result.pk).update(
-        job_id=job_id,
-        enqueue_count=result.enqueue_count + 1,
-        error_message="",
-        error_kind="",
-    )
-    return None
+        return {result.pk: error for result in results}
+    for result, job in zip(results, jobs, strict=True):
+        result.job_id, result.enqueue_count = job["job_id"], result.enqueue_count + 1
+        result.error_message = result.error_kind = ""
+    ImageGenerationResult.objects.bulk_update(results, ["job_id", "enqueue_count", "error_message", "error_kind"])
+    return {}
 
 
 def enqueue_retry(
@@ -691,28 +735,44 @@ def _send_job(
 ) -> str | None:
     """Enqueue (or schedule) ``run_generation`` for ``result``, or ``run_generation_batch``
     for the candidates in ``batch``; the Redis error, recorded on the rows, else ``None``."""
+    return _send_jobs([_job(result, job_id, batch)], ids=[row.pk for row in batch] or [result.pk], delay=delay)
+
+
+def _job(result: ImageGenerationResult, job_id: str, batch: Sequence[ImageGenerationResult] = ()) -> dict[str, Any]:
+    """RQ's arguments for the job of ``result`` (or of the candidates in ``batch``)."""
+    ids = [row.pk for row in batch] or [result.pk]
+    return dict(
+        func="blogimages.jobs.run_generation_batch" if batch else "blogimages.jobs.run_generation",
+        args=(ids,) if batch else (result.pk,),
+        job_id=job_id,
+        timeout=app_settings.JOB_TIMEOUT,
+        result_ttl=3600,
+        failure_ttl=7 * 86400,
+        description=f"blogimages results #{', #'.join(map(str, ids))}" if batch else f"blogimages result #{result.pk}",
+    )
+
+
+def _send_jobs(jobs: Sequence[dict[str, Any]], *, ids: Sequence[int], delay: float | None = None) -> str | None:
+    """Enqueue ``jobs`` (one pipeline for several), or schedule them ``delay`` seconds from
+    now; the Redis error, recorded on the rows ``ids``, else ``None``."""
     import datetime
 
     import django_rq
     from redis.exceptions import RedisError
 
-    ids = [row.pk for row in batch] or [result.pk]
-    function = "blogimages.jobs.run_generation_batch" if batch else "blogimages.jobs.run_generation"
-    options = dict(
-        args=(ids,) if batch else (result.pk,),
-        job_id=job_id,
-        job_timeout=app_settings.JOB_TIMEOUT,
-        result_ttl=3600,
-        failure_ttl=7 * 86400,
-        description=f"blogimages results #{', #'.join(map(str, ids))}" if batch else f"blogimages result #{result.pk}",
-    )
     try:
         # commit_mode="auto": we are already running after commit.
         queue = django_rq.get_queue(app_settings.QUEUE, commit_mode="auto")
-        if delay is None:
-            queue.enqueue(function, **options)
-        else:
-            queue.enqueue_in(datetime.timedelta(seconds=delay), function, **options)
+        if delay is not None:
+            for job in jobs:
+                func, options = _enqueue_args(job)
+                queue.enqueue_in(datetime.timedelta(seconds=delay), func, **options)
+        elif len(jobs) > 1 and queue.is_async:
+            queue.enqueue_many([queue.prepare_data(**job) for job in jobs])
+        else:  # a synchronous queue runs each job as it is enqueued
+            for job in jobs:
+                func, options = _enqueue_args(job)
+                queue.enqueue(func, **options)
     except RedisError as exc:
         message = (
             f"Could not reach the job queue (Redis: {exc.__class__.__name__}: {exc}). "
@@ -724,6 +784,12 @@ def _send_job(
         logger.error("Enqueue failed for result(s) %s: %s", ids, exc)
         return message
     return None
+
+
+def _enqueue_args(job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``job`` as ``Queue.enqueue`` takes it: the function, then ``job_timeout`` for ``prepare_data``'s ``timeout``."""
+    options = {key: value for key, value in job.items() if key not in ("func", "timeout")}
+    return job["func"], {**options, "job_timeout": job["timeout"]}
 
 
 def requeue(result: ImageGenerationResult, *, user=None) -> ImageGenerationResult:

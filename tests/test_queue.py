@@ -42,6 +42,39 @@ def test_job_is_enqueued_only_after_commit(rq_queue, django_capture_on_commit_ca
     assert rq_queue.job_ids == [f"blogimages-result-{result.pk}-1"]
 
 
+@pytest.mark.parametrize("sections", [3, 12])
+def test_a_posts_sections_reach_the_queue_together_in_order_in_constant_queries(
+    sections, make_post, rq_queue, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    post = make_post(sections=sections)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        outcome = services.generate_for_post(post)
+    assert len(callbacks) == 1 and rq_queue.count == 0  # one send for the whole post, after commit
+    with CaptureQueriesContext(connection) as queries:
+        callbacks[0]()
+    assert len(queries) == 2  # the rows, then their job ids: whatever the post's length
+    pks = [result.pk for result in outcome.results]
+    assert rq_queue.job_ids == [f"blogimages-result-{pk}-1" for pk in pks]  # in section order
+    rows = ImageGenerationResult.objects.filter(pk__in=pks)
+    assert {(row.job_id, row.enqueue_count) for row in rows} == {(f"blogimages-result-{pk}-1", 1) for pk in pks}
+    assert all(result.queue_error is None for result in outcome.results)
+
+
+def test_a_section_rolled_back_inside_the_post_sends_no_job(make_post, rq_queue, django_capture_on_commit_callbacks):
+    post = make_post(sections=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic(), services.enqueue_together():
+            (kept,) = services.generate_for_section(services.as_section(post.sections.all()[0]))
+            with pytest.raises(RuntimeError), transaction.atomic():  # a savepoint that fails
+                (lost,) = services.generate_for_section(services.as_section(post.sections.all()[1]))
+                raise RuntimeError("the second section's work failed")
+    assert not ImageGenerationResult.objects.filter(pk=lost.pk).exists()
+    assert rq_queue.job_ids == [f"blogimages-result-{kept.pk}-1"]
+
+
 def test_a_job_enqueued_twice_generates_once(rq_queue, run_worker, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         (result,) = generate()
@@ -92,6 +125,21 @@ def test_unreachable_redis_is_a_clear_error_and_the_result_stays_requeueable(
     assert run_worker() == 1
     result.refresh_from_db()
     assert result.status == ResultStatus.SUCCEEDED and result.error_message == ""
+
+
+def test_a_post_sent_while_redis_is_unreachable_keeps_every_row_queued_with_the_reason(
+    settings, make_post, django_capture_on_commit_callbacks
+):
+    settings.RQ_QUEUES = {
+        **settings.RQ_QUEUES,
+        "default": {"URL": f"redis://127.0.0.1:{_closed_port()}/0?socket_connect_timeout=1&socket_timeout=1"},
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = services.generate_for_post(make_post(sections=3))
+    rows = list(ImageGenerationResult.objects.filter(pk__in=[result.pk for result in outcome.results]))
+    assert len(rows) == 3 and all(row.status == ResultStatus.QUEUED and row.job_id == "" for row in rows)
+    assert all(row.error_message.startswith("Could not reach the job queue") for row in rows)
+    assert [result.queue_error for result in outcome.results] == [rows[0].error_message] * 3
 
 
 def test_transient_errors_are_retried_then_succeed(settings, run_worker, django_capture_on_commit_callbacks):

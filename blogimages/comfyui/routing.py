@@ -504,6 +504,14 @@ local function cost(token)
   return tonumber(string.match(token, ':(%d+)$')) or 0
 end
 
+-- whether key a sorts before key b (tables of numbers, compared in order, as Python's tuples)
+local function less(a, b)
+  for j = 1, #a do
+    if a[j] ~= b[j] then return a[j] < b[j] end
+  end
+  return false
+end
+
 local function state(now)
   local out = {}
   for i = 1, #KEYS, 2 do
@@ -616,16 +624,7 @@ if model ~= '' then
   for _, i in ipairs(free) do
     if mdl[i] == model and load[i] <= least + tolerance and (load[i] == least or not fresh) then
       local k = {math.max(0, free_at[i] - now_ms), load[i], work[i]}
-      local better = near == nil
-      if not better then
-        for j = 1, 3 do
-          if k[j] ~= nkey[j] then
-            better = k[j] < nkey[j]
-            break
-          end
-        end
-      end
-      if better then near, nkey = i, k end
+      if near == nil or less(k, nkey) then near, nkey = i, k end
     end
   end
   if near then return take(near, 1) end
@@ -637,16 +636,7 @@ local best, key = nil, nil
 for _, i in ipairs(free) do
   if load[i] == least then
     local k = {(mdl[i] ~= '') and 1 or 0, (reserved[i] > 0) and 1 or 0, -holders[mdl[i]], work[i]}
-    local better = best == nil
-    if not better then
-      for j = 1, 4 do
-        if k[j] ~= key[j] then
-          better = k[j] < key[j]
-          break
-        end
-      end
-    end
-    if better then best, key = i, k end
+    if best == nil or less(k, key) then best, key = i, k end
   end
 end
 return take(best, 0)

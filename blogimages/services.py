@@ -701,13 +701,20 @@ def enqueue_many(result_ids: Sequence[int]) -> dict[int, str]:
     if not results:
         return {}
     jobs = [_job(result, result.next_job_id()) for result in results]
-    error = _send_jobs(jobs, ids=[result.pk for result in results])
-    if error:
-        return {result.pk: error for result in results}
+    before = [(result.job_id, result.enqueue_count) for result in results]
+    # The rows are written before the send: once a job is on the queue a worker may fail it
+    # within milliseconds (RQ's synchronous mode runs it inside enqueue), and writing after the
+    # send would clear the reason it gave.
     for result, job in zip(results, jobs, strict=True):
         result.job_id, result.enqueue_count = job["job_id"], result.enqueue_count + 1
         result.error_message = result.error_kind = ""
     ImageGenerationResult.objects.bulk_update(results, ["job_id", "enqueue_count", "error_message", "error_kind"])
+    error = _send_jobs(jobs, ids=[result.pk for result in results])
+    if error:  # nothing was sent: the rows keep their previous job and count (_send_jobs wrote why)
+        for result, (job_id, count) in zip(results, before, strict=True):
+            result.job_id, result.enqueue_count = job_id, count
+        ImageGenerationResult.objects.bulk_update(results, ["job_id", "enqueue_count"])
+        return {result.pk: error for result in results}
     return {}
 
 

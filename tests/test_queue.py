@@ -137,7 +137,8 @@ def test_a_post_sent_while_redis_is_unreachable_keeps_every_row_queued_with_the_
     with django_capture_on_commit_callbacks(execute=True):
         outcome = services.generate_for_post(make_post(sections=3))
     rows = list(ImageGenerationResult.objects.filter(pk__in=[result.pk for result in outcome.results]))
-    assert len(rows) == 3 and all(row.status == ResultStatus.QUEUED and row.job_id == "" for row in rows)
+    assert len(rows) == 3 and all(row.status == ResultStatus.QUEUED for row in rows)
+    assert all(row.job_id == "" and row.enqueue_count == 0 for row in rows)  # nothing sent counts as no send
     assert all(row.error_message.startswith("Could not reach the job queue") for row in rows)
     assert [result.queue_error for result in outcome.results] == [rows[0].error_message] * 3
 
@@ -292,3 +293,16 @@ def test_a_worker_sweeps_stuck_results_as_it_picks_up_a_job_once_a_period(
     run_worker()
     again.refresh_from_db()
     assert again.status == ResultStatus.RUNNING  # left for the next period's sweep
+
+
+def test_a_job_that_fails_during_the_send_keeps_its_reason(settings, django_capture_on_commit_callbacks):
+    # RQ's synchronous mode runs the job inside enqueue: the row must not be written after the
+    # send, or the job's failure is overwritten (a worker that fails a job at once races the same way).
+    settings.RQ_QUEUES = {"default": {**settings.RQ_QUEUES["default"], "ASYNC": False}}
+    use_providers(settings, odd={"BACKEND": "tests.providers.ExplodingProvider"})
+    with django_capture_on_commit_callbacks(execute=True):
+        (result,) = generate(provider="odd")
+    result.refresh_from_db()
+    assert result.status == ResultStatus.FAILED
+    assert result.error_message.startswith("Unexpected error in provider 'odd': ValueError: division by cucumber")
+    assert result.job_id == f"blogimages-result-{result.pk}-1" and result.enqueue_count == 1

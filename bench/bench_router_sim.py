@@ -20,6 +20,9 @@ length over 64 servers, no loads). ``router_calls_per_job`` counts every call to
 (the Redis round trips in production: reserve, release, renew, failures) per job. The line is
 one job order; ``over_orders`` gives the mean and the least over five (the figures move by
 about 0.01 from one order to the next, more than most routing changes do).
+``three_workers_per_server`` runs the line's order with 192 workers, more than the slots
+left spare (64 x (3 - 1)): jobs then wait for a slot, looking again as the provider does
+(after 0.05 s, doubling up to 0.5 s), and each look is a store call.
 """
 
 from __future__ import annotations
@@ -122,10 +125,17 @@ def main() -> None:
         "value_mean": round(sum(run["value"] for run in single) / len(single), 4),
         "makespan_ratio_mean": round(sum(run["makespan_ratio"] for run in single) / len(single), 4),
     }
+    # More workers than the recommended two per server (three: as many as the slots): the
+    # fleet is saturated and jobs wait for a slot on a server with their model (one order).
+    crowded = simulate(ORDERS[0], workers=3 * SERVERS)
+    line["three_workers_per_server"] = {
+        key: crowded[key]
+        for key in ("value", "useful_fraction", "makespan_ratio", "model_loads", "router_calls_per_job", "slot_waits")
+    }
     print(json.dumps(line), flush=True)
 
 
-def simulate(seed: int, models=MODELS) -> dict:
+def simulate(seed: int, models=MODELS, workers: int = WORKERS) -> dict:
     """One run over the job order drawn from ``seed``: the figures of the JSON line."""
     rng = random.Random(seed)
     sim = Sim()
@@ -151,7 +161,7 @@ def simulate(seed: int, models=MODELS) -> dict:
             model_tolerance=TOLERANCE,
             idle_switch_after=IDLE_SWITCH_AFTER,
         )
-        for index in range(WORKERS)
+        for index in range(workers)
     ]
     waits = {"slot": 0}
     done = {"jobs": 0}
@@ -162,13 +172,13 @@ def simulate(seed: int, models=MODELS) -> dict:
             return
         choose(worker, job)
 
-    def choose(worker: int, item) -> None:
+    def choose(worker: int, item, pause: float = 0.05) -> None:
         router = routers[worker]
         job, cost = item
         reservation = router.reserve(job[1], cost=cost)
-        if reservation is None:  # every slot taken: look again shortly, as the provider does
+        if reservation is None:  # no slot to take: look again shortly, backing off, as the provider does
             waits["slot"] += 1
-            sim.at(sim.now + 0.1, choose, worker, item)
+            sim.at(sim.now + pause, choose, worker, item, min(0.5, pause * 2))
             return
         sim.at(
             sim.now + POST,
@@ -186,7 +196,7 @@ def simulate(seed: int, models=MODELS) -> dict:
 
         sim.at(sim.now + VIEW, release)
 
-    for worker in range(WORKERS):
+    for worker in range(workers):
         sim.at(0.0, take, worker)
     sim.run()
     assert done["jobs"] == JOBS, done
@@ -212,7 +222,7 @@ def simulate(seed: int, models=MODELS) -> dict:
         "list_scheduling_bound": list_scheduling_bound([length for length, _ in jobs]),
         "slot_waits": waits["slot"],
         "servers": SERVERS,
-        "workers": WORKERS,
+        "workers": workers,
         "jobs": JOBS,
         "switch_cost_s": SWITCH_COST,
         "unit": "fraction of server time busy, simulated clock",

@@ -215,6 +215,32 @@ def test_a_server_queueing_prompts_for_its_model_is_not_switched_while_the_jobs_
     assert r.reserve("x").url == y.url
 
 
+def test_in_a_saturated_fleet_a_job_waits_for_its_models_servers_rather_than_switching_a_busy_one(store):
+    clock = Clock()
+    r = router(store, clock, urls=URLS[:2], model_tolerance=0, slots=2)
+    x, y = r.reserve("x"), r.reserve("y")
+    assert r.reserve("x").url == x.url  # the x server is full; 3 prompts > 2 servers x (2 - 1): saturated
+    assert r.reserve("x") is None  # the y server has a free slot, but a y prompt queued: wait
+    assert r.calls == 4 and reserved(store, URLS[:2]) == {x.url: 2, y.url: 1}
+    assert r.reserve("y").url == y.url  # its own model's server still takes a y job
+    r.release(x)
+    again = r.reserve("x")  # a slot of the x server came free: the waiting job takes it
+    assert again.url == x.url and again.affinity
+    # A model no server has must still be loaded somewhere: the least loaded server is switched.
+    r.release(again)
+    assert r.reserve("w").url == x.url
+
+
+def test_in_a_saturated_fleet_an_idle_server_is_still_switched(store):
+    clock = Clock()
+    r = router(store, clock, urls=URLS[:3], model_tolerance=0, slots=2)
+    x, y, z = r.reserve("x"), r.reserve("y"), r.reserve("z")
+    assert r.reserve("x").url == x.url and r.reserve("y").url == y.url
+    r.release(z)  # 4 prompts > 3 servers x (2 - 1): saturated, but the z server is idle: capacity
+    switched = r.reserve("x")
+    assert switched.url == z.url and not switched.affinity
+
+
 def test_each_worker_chooses_on_the_current_state_in_one_call_even_its_first(store):
     clock = Clock()
     workers = [router(store, clock, urls=URLS[:2], model_tolerance=0, slots=3, seed=0) for _ in range(2)]
@@ -234,7 +260,15 @@ def test_a_full_pool_answers_none_in_one_call(store):
     assert r.reserve("x") is None and r.calls == 3
 
 
-def test_the_lua_script_and_the_python_rules_choose_alike():
+@pytest.mark.parametrize(
+    "slots, steps, reserving",
+    [
+        (3, (0.0, 0.5, 7.0, 40.0), 0.55),  # leases lapse, paces are learned, servers idle and switch
+        (2, (0.0, 0.1, 0.5), 0.7),  # crowded: full servers, a saturated fleet, jobs told to wait
+    ],
+    ids=["spread", "crowded"],
+)
+def test_the_lua_script_and_the_python_rules_choose_alike(slots, steps, reserving):
     """``RedisStore``'s reserve script mirrors :func:`decide`: the same random operations, the same answers."""
     import random
 
@@ -250,13 +284,13 @@ def test_the_lua_script_and_the_python_rules_choose_alike():
         stores = {"memory": MemoryStore(), "redis": redis_store}
         routers = {
             name: [
-                router(s, clock, urls=urls, slots=3, model_tolerance=tolerance, fail_threshold=2, seed=seed)
+                router(s, clock, urls=urls, slots=slots, model_tolerance=tolerance, fail_threshold=2, seed=seed)
                 for seed, tolerance in ((0, 0), (1, 1), (2, 2), (3, 2))
             ]
             for name, s in stores.items()
         }
         held: dict[str, list] = {name: [] for name in stores}
-        decisions = affinities = 0
+        decisions = affinities = told_to_wait = 0
         for _ in range(600):
             op, pick = rng.random(), rng.randrange(4)
             model = rng.choice(["", "a", "b", "c"])
@@ -265,16 +299,19 @@ def test_the_lua_script_and_the_python_rules_choose_alike():
             index, ok = rng.randrange(1000), rng.random() < 0.8
             ran = rng.choice([None, 0.2, 1.5, 12.0])  # run times teach paces, which move free_at
             cost = rng.choice([0, 0, 1, 5, 20, 1000])  # costs break ties between as many prompts
-            clock.now += rng.choice([0.0, 0.5, 7.0, 40.0])
+            clock.now += rng.choice(steps)
             answers = {}
             for name in stores:
-                if op < 0.55:
+                if op < reserving:
                     got = routers[name][pick].reserve(model, exclude=exclude, cost=cost)
                     if got is not None:
                         held[name].append(got)
                     answers[name] = got and (got.url, got.load, got.affinity)
                     decisions += got is not None
                     affinities += bool(got and got.affinity)
+                    if got is None and name == "memory":  # no choice although a slot was free: waiting (rule 5)
+                        views = stores[name].snapshot([u for u in urls if u not in exclude], clock())
+                        told_to_wait += any(v.reserved < slots and v.skipped_until <= clock() for v in views.values())
                 elif op < 0.9 and held[name]:
                     got = held[name].pop(index % len(held[name]))
                     routers[name][pick].release(got, queue_remaining=seen, ok=ok, seconds=ran)
@@ -285,6 +322,8 @@ def test_the_lua_script_and_the_python_rules_choose_alike():
             assert stores["memory"].snapshot(urls, clock()) == stores["redis"].snapshot(urls, clock())
         assert decisions > 150 and affinities > 30
         assert any(view.pace and view.free_at for view in stores["redis"].snapshot(urls, clock()).values())
+        if slots == 2:
+            assert told_to_wait > 10
     finally:
         redis_store.clear(urls)
 

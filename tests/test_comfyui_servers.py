@@ -141,6 +141,21 @@ def test_jobs_of_two_models_stay_on_servers_that_have_them_loaded(comfy):
     assert sorted(loads) == sorted(models[:2])  # each server loaded one checkpoint, once
 
 
+def test_with_more_workers_than_spare_slots_a_job_waits_for_its_models_server_rather_than_switch_one(comfy):
+    a, b = comfy(run_time=0.6, model_switch_cost=0.3), comfy(run_time=0.6, model_switch_cost=0.3)
+    provider = provider_for([a.url, b.url], slots=2)  # three prompts in flight saturate it: more than 2 x (2 - 1)
+    provider.pool.router.order = {a.url: 0, b.url: 1}
+    x, y = "sdxl:sd_xl_base_1.0.safetensors", "sdxl:sd3.5_large.safetensors"
+    reporters = [Recorder() for _ in range(4)]
+    images = run_all(provider, [request(model=model) for model in (x, y, x, x)], reporters)
+    assert all(not isinstance(image, Exception) for image in images), images
+    # The last x job found the x server full and a free slot on the y server: it waited for the x server.
+    assert [image.remote_server for image in images] == [a.url, b.url, a.url, a.url]
+    assert (0, "waiting for a free ComfyUI server") in reporters[3].updates
+    assert [load["model"] for load in b.loads] == ["sd3.5_large.safetensors"]  # loaded once: never switched
+    assert reservations(provider) == {a.url: 0, b.url: 0}
+
+
 def test_affinity_falls_back_when_the_server_with_the_model_is_down(comfy):
     a, b = comfy(), comfy()
     provider = provider_for([a.url, b.url], fail_threshold=1)

@@ -28,7 +28,7 @@ The rules, in order:
 
 1. servers being skipped are left out unless every server is; so are those this job
    already tried;
-2. only a server with a free slot can be reserved (none free: the caller waits);
+2. only a server with a free slot can be reserved (none free: the caller waits, as it does in rule 5);
 3. the load of a server is our reservations there plus others' recent work; its *next
    model* is the model of the last prompt reserved there (the one it will have loaded
    once its queue has run, not the one running now); its *work* is the sum of the costs
@@ -51,7 +51,13 @@ The rules, in order:
 5. beyond the tolerance, a server that will have the job's model is still taken (while it
    has a free slot) rather than switching a server whose queue holds prompts for its own
    next model: that server would load twice, once for the job and once for the next
-   prompt of its own model. Only an idle server (none of our prompts) is switched;
+   prompt of its own model. Only an idle server (none of our prompts) is switched.
+   When the servers with the job's model are all full and the fleet is *saturated* (more
+   of our prompts than ``servers x (slots - 1)``: more workers than the recommended two per
+   server), the job waits for one of them (no choice, as with no free slot) rather than
+   switching a server that has prompts queued: in a saturated fleet jobs wait anyway, and
+   without this rule each freed slot would go to whichever job asked first, whatever its
+   model, so that servers would load a checkpoint for nearly every prompt;
 6. otherwise the least loaded server, preferring one with no model yet, then an idle one,
    then one whose model other servers also hold (so the only server with a model keeps
    it), then the least work, then a per-process rotation of the list (each worker sends
@@ -227,6 +233,7 @@ def decide(
             default=None,
         )
         fresh = any(views[url].model == "" and loads[url] == least for url in free)
+        quiet = any(views[url].reserved == 0 and loads[url] == least for url in free)
         # A server left idle ``idle_after`` seconds while this job would wait behind a queue of
         # SWITCH_BEHIND prompts or more for its model: switching it shares that queue's work.
         if warm is not None and loads[warm] >= SWITCH_BEHIND and not fresh:
@@ -253,9 +260,13 @@ def decide(
         # Switching a server whose queue holds prompts for the model it has (or will have)
         # loaded makes it load twice: such a server is switched only when no server that
         # has the job's model has a free slot.
-        if warm is not None and not fresh:
-            if not any(views[url].reserved == 0 and loads[url] == least for url in free):
-                return Choice(warm, loads[warm], True)
+        if warm is not None and not fresh and not quiet:
+            return Choice(warm, loads[warm], True)
+        # Saturated (rule 5): the servers with the job's model are full; wait for one of them.
+        saturated = sum(views[url].reserved for url in candidates) > len(candidates) * (slots - 1)
+        held = any(views[url].model == model for url in candidates)
+        if warm is None and held and saturated and not fresh and not quiet:
+            return None
     url = min(
         (url for url in free if loads[url] == least),
         key=lambda u: (
@@ -306,7 +317,8 @@ class Router:
     # -- choosing --
 
     def reserve(self, model: str = "", *, exclude: Iterable[str] = (), cost: float = 0) -> Reservation | None:
-        """Reserve a slot for a job that needs ``model``, in one store call; None when every slot is taken.
+        """Reserve a slot for a job that needs ``model``, in one store call; None when no slot can be taken
+        now: every slot is taken or, in a saturated fleet, every slot on the servers with the job's model.
 
         ``cost`` is the job's estimated cost in any unit used consistently (the provider uses
         steps x megapixels x batch size); it breaks ties between servers with as many prompts.
@@ -559,7 +571,7 @@ if #cand == 0 then
 end
 local now_ms = math.floor(now * 1000)
 local reserved, mdl, load, holders, since, work, free_at, pace = {}, {}, {}, {}, {}, {}, {}, {}
-local free, least = {}, nil
+local free, least, total, held = {}, nil, 0, false
 for _, i in ipairs(cand) do
   local b = (i - 1) * 10
   reserved[i] = tonumber(out[b + 1])
@@ -571,6 +583,8 @@ for _, i in ipairs(cand) do
   load[i] = reserved[i]
   if now - tonumber(out[b + 4]) <= ttl then load[i] = load[i] + tonumber(out[b + 3]) end
   holders[mdl[i]] = (holders[mdl[i]] or 0) + 1
+  total = total + reserved[i]
+  if model ~= '' and mdl[i] == model then held = true end
   if reserved[i] < slots then
     table.insert(free, i)
     if least == nil or load[i] < least then least = load[i] end
@@ -629,6 +643,10 @@ if model ~= '' then
   end
   if near then return take(near, 1) end
   if warm and not fresh and not quiet then return take(warm, 1) end
+  -- saturated: the servers with the job's model are full; wait for one of them
+  if warm == nil and held and total > #cand * (slots - 1) and not fresh and not quiet then
+    return {0, 0, 0, out}
+  end
 end
 -- the least loaded: no model yet, then an idle one, then a model other servers also hold,
 -- then the least work
@@ -698,13 +716,15 @@ return 0
 _FAIL = """
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 local until_ = tonumber(redis.call('HGET', KEYS[1], 'skipped_until') or '0')
+local exact = string.format('%.17g', until_)  -- tostring keeps only 14 digits
 if failures >= tonumber(ARGV[2]) then
   until_ = tonumber(ARGV[1]) + tonumber(ARGV[3])
-  redis.call('HSET', KEYS[1], 'skipped_until', tostring(until_))
+  exact = string.format('%.17g', until_)
+  redis.call('HSET', KEYS[1], 'skipped_until', exact)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local h = redis.call('HMGET', KEYS[1], 'model', 'others', 'reported_at', 'idle_since', 'free_at', 'pace')
-return {0, h[1] or '', h[2] or '0', h[3] or '0', failures, tostring(until_), h[4] or '0', 0, h[5] or '0', h[6] or '0'}
+return {0, h[1] or '', h[2] or '0', h[3] or '0', failures, exact, h[4] or '0', 0, h[5] or '0', h[6] or '0'}
 """
 
 

@@ -92,7 +92,7 @@ class ServerPool:
     def reserve(
         self, model: str = "", *, exclude: set[str] | frozenset[str] = frozenset(), cost: float = 0
     ) -> Reservation | None:
-        """A reserved slot (None: every slot is taken now); LookupError once every server was tried.
+        """A reserved slot (None: none can be taken now); LookupError once every server was tried.
 
         ``cost``: the job's estimated cost (see :meth:`Router.reserve`)."""
         try:

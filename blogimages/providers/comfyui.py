@@ -238,8 +238,9 @@ class ComfyUIProvider(WorkflowProvider):
                 raise GenerationCancelled("Cancelled while waiting for a free ComfyUI server.")
             if time.monotonic() - started >= queue_limit:
                 raise TransientProviderError(
-                    f"Every slot of the {len(self.urls)} ComfyUI server{'s' if len(self.urls) != 1 else ''} "
-                    f"stayed taken for {queue_limit:g} s."
+                    f"No slot of the {len(self.urls)} ComfyUI server{'s' if len(self.urls) != 1 else ''} "
+                    f"came free for this job in {queue_limit:g} s (every slot was taken or, the fleet being "
+                    "saturated, every slot of the servers that have its model)."
                 )
             if not told:
                 reporter.progress(0, "waiting for a free ComfyUI server")

@@ -351,6 +351,38 @@ def test_upload_without_a_file_says_so(client, admin_user, generated):
     assert texts(response) == ["Choose an image file to upload."]
 
 
+def test_without_script_a_sections_upload_link_opens_its_form_and_the_form_uploads(client, admin_user, generated):
+    import re
+
+    post, (first, second) = generated
+    client.force_login(admin_user)
+    slot = r'<div class="bi-upload-slot" data-bi-upload="{key}">(.*?)</div>'
+    page = client.get(review_url(post)).content.decode()
+    links = {}
+    for row in (first, second):
+        key = row.review.section_key
+        links[key] = re.search(slot.format(key=re.escape(key)), page, re.S).group(1)
+        assert "<form" not in links[key]  # the page stays light: a link, not a form, per section
+    href = re.search(r'href="([^"]+)"', links[first.review.section_key]).group(1)
+    assert href == f"{review_url(post)}?upload={first.review.section_key}#bi-section-{first.review.section_key}"
+
+    opened = client.get(href.split("#")[0]).content.decode()
+    form = re.search(slot.format(key=re.escape(first.review.section_key)), opened, re.S).group(1)
+    assert 'enctype="multipart/form-data"' in form and 'type="file" name="file"' in form
+    assert f'name="section" value="{first.review.section_key}"' in form
+    assert f'id="bi-upload-alt-{first.review.section_key}"' in form
+    other = re.search(slot.format(key=re.escape(second.review.section_key)), opened, re.S).group(1)
+    assert "<form" not in other and "?upload=" in other
+
+    # The form has no action: it posts to the page it is on, ?upload=KEY included.
+    response = client.post(
+        href.split("#")[0], {"do": "upload", "section": first.review.section_key, "file": png()}, follow=True
+    )
+    uploaded = ImageGenerationResult.objects.get(source="uploaded")
+    assert texts(response) == [f"Uploaded replacement.png as image #{uploaded.pk} for “Section 1”."]
+    assert uploaded.review_id == first.review_id and not uploaded.is_approved
+
+
 def test_actions_on_another_posts_image_are_404(client, admin_user, generated, make_post):
     _post, (first, _second) = generated
     other = make_post(sections=1, slug="other")

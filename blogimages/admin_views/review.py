@@ -351,6 +351,8 @@ class ReviewPage:
             "messages": page_messages,
             "results_url": self.urls_for(post)["results"],  # the viewer's dialog (_viewer_media.html)
             "bulk_selectable": any(c.selectable for p in panels for c in p.candidates),
+            # The section whose upload form is open without script (its slot's link: ?upload=KEY).
+            "upload_open": request.GET.get("upload", ""),
         }
         return TemplateResponse(request, self.template_name, context)
 

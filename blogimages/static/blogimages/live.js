@@ -260,13 +260,15 @@
   }
 
   // Each section's upload form is a copy of the page's one <template id="bi-upload-template">
-  // put in its [data-bi-upload="KEY"] slot (the page stays light with many sections). The
-  // slot is in the panel's side, which live updates leave alone, so a chosen file stays.
+  // put in its [data-bi-upload="KEY"] slot (the page stays light with many sections) in place
+  // of the link that, without script, opens the page with that section's form. The slot is
+  // in the panel's side, which live updates leave alone, so a chosen file stays.
   function attachUploads(root) {
     var template = document.getElementById("bi-upload-template");
     if (!template) return;
     root.querySelectorAll("[data-bi-upload]").forEach(function (slot) {
-      if (slot.firstElementChild) return;
+      if (slot.querySelector("form")) return;
+      slot.querySelectorAll("[data-bi-upload-link]").forEach(function (link) { link.remove(); });
       var key = slot.dataset.biUpload;
       var form = template.content.cloneNode(true);
       var altId = "bi-upload-alt-" + key;

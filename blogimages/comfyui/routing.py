@@ -53,8 +53,8 @@ The rules, in order:
    next model: that server would load twice, once for the job and once for the next
    prompt of its own model. Only an idle server (none of our prompts) is switched.
    When the servers with the job's model are all full and the fleet is *saturated* (more
-   of our prompts than ``servers x (slots - 1)``: more workers than the recommended two per
-   server), the job waits for one of them (no choice, as with no free slot) rather than
+   of our prompts than ``servers x (slots - 1)``; with the default three slots, more workers
+   than the recommended two per server), the job waits for one of them (no choice, as with no free slot) rather than
    switching a server that has prompts queued: in a saturated fleet jobs wait anyway, and
    without this rule each freed slot would go to whichever job asked first, whatever its
    model, so that servers would load a checkpoint for nearly every prompt;

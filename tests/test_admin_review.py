@@ -383,6 +383,33 @@ def test_without_script_a_sections_upload_link_opens_its_form_and_the_form_uploa
     assert uploaded.review_id == first.review_id and not uploaded.is_approved
 
 
+def test_a_refused_upload_reopens_its_sections_form_with_the_reason(client, admin_user, generated):
+    import re
+
+    post, (first, second) = generated
+    client.force_login(admin_user)
+    key = first.review.section_key
+    broken = io.BytesIO(png().getvalue()[:300])
+    broken.name = "photo.png"
+    response = client.post(review_url(post), {"do": "upload", "section": key, "file": broken})
+    # Without script the editor would otherwise have to find the link again to try once more.
+    assert response["Location"] == f"{review_url(post)}?upload={key}#bi-section-{key}"
+    page = client.get(response["Location"].split("#")[0])
+    (message,) = texts(page)
+    assert message.startswith("The upload was refused: ") and "not a complete, readable image" in message
+    slot = r'<div class="bi-upload-slot" data-bi-upload="{key}">(.*?)</div>'
+    html = page.content.decode()
+    assert 'type="file" name="file"' in re.search(slot.format(key=re.escape(key)), html, re.S).group(1)
+    assert "<form" not in re.search(slot.format(key=re.escape(second.review.section_key)), html, re.S).group(1)
+    assert not ImageGenerationResult.objects.filter(source="uploaded").exists()
+
+    # So does an upload without a file; the errors of other actions keep the plain page.
+    response = client.post(review_url(post), {"do": "upload", "section": key})
+    assert response["Location"] == f"{review_url(post)}?upload={key}#bi-section-{key}"
+    response = client.post(review_url(post), {"do": "comment", "section": key, "comment": ""})
+    assert "?upload=" not in response["Location"]
+
+
 def test_actions_on_another_posts_image_are_404(client, admin_user, generated, make_post):
     _post, (first, _second) = generated
     other = make_post(sections=1, slug="other")

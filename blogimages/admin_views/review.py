@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -443,12 +444,16 @@ class ReviewPage:
         request.bi_section = _section_key(target) if target is not None else None
         try:
             self.perform(request, op, post, target, result)
-        except UploadRejected as exc:
-            notify(request, messages.ERROR, _("The upload was refused: %(why)s") % {"why": error_text(exc)})
-        except services.MissingAltText as exc:
-            ask_alt_confirmation(request, op, result, exc)
-        except (BlogImagesError, ValidationError) as exc:
-            notify(request, messages.ERROR, error_text(exc))
+        except (UploadRejected, services.MissingAltText, BlogImagesError, ValidationError) as exc:
+            if isinstance(exc, UploadRejected):
+                notify(request, messages.ERROR, _("The upload was refused: %(why)s") % {"why": error_text(exc)})
+            elif isinstance(exc, services.MissingAltText):
+                ask_alt_confirmation(request, op, result, exc)
+            else:
+                notify(request, messages.ERROR, error_text(exc))
+            if op == "upload" and target is not None:
+                # The editor uploads again: the page opens with that section's form (with or without script).
+                return HttpResponseRedirect(f"{request.path}?{urlencode({'upload': _section_key(target)})}{anchor}")
         return HttpResponseRedirect(request.path + anchor)
 
     def draft(self, request: HttpRequest, op: str, section, result) -> JsonResponse:

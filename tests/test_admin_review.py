@@ -410,6 +410,40 @@ def test_a_refused_upload_reopens_its_sections_form_with_the_reason(client, admi
     assert "?upload=" not in response["Location"]
 
 
+def test_without_script_an_upload_approved_without_alt_text_is_confirmed_in_the_reopened_form(
+    client, admin_user, generated
+):
+    import re
+
+    post, (first, _second) = generated
+    client.force_login(admin_user)
+    key = first.review.section_key
+    response = client.post(review_url(post), {"do": "upload", "section": key, "file": png(), "approve_now": "1"})
+    assert response["Location"] == f"{review_url(post)}?upload={key}&without_alt=1#bi-section-{key}"
+    assert not ImageGenerationResult.objects.filter(source="uploaded").exists()
+    page = client.get(response["Location"].split("#")[0])
+    (message,) = texts(page)
+    assert message.startswith("This image would be published without alt text")
+    form = re.search(
+        r'<div class="bi-upload-slot" data-bi-upload="{}">(.*?)</div>'.format(re.escape(key)),
+        page.content.decode(),
+        re.S,
+    ).group(1)
+    assert 'type="checkbox" name="publish_without_alt" value="1"' in form
+    # The plain page never offers the box: it is the answer to that refusal.
+    assert 'name="publish_without_alt"' not in client.get(f"{review_url(post)}?upload={key}").content.decode()
+
+    # Ticked, the same upload goes through and is approved, without alt text.
+    response = client.post(
+        review_url(post),
+        {"do": "upload", "section": key, "file": png(), "approve_now": "1", "publish_without_alt": "1"},
+        follow=True,
+    )
+    uploaded = ImageGenerationResult.objects.get(source="uploaded")
+    assert texts(response) == [f"Uploaded replacement.png as image #{uploaded.pk} for “Section 1” and approved it."]
+    assert uploaded.is_approved and SectionReview.objects.get(pk=first.review_id).alt_text == ""
+
+
 def test_actions_on_another_posts_image_are_404(client, admin_user, generated, make_post):
     _post, (first, _second) = generated
     other = make_post(sections=1, slug="other")

@@ -354,6 +354,7 @@ class ReviewPage:
             "bulk_selectable": any(c.selectable for p in panels for c in p.candidates),
             # The section whose upload form is open without script (its slot's link: ?upload=KEY).
             "upload_open": request.GET.get("upload", ""),
+            "upload_without_alt": request.GET.get("without_alt") == "1",  # after a refusal for missing alt text
         }
         return TemplateResponse(request, self.template_name, context)
 
@@ -452,8 +453,12 @@ class ReviewPage:
             else:
                 notify(request, messages.ERROR, error_text(exc))
             if op == "upload" and target is not None:
-                # The editor uploads again: the page opens with that section's form (with or without script).
-                return HttpResponseRedirect(f"{request.path}?{urlencode({'upload': _section_key(target)})}{anchor}")
+                # The editor uploads again: the page opens with that section's form (with or without
+                # script), with a box to confirm publishing without alt text when that was the refusal.
+                query = {"upload": _section_key(target)}
+                if isinstance(exc, services.MissingAltText):
+                    query["without_alt"] = "1"
+                return HttpResponseRedirect(f"{request.path}?{urlencode(query)}{anchor}")
         return HttpResponseRedirect(request.path + anchor)
 
     def draft(self, request: HttpRequest, op: str, section, result) -> JsonResponse:

@@ -435,7 +435,8 @@
     if (!button || !button.form || !approves(button)) return;
     var form = button.form;
     var field = altField(form);
-    if (!field || field.value.trim() || form.querySelector('input[name="publish_without_alt"]')) return;
+    // Confirmed already: the held request's hidden field, or the box a refused upload's form offers.
+    if (!field || field.value.trim() || form.querySelector('input[name="publish_without_alt"][type="hidden"], input[name="publish_without_alt"]:checked')) return;
     event.preventDefault();
     event.stopPropagation();
     document.querySelectorAll("[data-bi-alt-ask]").forEach(function (old) { old.remove(); });

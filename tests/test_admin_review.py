@@ -425,7 +425,7 @@ def test_without_script_an_upload_approved_without_alt_text_is_confirmed_in_the_
     (message,) = texts(page)
     assert message.startswith("This image would be published without alt text")
     form = re.search(
-        r'<div class="bi-upload-slot" data-bi-upload="{}">(.*?)</div>'.format(re.escape(key)),
+        rf'<div class="bi-upload-slot" data-bi-upload="{re.escape(key)}">(.*?)</div>',
         page.content.decode(),
         re.S,
     ).group(1)

@@ -84,8 +84,13 @@ def rq_queue():
         queue.empty()
         for registry in (FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry):
             reg = registry(queue=queue)
-            for job_id in reg.get_job_ids():
-                reg.remove(job_id, delete_job=True)
+            for job_id in reg.get_job_ids(cleanup=False):
+                job = queue.fetch_job(job_id)
+                if job is not None:
+                    job.delete(remove_from_queue=False)
+            # A run stopped in the middle of a job leaves its started entry behind, which rq 3's
+            # StartedJobRegistry cannot remove one by one (remove() is not implemented there).
+            queue.connection.delete(reg.key)
 
     wipe()
     yield queue

@@ -16,8 +16,10 @@ next job. Nothing sleeps; the run takes a few seconds of CPU.
 Figures: ``value`` is the servers' busy time (prompts and model loads) over 64 x the
 makespan (from the first prompt's start to the last one's end); ``useful_fraction``
 leaves the loads out, and ``makespan_ratio`` is the makespan over the ideal (every job's
-length over 64 servers, no loads). ``router_calls_per_job`` counts every call to the reservation store
-(the Redis round trips in production: reserve, release, renew, failures) per job. The line is
+length over 64 servers, no loads); ``idle_between_prompts`` and ``idle_at_end`` split the
+idle time (a server waiting between two prompts; after its last one).
+``router_calls_per_job`` counts every call to the reservation store (the Redis round trips
+in production: reserve, release, renew, failures) per job. The line is
 one job order; ``over_orders`` gives the mean and the least over five (the figures move by
 about 0.01 from one order to the next, more than most routing changes do).
 ``three_workers_per_server`` runs the line's order with 192 workers, more than the slots
@@ -74,6 +76,7 @@ class Server:
         self.loads = 0
         self.first: float | None = None
         self.last = 0.0
+        self.gaps = 0.0  # idle time between two prompts
 
     def post(self, job, on_done) -> None:
         self.queue.append((job, on_done))
@@ -92,7 +95,10 @@ class Server:
             self.model = model
         self.busy += length + load
         self.loading += load
-        self.first = self.sim.now if self.first is None else self.first
+        if self.first is None:
+            self.first = self.sim.now
+        else:
+            self.gaps += self.sim.now - self.last
         self.sim.at(self.sim.now + length + load, self._done, on_done, length + load)
 
     def _done(self, on_done, ran: float) -> None:
@@ -120,6 +126,8 @@ def main() -> None:
         # Every job handed, in the same order, to the server that is free first, with exact
         # lengths, no loads and no time between prompts: what the end of the run costs anyway.
         "list_scheduling_bound_mean": round(sum(run["list_scheduling_bound"] for run in runs) / len(runs), 4),
+        "idle_between_prompts_mean": round(sum(run["idle_between_prompts"] for run in runs) / len(runs), 4),
+        "idle_at_end_mean": round(sum(run["idle_at_end"] for run in runs) / len(runs), 4),
     }
     line["single_checkpoint"] = {  # the same runs with one checkpoint for every job (no loads after the first)
         "value_mean": round(sum(run["value"] for run in single) / len(single), 4),
@@ -220,6 +228,11 @@ def simulate(seed: int, models=MODELS, workers: int = WORKERS) -> dict:
         "ideal_makespan_s": round(work / SERVERS, 1),
         "makespan_ratio": round(makespan / (work / SERVERS), 4),
         "list_scheduling_bound": list_scheduling_bound([length for length, _ in jobs]),
+        # Where the servers' idle time falls, as fractions of 64 x the makespan: between two
+        # prompts (a server waiting for its model's next job), and after each server's last
+        # prompt (the end of the run).
+        "idle_between_prompts": round(sum(server.gaps for server in servers.values()) / (SERVERS * makespan), 4),
+        "idle_at_end": round(sum(end - server.last for server in servers.values()) / (SERVERS * makespan), 4),
         "slot_waits": waits["slot"],
         "servers": SERVERS,
         "workers": workers,

@@ -445,7 +445,7 @@ class ReviewPage:
         request.bi_section = _section_key(target) if target is not None else None
         try:
             self.perform(request, op, post, target, result)
-        except (UploadRejected, services.MissingAltText, BlogImagesError, ValidationError) as exc:
+        except (BlogImagesError, ValidationError) as exc:  # UploadRejected and MissingAltText among them
             if isinstance(exc, UploadRejected):
                 notify(request, messages.ERROR, _("The upload was refused: %(why)s") % {"why": error_text(exc)})
             elif isinstance(exc, services.MissingAltText):

@@ -86,7 +86,9 @@ def test_1_feedback_shows_in_the_section_acted_on(browser, live_server, admin_us
         {"name": "notes.png", "mimeType": "image/png", "buffer": b"\x00\x01 not an image at all" * 10}
     )
     panel.locator("button[value=upload]").click()
-    page.wait_for_url(f"**{review_path(post)}#bi-section-{last.pk}")
+    # Refused, the page comes back with that section's upload form open, to try again.
+    page.wait_for_url(f"**{review_path(post)}?upload={last.pk}#bi-section-{last.pk}")
+    assert panel.locator(".bi-upload-form input[type=file]").count() == 1
     message = page.locator(f"#bi-section-{last.pk} .bi-messages .error")
     message.wait_for()
     assert "The upload was refused" in message.inner_text()

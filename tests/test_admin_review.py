@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 from django.contrib.messages import get_messages
@@ -35,6 +36,11 @@ def review_url(post) -> str:
 
 def texts(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def upload_slot(html: str, key: str) -> str:
+    """What a section's upload slot holds on the page: its link, or its open form."""
+    return re.search(rf'<div class="bi-upload-slot" data-bi-upload="{re.escape(key)}">(.*?)</div>', html, re.S).group(1)
 
 
 def png(size=(300, 200), colour=(200, 40, 40)) -> io.BytesIO:
@@ -352,26 +358,23 @@ def test_upload_without_a_file_says_so(client, admin_user, generated):
 
 
 def test_without_script_a_sections_upload_link_opens_its_form_and_the_form_uploads(client, admin_user, generated):
-    import re
-
     post, (first, second) = generated
     client.force_login(admin_user)
-    slot = r'<div class="bi-upload-slot" data-bi-upload="{key}">(.*?)</div>'
     page = client.get(review_url(post)).content.decode()
     links = {}
     for row in (first, second):
         key = row.review.section_key
-        links[key] = re.search(slot.format(key=re.escape(key)), page, re.S).group(1)
+        links[key] = upload_slot(page, key)
         assert "<form" not in links[key]  # the page stays light: a link, not a form, per section
     href = re.search(r'href="([^"]+)"', links[first.review.section_key]).group(1)
     assert href == f"{review_url(post)}?upload={first.review.section_key}#bi-section-{first.review.section_key}"
 
     opened = client.get(href.split("#")[0]).content.decode()
-    form = re.search(slot.format(key=re.escape(first.review.section_key)), opened, re.S).group(1)
+    form = upload_slot(opened, first.review.section_key)
     assert 'enctype="multipart/form-data"' in form and 'type="file" name="file"' in form
     assert f'name="section" value="{first.review.section_key}"' in form
     assert f'id="bi-upload-alt-{first.review.section_key}"' in form
-    other = re.search(slot.format(key=re.escape(second.review.section_key)), opened, re.S).group(1)
+    other = upload_slot(opened, second.review.section_key)
     assert "<form" not in other and "?upload=" in other
 
     # The form has no action: it posts to the page it is on, ?upload=KEY included.
@@ -384,8 +387,6 @@ def test_without_script_a_sections_upload_link_opens_its_form_and_the_form_uploa
 
 
 def test_a_refused_upload_reopens_its_sections_form_with_the_reason(client, admin_user, generated):
-    import re
-
     post, (first, second) = generated
     client.force_login(admin_user)
     key = first.review.section_key
@@ -397,10 +398,9 @@ def test_a_refused_upload_reopens_its_sections_form_with_the_reason(client, admi
     page = client.get(response["Location"].split("#")[0])
     (message,) = texts(page)
     assert message.startswith("The upload was refused: ") and "not a complete, readable image" in message
-    slot = r'<div class="bi-upload-slot" data-bi-upload="{key}">(.*?)</div>'
     html = page.content.decode()
-    assert 'type="file" name="file"' in re.search(slot.format(key=re.escape(key)), html, re.S).group(1)
-    assert "<form" not in re.search(slot.format(key=re.escape(second.review.section_key)), html, re.S).group(1)
+    assert 'type="file" name="file"' in upload_slot(html, key)
+    assert "<form" not in upload_slot(html, second.review.section_key)
     assert not ImageGenerationResult.objects.filter(source="uploaded").exists()
 
     # So does an upload without a file; the errors of other actions keep the plain page.
@@ -413,8 +413,6 @@ def test_a_refused_upload_reopens_its_sections_form_with_the_reason(client, admi
 def test_without_script_an_upload_approved_without_alt_text_is_confirmed_in_the_reopened_form(
     client, admin_user, generated
 ):
-    import re
-
     post, (first, _second) = generated
     client.force_login(admin_user)
     key = first.review.section_key
@@ -424,11 +422,7 @@ def test_without_script_an_upload_approved_without_alt_text_is_confirmed_in_the_
     page = client.get(response["Location"].split("#")[0])
     (message,) = texts(page)
     assert message.startswith("This image would be published without alt text")
-    form = re.search(
-        rf'<div class="bi-upload-slot" data-bi-upload="{re.escape(key)}">(.*?)</div>',
-        page.content.decode(),
-        re.S,
-    ).group(1)
+    form = upload_slot(page.content.decode(), key)
     assert 'type="checkbox" name="publish_without_alt" value="1"' in form
     # The plain page never offers the box: it is the answer to that refusal.
     assert 'name="publish_without_alt"' not in client.get(f"{review_url(post)}?upload={key}").content.decode()
